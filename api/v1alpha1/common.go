@@ -1,0 +1,108 @@
+package v1alpha1
+
+import "fmt"
+
+// PoolClass is the kind of media a pool is made of. A StorageClass selects it
+// with its `poolClass` parameter.
+// +kubebuilder:validation:Enum=HDD;SSD;NVMe
+type PoolClass string
+
+const (
+	PoolClassHDD  PoolClass = "HDD"
+	PoolClassSSD  PoolClass = "SSD"
+	PoolClassNVMe PoolClass = "NVMe"
+)
+
+// PoolClasses lists every known class in a stable order.
+var PoolClasses = []PoolClass{PoolClassHDD, PoolClassSSD, PoolClassNVMe}
+
+// Pool names: one LVM volume group (or emulated pool) per class on each node.
+const (
+	PoolNamePrefix = "LocalStorage_Pool"
+	PoolNameHDD    = PoolNamePrefix + "HDD"
+	PoolNameSSD    = PoolNamePrefix + "SSD"
+	PoolNameNVMe   = PoolNamePrefix + "NVMe"
+)
+
+// PoolTypeRegular is the only pool type: thick LVM logical volumes.
+const PoolTypeRegular = "REGULAR"
+
+// VolumeKindLVM is the only volume kind: an LVM logical volume (or its
+// emulated stand-in).
+const VolumeKindLVM = "LVM"
+
+// DefaultVolumeCountLimit is how many volumes an LVM pool takes by default, as
+// in HwameiStor.
+const DefaultVolumeCountLimit = 1000
+
+// ParsePoolClass accepts a StorageClass `poolClass` value and reports a
+// message naming the accepted values when it is unknown.
+func ParsePoolClass(s string) (PoolClass, error) {
+	for _, c := range PoolClasses {
+		if string(c) == s {
+			return c, nil
+		}
+	}
+	return "", fmt.Errorf("unknown poolClass %q: use one of HDD, SSD, NVMe", s)
+}
+
+// PoolName returns the pool key of a class, e.g. LocalStorage_PoolHDD.
+func (c PoolClass) PoolName() string { return PoolNamePrefix + string(c) }
+
+// PoolClassOf returns the class of a pool name, or an error for a name that is
+// not one of the three known pools.
+func PoolClassOf(poolName string) (PoolClass, error) {
+	if len(poolName) > len(PoolNamePrefix) && poolName[:len(PoolNamePrefix)] == PoolNamePrefix {
+		return ParsePoolClass(poolName[len(PoolNamePrefix):])
+	}
+	return "", fmt.Errorf("unknown pool %q: use one of %s, %s, %s", poolName, PoolNameHDD, PoolNameSSD, PoolNameNVMe)
+}
+
+// State is the lifecycle state shared by nodes, volumes and replicas.
+type State string
+
+const (
+	StateCreating    State = "Creating"
+	StateReady       State = "Ready"
+	StateNotReady    State = "NotReady"
+	StateToBeDeleted State = "ToBeDeleted"
+	StateDeleted     State = "Deleted"
+	StateOffline     State = "Offline"
+)
+
+// Operation states of LocalVolumeMigrate, LocalVolumeConvert and
+// LocalVolumeExpand. A migration walks
+// Submitted -> AddReplica -> SyncReplica -> PruneReplica -> Completed, or ends
+// in Failed or (after spec.abort) Aborted.
+const (
+	OperationStateSubmitted    State = "Submitted"
+	OperationStateAddReplica   State = "AddReplica"
+	OperationStateSyncReplica  State = "SyncReplica"
+	OperationStatePruneReplica State = "PruneReplica"
+	OperationStateInProgress   State = "InProgress"
+	OperationStateCompleted    State = "Completed"
+	OperationStateFailed       State = "Failed"
+	OperationStateAborting     State = "Aborting"
+	OperationStateAborted      State = "Aborted"
+)
+
+// Well-known labels and annotations (a compatibility contract with HwameiStor).
+const (
+	// EvictionLabel on a node set to EvictionDisable keeps its volumes in
+	// place; on a pod set to EvictionStart it migrates the pod's volumes now.
+	EvictionLabel   = "hwameistor.io/eviction"
+	EvictionDisable = "disable"
+	EvictionStart   = "start"
+
+	// WebhookLabel on a namespace set to WebhookIgnore leaves its pods alone.
+	WebhookLabel  = "hwameistor.io/webhook"
+	WebhookIgnore = "ignore"
+
+	// VolumeMigrateStateAnnotation is set on a LocalVolume while it migrates.
+	VolumeMigrateStateAnnotation = "hwameistor.io/volume-migrate-state"
+	VolumeMigrateStarted         = "migrateStarted"
+
+	// SchedulerName and DriverName are the names users put in their objects.
+	SchedulerName = "hwameistor-scheduler"
+	DriverName    = "lvm.hwameistor.io"
+)

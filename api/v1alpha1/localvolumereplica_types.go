@@ -1,0 +1,98 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// LocalVolumeReplicaSpec places one copy of a volume on one node.
+type LocalVolumeReplicaSpec struct {
+	// VolumeName is the LocalVolume this replica belongs to.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.volumeName is immutable"
+	VolumeName string `json:"volumeName"`
+	// NodeName is the node holding the replica.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.nodeName is immutable: create a new replica to move data"
+	NodeName string `json:"nodeName"`
+	// PoolName is the pool on that node.
+	// +kubebuilder:validation:Enum=LocalStorage_PoolHDD;LocalStorage_PoolSSD;LocalStorage_PoolNVMe
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.poolName is immutable"
+	PoolName string `json:"poolName"`
+	// RequiredCapacityBytes is the size to allocate; it grows with expansion.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:XValidation:rule="self >= oldSelf",message="spec.requiredCapacityBytes cannot shrink"
+	RequiredCapacityBytes int64 `json:"requiredCapacityBytes"`
+	// VolumeKind is LVM.
+	// +kubebuilder:validation:Enum=LVM
+	// +kubebuilder:default=LVM
+	// +optional
+	VolumeKind string `json:"volumeKind,omitempty"`
+	// +optional
+	Striped bool `json:"striped,omitempty"`
+	// Delete asks the node agent to remove the replica's data.
+	// +optional
+	Delete bool `json:"delete,omitempty"`
+}
+
+// LocalVolumeReplicaStatus is reported by the node agent of spec.nodeName.
+type LocalVolumeReplicaStatus struct {
+	// +optional
+	State State `json:"state,omitempty"`
+	// StoragePath is the logical volume path (or emulated backing file).
+	// +optional
+	StoragePath string `json:"storagePath,omitempty"`
+	// DevicePath is the block device the node service formats and mounts.
+	// +optional
+	DevicePath string `json:"devPath,omitempty"`
+	// +optional
+	AllocatedCapacityBytes int64 `json:"allocatedCapacityBytes,omitempty"`
+	// Synced is true when the replica holds the volume's current data.
+	// +optional
+	Synced bool `json:"synced,omitempty"`
+	// InUse is true while the replica is mounted.
+	// +optional
+	InUse bool `json:"inuse,omitempty"`
+	// Checksum of the replica's data, set after a verified copy.
+	// +optional
+	Checksum string `json:"checksum,omitempty"`
+	// +optional
+	Message string `json:"message,omitempty"`
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName={lvr,lvrr}
+// +kubebuilder:printcolumn:name="Volume",type=string,JSONPath=`.spec.volumeName`
+// +kubebuilder:printcolumn:name="Kind",type=string,JSONPath=`.spec.volumeKind`
+// +kubebuilder:printcolumn:name="Capacity",type=integer,format=int64,JSONPath=`.spec.requiredCapacityBytes`
+// +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.spec.nodeName`
+// +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.status.state`
+// +kubebuilder:printcolumn:name="Synced",type=boolean,JSONPath=`.status.synced`
+// +kubebuilder:printcolumn:name="Device",type=string,JSONPath=`.status.devPath`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// LocalVolumeReplica is one copy of a LocalVolume on one node.
+type LocalVolumeReplica struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   LocalVolumeReplicaSpec   `json:"spec,omitempty"`
+	Status LocalVolumeReplicaStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// LocalVolumeReplicaList is a list of LocalVolumeReplica.
+type LocalVolumeReplicaList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []LocalVolumeReplica `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&LocalVolumeReplica{}, &LocalVolumeReplicaList{})
+}

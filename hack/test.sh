@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs every Go test: all packages once, then the packages with shared state
+# again under the race detector. Integration tests get the pinned control
+# plane through KUBEBUILDER_ASSETS. Prints a summary of tests run.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "${ROOT_DIR}"
+
+export KUBEBUILDER_ASSETS="$("${HACK_DIR}/build-control-plane.sh")"
+mkdir -p _output
+log="_output/test.log"
+: > "${log}"
+
+flags=(-count=1 -timeout 30m)
+rc=0
+log "go test ./... (KUBEBUILDER_ASSETS=${KUBEBUILDER_ASSETS})"
+go test "${flags[@]}" -v ./... > >(tee -a "${log}" | grep --line-buffered -E '^(--- |FAIL|ok|panic|\s+\S+_test\.go:)') 2>&1 || rc=1
+
+race_pkgs=$(go list ./plugins/... ./controllers/... ./csidriver/... 2>/dev/null || true)
+if [[ -n "${race_pkgs}" ]]; then
+  log "go test -race on: $(echo ${race_pkgs} | wc -w) packages"
+  # shellcheck disable=SC2086
+  go test "${flags[@]}" -race -v ${race_pkgs} > >(tee -a "${log}" | grep --line-buffered -E '^(--- |FAIL|ok|panic|WARNING: DATA RACE|\s+\S+_test\.go:)') 2>&1 || rc=1
+fi
+
+sleep 0.2 # let the output filters drain
+passed=$(grep -cE '^\s*--- PASS' "${log}" || true)
+failed=$(grep -cE '^\s*--- FAIL' "${log}" || true)
+skipped=$(grep -cE '^\s*--- SKIP' "${log}" || true)
+log "tests: ${passed} passed, ${failed} failed, ${skipped} skipped (full log: ${log})"
+exit "${rc}"
