@@ -3,10 +3,6 @@ SHELL := /usr/bin/env bash -o pipefail
 .DEFAULT_GOAL := help
 
 BIN_OUT ?= _output/bin
-# Packages whose tests run with the race detector: everything that holds
-# shared state across goroutines (ledger, controllers, node agent).
-RACE_PKGS ?= $(shell go list ./plugins/... ./controllers/... ./csidriver/... 2>/dev/null)
-GO_TEST_FLAGS ?= -count=1 -timeout 30m
 
 .PHONY: help
 help: ## List the targets.
@@ -23,6 +19,7 @@ control-plane: ## Build (or reuse cached) etcd, kube-apiserver, kube-controller-
 .PHONY: build
 build: ## Build the project's binaries into _output/bin.
 	go build -o $(BIN_OUT)/hwameistor-scheduler ./scheduler
+	go build -o $(BIN_OUT)/hwameistor-controllers ./controllers/cmd/hwameistor-controllers
 
 .PHONY: manifests
 manifests: ## Regenerate deepcopy code and CRDs (manifests/crds) from api/.

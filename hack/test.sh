@@ -16,7 +16,7 @@ rc=0
 log "go test ./... (KUBEBUILDER_ASSETS=${KUBEBUILDER_ASSETS})"
 go test "${flags[@]}" -v ./... > >(tee -a "${log}" | grep --line-buffered -E '^(--- |FAIL|ok|panic|\s+\S+_test\.go:)') 2>&1 || rc=1
 
-race_pkgs=$(go list ./plugins/... ./controllers/... ./csidriver/... 2>/dev/null || true)
+race_pkgs=$(go list ./internal/placement/... ./plugins/... ./controllers/... ./csidriver/... 2>/dev/null || true)
 if [[ -n "${race_pkgs}" ]]; then
   log "go test -race on: $(echo ${race_pkgs} | wc -w) packages"
   # shellcheck disable=SC2086

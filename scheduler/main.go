@@ -1,7 +1,7 @@
 // Command hwameistor-scheduler is the upstream kube-scheduler with the
-// hwameistor local-storage plugins and the scheduler-plugins that help
-// stateful workloads compiled in. main is wiring only: one WithPlugin line per
-// out-of-tree plugin.
+// hwameistor LocalStorage plugin and the scheduler-plugins that help stateful
+// workloads (Coscheduling, CapacityScheduling) compiled in. main is wiring
+// only; the plugin list is in package registry.
 package main
 
 import (
@@ -12,17 +12,9 @@ import (
 	_ "k8s.io/component-base/metrics/prometheus/version"  // build version metric
 	"k8s.io/kubernetes/cmd/kube-scheduler/app"
 
-	// Registers the scheduler-plugins argument types (CoschedulingArgs,
-	// CapacitySchedulingArgs, ...) so KubeSchedulerConfiguration decodes them.
-	_ "sigs.k8s.io/scheduler-plugins/apis/config/scheme"
-	"sigs.k8s.io/scheduler-plugins/pkg/capacityscheduling"
-	"sigs.k8s.io/scheduler-plugins/pkg/coscheduling"
+	"hwameistor.io/local/scheduler/registry"
 )
 
 func main() {
-	command := app.NewSchedulerCommand(
-		app.WithPlugin(coscheduling.Name, coscheduling.New),
-		app.WithPlugin(capacityscheduling.Name, capacityscheduling.New),
-	)
-	os.Exit(cli.Run(command))
+	os.Exit(cli.Run(app.NewSchedulerCommand(registry.Options()...)))
 }

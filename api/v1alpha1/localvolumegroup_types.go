@@ -22,12 +22,29 @@ type LocalVolumeGroupSpec struct {
 	Pods []string `json:"pods,omitempty"`
 }
 
-// VolumeInfo pairs a claim with its LocalVolume.
+// VolumeInfo pairs a claim with its LocalVolume and, once the scheduler has
+// placed it, where its replicas go. The scheduler persists its decision here
+// (not on the claim, which the in-tree VolumeBinding updates concurrently);
+// CreateVolume reads it.
 type VolumeInfo struct {
 	// +kubebuilder:validation:MinLength=1
 	PersistentVolumeClaimName string `json:"pvc"`
+	// LocalVolumeName is the LocalVolume's (and PV's) name.
 	// +optional
 	LocalVolumeName string `json:"localvolume,omitempty"`
+	// Nodes are the replica nodes chosen by the scheduler, the pod's node
+	// first.
+	// +optional
+	// +kubebuilder:validation:MaxItems=2
+	Nodes []string `json:"nodes,omitempty"`
+	// PoolName is the pool the replicas are allocated from.
+	// +optional
+	// +kubebuilder:validation:Enum=LocalStorage_PoolHDD;LocalStorage_PoolSSD;LocalStorage_PoolNVMe
+	PoolName string `json:"poolName,omitempty"`
+	// RequiredCapacityBytes is the size the scheduler reserved.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	RequiredCapacityBytes int64 `json:"requiredCapacityBytes,omitempty"`
 }
 
 // LocalVolumeGroupStatus is the group's state.

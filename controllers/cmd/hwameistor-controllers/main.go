@@ -1,0 +1,113 @@
+// Command hwameistor-controllers runs the hwameistor.io controllers and the
+// admission webhook that routes pods with hwameistor volumes to
+// hwameistor-scheduler.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/controllers/webhook"
+)
+
+// defaultNamespace is where manifests/ deploys us, used when POD_NAMESPACE is unset.
+const defaultNamespace = "hwameistor"
+
+func main() {
+	var metricsAddr, probeAddr, certDir string
+	var webhookPort int
+	var leaderElect bool
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address the metrics endpoint binds to (0 disables it)")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address the /healthz and /readyz endpoints bind to")
+	flag.IntVar(&webhookPort, "webhook-port", 9443, "port the admission webhook server listens on")
+	flag.StringVar(&certDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "folder holding the webhook serving certificate (tls.crt, tls.key)")
+	flag.BoolVar(&leaderElect, "leader-elect", false, "elect a leader (lease hwameistor-controllers) so only one replica reconciles")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	log := ctrl.Log.WithName("setup")
+
+	// Without a certificate the webhook server cannot start; say so plainly
+	// instead of failing later inside the TLS setup.
+	for _, f := range []string{"tls.crt", "tls.key"} {
+		if _, err := os.Stat(filepath.Join(certDir, f)); err != nil {
+			log.Error(err, "Webhook serving certificate missing: mount the webhook Secret there or pass --webhook-cert-dir", "dir", certDir, "file", f)
+			os.Exit(1)
+		}
+	}
+	namespace := os.Getenv("POD_NAMESPACE")
+	if namespace == "" {
+		namespace = defaultNamespace
+		log.Info("POD_NAMESPACE is not set; assuming the default namespace", "namespace", namespace)
+	}
+
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(v1alpha1.AddToScheme(scheme))
+	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+		Scheme:                        scheme,
+		Metrics:                       metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress:        probeAddr,
+		WebhookServer:                 ctrlwebhook.NewServer(ctrlwebhook.Options{Port: webhookPort, CertDir: certDir}),
+		LeaderElection:                leaderElect,
+		LeaderElectionID:              "hwameistor-controllers",
+		LeaderElectionNamespace:       namespace,
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		log.Error(err, "Cannot create the manager")
+		os.Exit(1)
+	}
+
+	reader := webhook.CacheFirstReader{Cache: mgr.GetCache(), Live: mgr.GetAPIReader()}
+	webhook.Register(mgr, webhook.NewPodSchedulerMutator(reader, scheme, namespace))
+
+	// Start the informers the webhook reads with the manager, not on the first
+	// admission request (which would then wait for a full list).
+	ctx := ctrl.SetupSignalHandler()
+	for _, obj := range []client.Object{&corev1.PersistentVolumeClaim{}, &corev1.PersistentVolume{}, &storagev1.StorageClass{}, &corev1.Namespace{}} {
+		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
+			log.Error(err, "Cannot set up an informer", "type", fmt.Sprintf("%T", obj))
+			os.Exit(1)
+		}
+	}
+
+	utilruntime.Must(mgr.AddHealthzCheck("ping", healthz.Ping))
+	utilruntime.Must(mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()))
+	// Not ready before the caches are: the Service would send admission
+	// requests that wait for a full list and time out (and so fail open).
+	utilruntime.Must(mgr.AddReadyzCheck("informers", func(req *http.Request) error {
+		c, cancel := context.WithTimeout(req.Context(), 200*time.Millisecond)
+		defer cancel()
+		if !mgr.GetCache().WaitForCacheSync(c) {
+			return errors.New("informer caches have not synced yet")
+		}
+		return nil
+	}))
+
+	log.Info("Starting", "namespace", namespace, "webhookPort", webhookPort)
+	if err := mgr.Start(ctx); err != nil {
+		log.Error(err, "Manager stopped with an error")
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,284 @@
+// Package webhook holds the mutating admission webhook that routes pods with
+// hwameistor volumes to hwameistor-scheduler. Only that scheduler knows pool
+// capacity, replica locality and volume groups, so a pod that reached
+// default-scheduler could land on a node whose pool cannot hold its volume.
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/go-logr/logr"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"hwameistor.io/local/api/v1alpha1"
+)
+
+// Path is where the pod mutator is served; manifests/webhook points the
+// MutatingWebhookConfiguration at it.
+const Path = "/mutate-v1-pod"
+
+// Annotations that mark the cluster's default StorageClass (the beta one is
+// still honoured by kube-apiserver).
+const (
+	defaultClassAnnotation     = "storageclass.kubernetes.io/is-default-class"
+	betaDefaultClassAnnotation = "storageclass.beta.kubernetes.io/is-default-class"
+)
+
+// PodSchedulerMutator sets spec.schedulerName to hwameistor-scheduler on pods
+// that use a volume provisioned by lvm.hwameistor.io.
+//
+// It fails open: when a lookup fails the pod is admitted unchanged (it then
+// goes to default-scheduler), because a webhook that rejects pods would stop
+// every workload in the cluster while the API server or this process is in
+// trouble. Such failures are logged and returned to the user as a warning.
+type PodSchedulerMutator struct {
+	// Reader reads PVCs, PVs, StorageClasses and Namespaces. In the binary it
+	// is a CacheFirstReader, so admission costs no API call in the common case.
+	Reader client.Reader
+	// Decoder decodes the pod from the admission request.
+	Decoder admission.Decoder
+	// OwnNamespace is the namespace the webhook runs in. Its pods (our own
+	// controllers, CSI driver, scheduler) are never routed: they must start
+	// even when hwameistor-scheduler is down.
+	OwnNamespace string
+}
+
+var _ admission.Handler = &PodSchedulerMutator{}
+
+// NewPodSchedulerMutator returns a mutator reading through reader and
+// decoding pods with scheme (which must know core/v1).
+func NewPodSchedulerMutator(reader client.Reader, scheme *runtime.Scheme, ownNamespace string) *PodSchedulerMutator {
+	return &PodSchedulerMutator{Reader: reader, Decoder: admission.NewDecoder(scheme), OwnNamespace: ownNamespace}
+}
+
+// Register serves the mutator at Path on the manager's webhook server. The
+// webhook server runs on every replica, leader or not, so a rolling update
+// never leaves the Service without endpoints.
+func Register(mgr manager.Manager, m *PodSchedulerMutator) {
+	mgr.GetWebhookServer().Register(Path, &admission.Webhook{Handler: m})
+}
+
+// Handle implements admission.Handler.
+func (m *PodSchedulerMutator) Handle(ctx context.Context, req admission.Request) admission.Response {
+	// Only a new pod can change its scheduler; subresources (binding,
+	// ephemeralcontainers, ...) are not pods.
+	if req.Operation != admissionv1.Create || req.SubResource != "" {
+		return admission.Allowed("only pod creation is mutated")
+	}
+	pod := &corev1.Pod{}
+	if err := m.Decoder.Decode(req, pod); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding pod: %w", err))
+	}
+	ns := req.Namespace
+	if ns == "" {
+		ns = pod.Namespace
+	}
+	name := pod.Name
+	if name == "" {
+		name = pod.GenerateName
+	}
+	log := logf.FromContext(ctx).WithValues("pod", klog.KRef(ns, name))
+
+	if s := pod.Spec.SchedulerName; s != "" && s != corev1.DefaultSchedulerName {
+		return admission.Allowed("pod names its own scheduler " + s)
+	}
+	if ns == m.OwnNamespace {
+		return admission.Allowed("pods in the webhook's own namespace are left alone")
+	}
+	ignored, err := m.namespaceIgnored(ctx, ns)
+	if err != nil {
+		log.Error(err, "Cannot read the pod's namespace; admitting the pod unchanged (fail-open)")
+		return admission.Allowed("").WithWarnings(warning(err))
+	}
+	if ignored {
+		return admission.Allowed(fmt.Sprintf("namespace %s is labelled %s=%s", ns, v1alpha1.WebhookLabel, v1alpha1.WebhookIgnore))
+	}
+
+	l := &lookup{m: m, log: log, ns: ns}
+	volume, err := l.firstOurVolume(ctx, pod)
+	if volume == "" {
+		if err != nil {
+			log.Error(err, "Cannot tell whether the pod uses hwameistor volumes; admitting it unchanged (fail-open)")
+			return admission.Allowed("").WithWarnings(warning(err))
+		}
+		return admission.Allowed("pod uses no " + v1alpha1.DriverName + " volume")
+	}
+	if err != nil {
+		// Another volume failed to resolve, but one is ours: route anyway.
+		log.V(1).Info("Some volumes could not be resolved", "error", err.Error())
+	}
+
+	patched, err := setSchedulerName(req.Object.Raw)
+	if err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("patching pod: %w", err))
+	}
+	log.V(1).Info("Routing pod to "+v1alpha1.SchedulerName, "volume", volume)
+	return admission.PatchResponseFromRaw(req.Object.Raw, patched)
+}
+
+// warning is what kubectl shows the user when the webhook had to fail open.
+func warning(err error) string {
+	return fmt.Sprintf("hwameistor webhook could not check this pod (%v); it keeps its scheduler and may be placed without regard to local volume capacity", err)
+}
+
+// setSchedulerName edits the raw JSON rather than re-marshalling the typed
+// pod, so the patch holds exactly one operation instead of noise from fields
+// that do not round-trip (empty structs, null timestamps).
+func setSchedulerName(raw []byte) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber() // keep integers exact
+	var obj map[string]any
+	if err := dec.Decode(&obj); err != nil {
+		return nil, err
+	}
+	spec, ok := obj["spec"].(map[string]any)
+	if !ok {
+		spec = map[string]any{}
+		obj["spec"] = spec
+	}
+	spec["schedulerName"] = v1alpha1.SchedulerName
+	return json.Marshal(obj)
+}
+
+func (m *PodSchedulerMutator) namespaceIgnored(ctx context.Context, name string) (bool, error) {
+	ns := &corev1.Namespace{}
+	if err := m.Reader.Get(ctx, client.ObjectKey{Name: name}, ns); err != nil {
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("reading namespace %s: %w", name, err)
+	}
+	return ns.Labels[v1alpha1.WebhookLabel] == v1alpha1.WebhookIgnore, nil
+}
+
+// lookup resolves the volumes of one admission request and remembers the
+// default StorageClass so it is looked up at most once.
+type lookup struct {
+	m   *PodSchedulerMutator
+	log logr.Logger
+	ns  string
+
+	defaultDone  bool
+	defaultClass *storagev1.StorageClass
+	defaultErr   error
+}
+
+// firstOurVolume returns the name of the first volume provisioned by our
+// driver, or "" and the lookup errors met on the way.
+func (l *lookup) firstOurVolume(ctx context.Context, pod *corev1.Pod) (string, error) {
+	var errs []error
+	for _, v := range pod.Spec.Volumes {
+		var ours bool
+		var err error
+		switch {
+		case v.PersistentVolumeClaim != nil:
+			ours, err = l.claimIsOurs(ctx, v.PersistentVolumeClaim.ClaimName)
+		case v.Ephemeral != nil && v.Ephemeral.VolumeClaimTemplate != nil:
+			ours, err = l.classIsOurs(ctx, v.Ephemeral.VolumeClaimTemplate.Spec.StorageClassName)
+		default:
+			continue
+		}
+		if ours {
+			return v.Name, errors.Join(errs...)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("volume %s: %w", v.Name, err))
+		}
+	}
+	return "", errors.Join(errs...)
+}
+
+// claimIsOurs checks the PVC's StorageClass and, when the PVC is bound, its
+// PV: a statically provisioned or migrated volume may have no class of ours.
+func (l *lookup) claimIsOurs(ctx context.Context, name string) (bool, error) {
+	pvc := &corev1.PersistentVolumeClaim{}
+	if err := l.m.Reader.Get(ctx, client.ObjectKey{Namespace: l.ns, Name: name}, pvc); err != nil {
+		if apierrors.IsNotFound(err) {
+			// A pod may be created before its PVC; there is nothing to go by.
+			l.log.V(2).Info("PVC does not exist yet; not routing for it", "pvc", name)
+			return false, nil
+		}
+		return false, fmt.Errorf("reading PVC %s/%s: %w", l.ns, name, err)
+	}
+	class := pvc.Spec.StorageClassName
+	if c, ok := pvc.Annotations[corev1.BetaStorageClassAnnotation]; ok {
+		class = &c // the deprecated annotation wins, as in kube-controller-manager
+	}
+	ours, err := l.classIsOurs(ctx, class)
+	if ours || pvc.Spec.VolumeName == "" {
+		return ours, err
+	}
+	pv := &corev1.PersistentVolume{}
+	if perr := l.m.Reader.Get(ctx, client.ObjectKey{Name: pvc.Spec.VolumeName}, pv); perr != nil {
+		if !apierrors.IsNotFound(perr) {
+			err = errors.Join(err, fmt.Errorf("reading PV %s: %w", pvc.Spec.VolumeName, perr))
+		}
+		return false, err
+	}
+	if pv.Spec.CSI != nil && pv.Spec.CSI.Driver == v1alpha1.DriverName {
+		return true, nil
+	}
+	return false, err
+}
+
+// classIsOurs reports whether the named StorageClass is provisioned by our
+// driver. nil means "the default class"; "" means "no class" (static binding).
+func (l *lookup) classIsOurs(ctx context.Context, name *string) (bool, error) {
+	if name == nil {
+		sc, err := l.defaultStorageClass(ctx)
+		return sc != nil && sc.Provisioner == v1alpha1.DriverName, err
+	}
+	if *name == "" {
+		return false, nil
+	}
+	sc := &storagev1.StorageClass{}
+	if err := l.m.Reader.Get(ctx, client.ObjectKey{Name: *name}, sc); err != nil {
+		if apierrors.IsNotFound(err) {
+			l.log.V(2).Info("StorageClass does not exist; not routing for it", "storageClass", *name)
+			return false, nil
+		}
+		return false, fmt.Errorf("reading StorageClass %s: %w", *name, err)
+	}
+	return sc.Provisioner == v1alpha1.DriverName, nil
+}
+
+// defaultStorageClass picks the default class as kube-apiserver's
+// DefaultStorageClass admission plugin does: the newest one marked default,
+// ties broken by name.
+func (l *lookup) defaultStorageClass(ctx context.Context) (*storagev1.StorageClass, error) {
+	if l.defaultDone {
+		return l.defaultClass, l.defaultErr
+	}
+	l.defaultDone = true
+	list := &storagev1.StorageClassList{}
+	if err := l.m.Reader.List(ctx, list); err != nil {
+		l.defaultErr = fmt.Errorf("listing StorageClasses for the default one: %w", err)
+		return nil, l.defaultErr
+	}
+	for i := range list.Items {
+		sc := &list.Items[i]
+		if sc.Annotations[defaultClassAnnotation] != "true" && sc.Annotations[betaDefaultClassAnnotation] != "true" {
+			continue
+		}
+		best := l.defaultClass
+		if best == nil || sc.CreationTimestamp.After(best.CreationTimestamp.Time) ||
+			(sc.CreationTimestamp.Equal(&best.CreationTimestamp) && sc.Name < best.Name) {
+			l.defaultClass = sc
+		}
+	}
+	return l.defaultClass, nil
+}

@@ -1,0 +1,349 @@
+package placement
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	v1 "hwameistor.io/local/api/v1alpha1"
+)
+
+// DefaultTTL bounds how long a reservation that was never persisted holds
+// capacity (a Reserve whose PreBind never ran).
+const DefaultTTL = 5 * time.Minute
+
+type poolState struct {
+	exists        bool
+	total         int64
+	free          int64
+	freeCount     int64
+	extent        int64
+	reservedBytes int64
+	reservedCount int64
+}
+
+type entry struct {
+	pool      Pool
+	bytes     int64 // rounded to the pool's extent when reserved
+	persisted bool
+	expires   time.Time
+}
+
+type nodeState struct {
+	zone    string
+	known   bool // a LocalStorageNode exists
+	state   v1.State
+	pools   [NumPools]poolState
+	present map[string]struct{} // volumes the node's status already counts
+	entries map[string]*entry   // in-flight reservations by volume key
+}
+
+// Cache is the capacity view plus the reservation ledger. It is safe for
+// concurrent use; reads take a shared lock and do not allocate.
+type Cache struct {
+	mu       sync.RWMutex
+	nodes    map[string]*nodeState
+	byVolume map[string]map[string]struct{} // volume key -> nodes with an entry
+	ttl      time.Duration
+	now      func() time.Time
+}
+
+// NewCache returns an empty cache whose unpersisted reservations live for ttl.
+func NewCache(ttl time.Duration) *Cache {
+	if ttl <= 0 {
+		ttl = DefaultTTL
+	}
+	return &Cache{
+		nodes:    map[string]*nodeState{},
+		byVolume: map[string]map[string]struct{}{},
+		ttl:      ttl,
+		now:      time.Now,
+	}
+}
+
+func (c *Cache) node(name string) *nodeState {
+	n := c.nodes[name]
+	if n == nil {
+		n = &nodeState{present: map[string]struct{}{}, entries: map[string]*entry{}}
+		c.nodes[name] = n
+	}
+	return n
+}
+
+// UpsertNode takes a LocalStorageNode's status as the truth for that node's
+// pools and ends every reservation whose volume the status now lists.
+func (c *Cache) UpsertNode(lsn *v1.LocalStorageNode) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.node(lsn.Name)
+	n.known = true
+	n.zone = lsn.Spec.Topo.Zone
+	n.state = lsn.Status.State
+	present := make(map[string]struct{}, len(n.present))
+	var pools [NumPools]poolState
+	for key, p := range lsn.Status.Pools {
+		i, ok := PoolByName(key)
+		if !ok {
+			continue
+		}
+		pools[i] = poolState{exists: true, total: p.TotalCapacityBytes, free: p.FreeCapacityBytes, freeCount: p.FreeVolumeCount, extent: p.ExtentSizeBytes}
+		for _, v := range p.Volumes {
+			present[v] = struct{}{}
+		}
+	}
+	n.present = present
+	for i := range pools {
+		pools[i].reservedBytes, pools[i].reservedCount = 0, 0
+	}
+	for vol, e := range n.entries {
+		if _, ok := present[vol]; ok {
+			c.dropEntry(lsn.Name, n, vol)
+			continue
+		}
+		// An entry made before the pool was known (SetPlacement on start)
+		// was not rounded to its extent yet; rounding again is a no-op.
+		e.bytes = roundUp(e.bytes, pools[e.pool].extent)
+		pools[e.pool].reservedBytes += e.bytes
+		pools[e.pool].reservedCount++
+	}
+	n.pools = pools
+}
+
+// DeleteNode forgets a node's pools; its reservations stay until released.
+func (c *Cache) DeleteNode(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := c.nodes[name]; n != nil {
+		n.known = false
+		n.present = map[string]struct{}{}
+		for i := range n.pools {
+			n.pools[i].exists = false
+		}
+		if len(n.entries) == 0 {
+			delete(c.nodes, name)
+		}
+	}
+}
+
+func (c *Cache) addEntry(nodeName string, n *nodeState, vol Volume, persisted bool) {
+	b := roundUp(vol.Bytes, n.pools[vol.Pool].extent)
+	e := &entry{pool: vol.Pool, bytes: b, persisted: persisted}
+	if !persisted {
+		e.expires = c.now().Add(c.ttl)
+	}
+	n.entries[vol.Key] = e
+	n.pools[vol.Pool].reservedBytes += b
+	n.pools[vol.Pool].reservedCount++
+	nodes := c.byVolume[vol.Key]
+	if nodes == nil {
+		nodes = map[string]struct{}{}
+		c.byVolume[vol.Key] = nodes
+	}
+	nodes[nodeName] = struct{}{}
+}
+
+func (c *Cache) dropEntry(nodeName string, n *nodeState, volume string) {
+	e, ok := n.entries[volume]
+	if !ok {
+		return
+	}
+	delete(n.entries, volume)
+	n.pools[e.pool].reservedBytes -= e.bytes
+	n.pools[e.pool].reservedCount--
+	if nodes := c.byVolume[volume]; nodes != nil {
+		delete(nodes, nodeName)
+		if len(nodes) == 0 {
+			delete(c.byVolume, volume)
+		}
+	}
+	if !n.known && len(n.entries) == 0 {
+		delete(c.nodes, nodeName)
+	}
+}
+
+// Check reports whether vols fit on node, counting reservations in flight.
+// A volume already reserved on this node counts as fitting (its bytes are
+// held). It returns "" when they fit, else a reason for the user.
+func (c *Cache) Check(node string, vols []Volume) string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.check(node, vols)
+}
+
+func (c *Cache) check(node string, vols []Volume) string {
+	n := c.nodes[node]
+	if n == nil || !n.known {
+		return "node has no LocalStorageNode (is the hwameistor node agent running there?)"
+	}
+	if n.state != v1.StateReady {
+		return fmt.Sprintf("LocalStorageNode is %s, not Ready", stateOrUnknown(n.state))
+	}
+	var needBytes, needCount [NumPools]int64
+	for _, v := range vols {
+		if _, held := n.entries[v.Key]; held {
+			continue
+		}
+		p := &n.pools[v.Pool]
+		if !p.exists {
+			return fmt.Sprintf("node has no pool %s", v.Pool.Name())
+		}
+		needBytes[v.Pool] += roundUp(v.Bytes, p.extent)
+		needCount[v.Pool]++
+	}
+	for i := Pool(0); i < NumPools; i++ {
+		if needCount[i] == 0 {
+			continue
+		}
+		p := &n.pools[i]
+		if avail := p.free - p.reservedBytes; avail < needBytes[i] {
+			return shortageReason(i, needBytes[i], p.free, p.reservedBytes)
+		}
+		if p.freeCount-p.reservedCount < needCount[i] {
+			return countReason(i, needCount[i], p.freeCount, p.reservedCount)
+		}
+	}
+	return ""
+}
+
+func shortageReason(p Pool, need, free, reserved int64) string {
+	if reserved > 0 {
+		return fmt.Sprintf("pool %s: need %s, free %s (%s reserved in flight)", p.Name(), FormatBytes(need), FormatBytes(free-reserved), FormatBytes(reserved))
+	}
+	return fmt.Sprintf("pool %s: need %s, free %s", p.Name(), FormatBytes(need), FormatBytes(free))
+}
+
+// countReason, like shortageReason, shows what is left after reservations.
+func countReason(p Pool, need, free, reserved int64) string {
+	if reserved > 0 {
+		return fmt.Sprintf("pool %s: need %d volume(s), %d free (%d reserved in flight)", p.Name(), need, free-reserved, reserved)
+	}
+	return fmt.Sprintf("pool %s: need %d volume(s), %d free", p.Name(), need, free)
+}
+
+func stateOrUnknown(s v1.State) string {
+	if s == "" {
+		return "without state"
+	}
+	return string(s)
+}
+
+// Reserve holds vols on node, all or nothing. Volumes already reserved there
+// are left as they are, so Reserve is idempotent. It fails with the reason
+// when they no longer fit.
+func (c *Cache) Reserve(node string, vols []Volume) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if reason := c.check(node, vols); reason != "" {
+		return fmt.Errorf("node %s: %s", node, reason)
+	}
+	n := c.nodes[node]
+	for _, v := range vols {
+		if _, held := n.entries[v.Key]; !held {
+			c.addEntry(node, n, v, false)
+		}
+	}
+	return nil
+}
+
+// Unreserve drops the reservations of volumes on node; a no-op for those
+// that are not there.
+func (c *Cache) Unreserve(node string, volumes []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := c.nodes[node]; n != nil {
+		for _, v := range volumes {
+			c.dropEntry(node, n, v)
+		}
+	}
+}
+
+// SetPlacement records a persisted placement: vol lives on exactly nodes.
+// Entries on other nodes are dropped, and nodes whose status already counts
+// the volume get none. Persisted entries do not expire.
+func (c *Cache) SetPlacement(vol Volume, nodes []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for old := range c.byVolume[vol.Key] {
+		if !contains(nodes, old) {
+			c.dropEntry(old, c.nodes[old], vol.Key)
+		}
+	}
+	for _, name := range nodes {
+		n := c.node(name)
+		if _, counted := n.present[vol.Key]; counted {
+			continue
+		}
+		if e, held := n.entries[vol.Key]; held {
+			e.persisted, e.expires = true, time.Time{}
+			continue
+		}
+		c.addEntry(name, n, vol, true)
+	}
+}
+
+// Release drops every reservation of a volume (its claim or volume is gone).
+func (c *Cache) Release(volume string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name := range c.byVolume[volume] {
+		c.dropEntry(name, c.nodes[name], volume)
+	}
+}
+
+// Expire drops unpersisted reservations older than the TTL and returns how
+// many it dropped.
+func (c *Cache) Expire() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	dropped := 0
+	for name, n := range c.nodes {
+		for vol, e := range n.entries {
+			if !e.persisted && now.After(e.expires) {
+				c.dropEntry(name, n, vol)
+				dropped++
+			}
+		}
+	}
+	return dropped
+}
+
+// Reserved returns the bytes and volume count reserved in flight in a pool.
+func (c *Cache) Reserved(node string, p Pool) (bytes, count int64) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if n := c.nodes[node]; n != nil {
+		return n.pools[p].reservedBytes, n.pools[p].reservedCount
+	}
+	return 0, 0
+}
+
+// Reservation describes one ledger entry, for metrics and debugging.
+type Reservation struct {
+	Node, Volume string
+	Pool         Pool
+	Bytes        int64
+	Persisted    bool
+}
+
+// Reservations lists the ledger.
+func (c *Cache) Reservations() []Reservation {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var out []Reservation
+	for name, n := range c.nodes {
+		for vol, e := range n.entries {
+			out = append(out, Reservation{Node: name, Volume: vol, Pool: e.pool, Bytes: e.bytes, Persisted: e.persisted})
+		}
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,209 @@
+package localstorage
+
+import (
+	"fmt"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	v1 "hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/internal/placement"
+)
+
+// StorageClass parameters (HwameiStor's names).
+const (
+	ParamPoolClass     = "poolClass"
+	ParamPoolType      = "poolType"
+	ParamVolumeKind    = "volumeKind"
+	ParamReplicaNumber = "replicaNumber"
+)
+
+// classParams are the parsed parameters of one of our StorageClasses.
+type classParams struct {
+	pool     placement.Pool
+	replicas int
+}
+
+// parseClass validates the parameters a user wrote in the StorageClass; the
+// error names the parameter and the accepted values.
+func parseClass(sc *storagev1.StorageClass) (classParams, error) {
+	p := classParams{pool: placement.PoolHDD, replicas: 1}
+	if c, ok := sc.Parameters[ParamPoolClass]; ok {
+		class, err := v1.ParsePoolClass(c)
+		if err != nil {
+			return p, fmt.Errorf("storageclass %s: parameter %s: %w", sc.Name, ParamPoolClass, err)
+		}
+		p.pool, _ = placement.PoolByClass(class)
+	}
+	if r, ok := sc.Parameters[ParamReplicaNumber]; ok {
+		n, err := strconv.Atoi(r)
+		if err != nil || n < 1 || n > 2 {
+			return p, fmt.Errorf("storageclass %s: parameter %s is %q: use \"1\" or \"2\"", sc.Name, ParamReplicaNumber, r)
+		}
+		p.replicas = n
+	}
+	if t, ok := sc.Parameters[ParamPoolType]; ok && t != v1.PoolTypeRegular {
+		return p, fmt.Errorf("storageclass %s: parameter %s is %q: only %s is supported", sc.Name, ParamPoolType, t, v1.PoolTypeRegular)
+	}
+	if k, ok := sc.Parameters[ParamVolumeKind]; ok && k != v1.VolumeKindLVM {
+		return p, fmt.Errorf("storageclass %s: parameter %s is %q: only %s is supported", sc.Name, ParamVolumeKind, k, v1.VolumeKindLVM)
+	}
+	return p, nil
+}
+
+// claimInfo is one of the pod's hwameistor claims, as PreFilter resolved it.
+type claimInfo struct {
+	namespace, name string
+	uid             string
+	volume          placement.Volume
+	replicas        int
+	group           string
+	// nodes is non-nil when the claim's nodes are fixed: a provisioned
+	// volume's ready replicas, or a placement already persisted on the claim.
+	nodes []string
+	// provisioned is true when a LocalVolume holds the data already.
+	provisioned bool
+}
+
+// resolveClaims finds the pod's claims that use our driver. It returns
+// claims == nil when there are none. err is for the user: a missing claim,
+// a bad StorageClass, a missing volume.
+func (pl *LocalStorage) resolveClaims(pod *corev1.Pod) ([]claimInfo, error) {
+	var claims []claimInfo
+	for i := range pod.Spec.Volumes {
+		name := claimName(pod, &pod.Spec.Volumes[i])
+		if name == "" {
+			continue
+		}
+		pvc, err := pl.pvcLister.PersistentVolumeClaims(pod.Namespace).Get(name)
+		if err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, fmt.Errorf("persistentvolumeclaim %q not found", name)
+			}
+			return nil, err
+		}
+		if pvc.DeletionTimestamp != nil {
+			return nil, fmt.Errorf("persistentvolumeclaim %q is being deleted", name)
+		}
+		c, ours, err := pl.resolveClaim(pvc)
+		if err != nil {
+			return nil, err
+		}
+		if ours {
+			claims = append(claims, c)
+		}
+	}
+	return claims, nil
+}
+
+func claimName(pod *corev1.Pod, vol *corev1.Volume) string {
+	switch {
+	case vol.PersistentVolumeClaim != nil:
+		return vol.PersistentVolumeClaim.ClaimName
+	case vol.Ephemeral != nil:
+		return pod.Name + "-" + vol.Name // generic ephemeral volume naming
+	}
+	return ""
+}
+
+func (pl *LocalStorage) resolveClaim(pvc *corev1.PersistentVolumeClaim) (claimInfo, bool, error) {
+	c := claimInfo{namespace: pvc.Namespace, name: pvc.Name, uid: string(pvc.UID)}
+	group, entry := pl.informers.GroupOfClaim(pvc.Namespace, pvc.Name)
+	if group != nil {
+		c.group = group.Name
+	}
+	if pvc.Spec.VolumeName != "" {
+		return pl.resolveBound(pvc, c)
+	}
+	scName := ""
+	if pvc.Spec.StorageClassName != nil {
+		scName = *pvc.Spec.StorageClassName
+	}
+	if scName == "" {
+		return c, false, nil // default class is resolved by admission; an empty class is not ours
+	}
+	sc, err := pl.scLister.Get(scName)
+	if err != nil {
+		if apierrors.IsNotFound(err) {
+			// Not necessarily ours; VolumeBinding reports the missing class.
+			return c, false, nil
+		}
+		return c, false, err
+	}
+	if sc.Provisioner != v1.DriverName {
+		return c, false, nil
+	}
+	params, err := parseClass(sc)
+	if err != nil {
+		return c, true, fmt.Errorf("persistentvolumeclaim %q: %w", pvc.Name, err)
+	}
+	size, ok := pvc.Spec.Resources.Requests[corev1.ResourceStorage]
+	if !ok || size.Value() <= 0 {
+		return c, true, fmt.Errorf("persistentvolumeclaim %q requests no storage size", pvc.Name)
+	}
+	c.volume = placement.Volume{Key: VolumeKey(pvc), Pool: params.pool, Bytes: size.Value()}
+	c.replicas = params.replicas
+	if entry != nil && len(entry.Nodes) > 0 {
+		// Placed by an earlier cycle whose binding has not finished (or a
+		// scheduler that restarted): keep the decision.
+		c.nodes = entry.Nodes
+	}
+	return c, true, nil
+}
+
+// resolveBound handles a claim bound to a PV: ours if the PV is our CSI
+// driver's, and then its LocalVolume says where the data is.
+func (pl *LocalStorage) resolveBound(pvc *corev1.PersistentVolumeClaim, c claimInfo) (claimInfo, bool, error) {
+	pv, err := pl.pvLister.Get(pvc.Spec.VolumeName)
+	if err != nil {
+		if apierrors.IsNotFound(err) {
+			return c, false, nil // VolumeBinding reports a missing PV
+		}
+		return c, false, err
+	}
+	if pv.Spec.CSI == nil || pv.Spec.CSI.Driver != v1.DriverName {
+		return c, false, nil
+	}
+	lv, ok := pl.informers.GetLocalVolume(pv.Spec.CSI.VolumeHandle)
+	if !ok {
+		return c, true, fmt.Errorf("persistentvolumeclaim %q: LocalVolume %s not found", pvc.Name, pv.Spec.CSI.VolumeHandle)
+	}
+	c.provisioned = true
+	c.replicas = int(lv.Spec.ReplicaNumber)
+	if lv.Spec.VolumeGroup != "" {
+		c.group = lv.Spec.VolumeGroup
+	}
+	if lv.Annotations[v1.VolumeMigrateStateAnnotation] == v1.VolumeMigrateStarted {
+		return c, true, fmt.Errorf("volume %s (claim %q) is migrating; the pod waits until its new replica is ready", lv.Name, pvc.Name)
+	}
+	c.volume = placement.Volume{Key: lv.Name, Bytes: lv.Spec.RequiredCapacityBytes}
+	if p, ok := placement.PoolByName(lv.Spec.PoolName); ok {
+		c.volume.Pool = p
+	}
+	c.nodes = pl.readyReplicaNodes(lv)
+	if len(c.nodes) == 0 {
+		return c, true, fmt.Errorf("volume %s (claim %q) has no ready replica", lv.Name, pvc.Name)
+	}
+	return c, true, nil
+}
+
+// readyReplicaNodes lists the nodes holding a ready replica of lv. Volumes
+// created without LocalVolumeReplica objects (imported from HwameiStor) fall
+// back to spec.config.replicas when the volume itself is Ready.
+func (pl *LocalStorage) readyReplicaNodes(lv *v1.LocalVolume) []string {
+	var nodes []string
+	replicas := pl.informers.ReplicasOf(lv.Name)
+	for _, r := range replicas {
+		if r.Status.State == v1.StateReady && !r.Spec.Delete && r.DeletionTimestamp == nil {
+			nodes = append(nodes, r.Spec.NodeName)
+		}
+	}
+	if len(replicas) == 0 && lv.Status.State == v1.StateReady && lv.Spec.Config != nil {
+		for _, r := range lv.Spec.Config.Replicas {
+			nodes = append(nodes, r.Hostname)
+		}
+	}
+	return nodes
+}

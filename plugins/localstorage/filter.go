@@ -1,0 +1,159 @@
+package localstorage
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/sets"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
+
+	"hwameistor.io/local/internal/placement"
+)
+
+// Reasons the plugin gives when a pod cannot be placed; stable prefixes users
+// and tests can match.
+const (
+	ReasonNoPeer          = "no second node can hold the HA replica"
+	ReasonReplicaLocality = "node holds no ready replica of the pod's volumes"
+	ReasonDisjointNodes   = "the pod's volumes have replicas on disjoint nodes"
+)
+
+// PreFilter resolves the pod's claims once: placed volumes fix the allowed
+// nodes, new volumes become a capacity demand, and HA volumes get candidate
+// peers. Pods without hwameistor claims are skipped.
+func (pl *LocalStorage) PreFilter(_ context.Context, cs fwk.CycleState, pod *corev1.Pod, _ []fwk.NodeInfo) (*framework.PreFilterResult, *fwk.Status) {
+	if !hasClaims(pod) {
+		return nil, fwk.NewStatus(fwk.Skip)
+	}
+	claims, err := pl.resolveClaims(pod)
+	if err != nil {
+		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, err.Error())
+	}
+	if len(claims) == 0 {
+		return nil, fwk.NewStatus(fwk.Skip)
+	}
+	s := &podState{claims: claims}
+	var allowed sets.Set[string]
+	for i := range claims {
+		c := &claims[i]
+		if s.group == "" {
+			s.group = c.group
+		}
+		if !c.provisioned {
+			s.vols = append(s.vols, c.volume)
+			if c.replicas > 1 {
+				s.haVols = append(s.haVols, c.volume)
+			}
+		}
+		if c.nodes == nil {
+			continue
+		}
+		if allowed == nil {
+			allowed = sets.New(c.nodes...)
+		} else {
+			allowed = allowed.Intersection(sets.New(c.nodes...))
+		}
+	}
+	if allowed != nil {
+		if allowed.Len() == 0 {
+			return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ReasonDisjointNodes+": "+describeNodes(claims))
+		}
+		s.allowed = sets.List(allowed)
+	}
+	if s.group == "" && len(s.vols) > 0 {
+		s.group = "lvg-" + claims[0].uid
+	}
+	if len(s.haVols) > 0 {
+		// A placed group keeps its node set: the peer comes from it.
+		s.peers = pl.cache.FittingNodes(nil, s.haVols, s.allowed, "", 2)
+		if len(s.peers) == 0 {
+			return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ReasonNoPeer+": "+demand(s.haVols))
+		}
+	}
+	cs.Write(stateKey, s)
+	if allowed != nil {
+		return &framework.PreFilterResult{NodeNames: allowed}, nil
+	}
+	return nil, nil
+}
+
+// hasClaims is the cheap test that lets pods without volumes cost nothing.
+func hasClaims(pod *corev1.Pod) bool {
+	for i := range pod.Spec.Volumes {
+		if pod.Spec.Volumes[i].PersistentVolumeClaim != nil || pod.Spec.Volumes[i].Ephemeral != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// PreFilterExtensions is nil: other pods do not change local capacity.
+func (pl *LocalStorage) PreFilterExtensions() framework.PreFilterExtensions { return nil }
+
+// Filter admits a node when it is allowed (replica locality), the pod's new
+// volumes fit in its pools net of reservations, and HA volumes have a peer.
+func (pl *LocalStorage) Filter(_ context.Context, cs fwk.CycleState, _ *corev1.Pod, ni fwk.NodeInfo) *fwk.Status {
+	s, err := getState(cs)
+	if err != nil {
+		return fwk.AsStatus(err)
+	}
+	node := ni.Node().Name
+	if s.allowed != nil && !containsString(s.allowed, node) {
+		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ReasonReplicaLocality)
+	}
+	if len(s.vols) > 0 {
+		if reason := pl.cache.Check(node, s.vols); reason != "" {
+			return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, reason)
+		}
+	}
+	if len(s.haVols) > 0 && !hasOtherThan(s.peers, node) {
+		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ReasonNoPeer+": "+demand(s.haVols))
+	}
+	return nil
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func hasOtherThan(list []string, s string) bool {
+	for _, x := range list {
+		if x != s {
+			return true
+		}
+	}
+	return false
+}
+
+// demand describes volumes for a reason string: "6Gi in LocalStorage_PoolHDD".
+func demand(vols []placement.Volume) string {
+	var total [placement.NumPools]int64
+	for _, v := range vols {
+		total[v.Pool] += v.Bytes
+	}
+	var parts []string
+	for p := placement.Pool(0); p < placement.NumPools; p++ {
+		if total[p] > 0 {
+			parts = append(parts, fmt.Sprintf("%s in %s", placement.FormatBytes(total[p]), p.Name()))
+		}
+	}
+	return "need " + strings.Join(parts, " and ")
+}
+
+func describeNodes(claims []claimInfo) string {
+	var parts []string
+	for _, c := range claims {
+		if c.nodes != nil {
+			parts = append(parts, fmt.Sprintf("%s on %s", c.name, strings.Join(c.nodes, ",")))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
