@@ -26,6 +26,7 @@ import (
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/controllers/volume"
 	"hwameistor.io/local/controllers/webhook"
 )
 
@@ -90,6 +91,11 @@ func main() {
 			log.Error(err, "Cannot set up an informer", "type", fmt.Sprintf("%T", obj))
 			os.Exit(1)
 		}
+	}
+
+	if err := (&volume.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("hwameistor-volume")}).SetupWithManager(ctx, mgr); err != nil {
+		log.Error(err, "Cannot set up the LocalVolume controller")
+		os.Exit(1)
 	}
 
 	utilruntime.Must(mgr.AddHealthzCheck("ping", healthz.Ping))

@@ -1,0 +1,266 @@
+// Package volume reconciles LocalVolumes: it keeps one LocalVolumeReplica
+// per replica node of spec.config.replicas (the placement the scheduler and
+// the CSI driver decided), grows replicas when the volume is expanded, folds
+// the replicas' state into the volume's, and on deletion removes the replicas
+// before letting the volume go, so their capacity is freed on the nodes.
+package volume
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	v1 "hwameistor.io/local/api/v1alpha1"
+)
+
+// Finalizer keeps a LocalVolume until its replicas are gone.
+const Finalizer = "hwameistor.io/volume-protection"
+
+// ConditionReplicasReady says whether every wanted replica is Ready.
+const ConditionReplicasReady = "ReplicasReady"
+
+// Reconciler reconciles LocalVolumes.
+type Reconciler struct {
+	Client   client.Client
+	Recorder record.EventRecorder
+}
+
+var _ reconcile.Reconciler = &Reconciler{}
+
+// replicaVolumeField indexes LocalVolumeReplicas by spec.volumeName.
+const replicaVolumeField = "spec.volumeName"
+
+// SetupWithManager registers the controller: LocalVolumes, and the
+// LocalVolumeReplicas they own.
+func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	err := mgr.GetFieldIndexer().IndexField(ctx, &v1.LocalVolumeReplica{}, replicaVolumeField, func(o client.Object) []string {
+		return []string{o.(*v1.LocalVolumeReplica).Spec.VolumeName}
+	})
+	if err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("localvolume").
+		For(&v1.LocalVolume{}).
+		Owns(&v1.LocalVolumeReplica{}).
+		Complete(r)
+}
+
+// ReplicaName names the replica of volume on node; stable, so reconciling
+// twice (or after a restart) finds the same object.
+func ReplicaName(volume, node string) string {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(node))
+	return fmt.Sprintf("%s-%08x", volume, h.Sum32())
+}
+
+// Reconcile drives one LocalVolume towards its spec.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	lv := &v1.LocalVolume{}
+	if err := r.Client.Get(ctx, req.NamespacedName, lv); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	replicas, err := r.replicasOf(ctx, lv.Name)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if lv.DeletionTimestamp != nil || lv.Spec.Delete {
+		return r.delete(ctx, lv, replicas)
+	}
+	if controllerutil.AddFinalizer(lv, Finalizer) {
+		if err := r.Client.Update(ctx, lv); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	if err := r.ensureReplicas(ctx, lv, replicas); err != nil {
+		r.Recorder.Eventf(lv, corev1.EventTypeWarning, "ReplicaFailed", "Cannot create or update replicas: %v", err)
+		return ctrl.Result{}, err
+	}
+	replicas, err = r.replicasOf(ctx, lv.Name)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{}, r.updateStatus(ctx, lv, replicas)
+}
+
+func (r *Reconciler) replicasOf(ctx context.Context, volume string) ([]v1.LocalVolumeReplica, error) {
+	list := &v1.LocalVolumeReplicaList{}
+	if err := r.Client.List(ctx, list, client.MatchingFields{replicaVolumeField: volume}); err != nil {
+		return nil, err
+	}
+	out := list.Items
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// wantedNodes are the replica nodes of the volume's configuration.
+func wantedNodes(lv *v1.LocalVolume) []string {
+	if lv.Spec.Config == nil {
+		return nil
+	}
+	nodes := make([]string, 0, len(lv.Spec.Config.Replicas))
+	for _, rep := range lv.Spec.Config.Replicas {
+		nodes = append(nodes, rep.Hostname)
+	}
+	return nodes
+}
+
+// ensureReplicas creates missing replicas and grows existing ones. Replicas
+// on nodes no longer wanted are left alone: removing data is the migration
+// controller's decision (it verifies the new copy first).
+func (r *Reconciler) ensureReplicas(ctx context.Context, lv *v1.LocalVolume, existing []v1.LocalVolumeReplica) error {
+	byNode := map[string]*v1.LocalVolumeReplica{}
+	for i := range existing {
+		byNode[existing[i].Spec.NodeName] = &existing[i]
+	}
+	for _, node := range wantedNodes(lv) {
+		cur := byNode[node]
+		if cur == nil {
+			rep := &v1.LocalVolumeReplica{
+				ObjectMeta: metav1.ObjectMeta{Name: ReplicaName(lv.Name, node)},
+				Spec: v1.LocalVolumeReplicaSpec{
+					VolumeName: lv.Name, NodeName: node, PoolName: lv.Spec.PoolName,
+					RequiredCapacityBytes: lv.Spec.RequiredCapacityBytes, VolumeKind: v1.VolumeKindLVM, Striped: lv.Spec.Striped,
+				},
+			}
+			if err := controllerutil.SetControllerReference(lv, rep, r.Client.Scheme()); err != nil {
+				return err
+			}
+			if err := r.Client.Create(ctx, rep); err != nil && !apierrors.IsAlreadyExists(err) {
+				return fmt.Errorf("creating replica on %s: %w", node, err)
+			}
+			r.Recorder.Eventf(lv, corev1.EventTypeNormal, "ReplicaCreated", "Replica %s on node %s", rep.Name, node)
+			continue
+		}
+		if cur.Spec.RequiredCapacityBytes < lv.Spec.RequiredCapacityBytes {
+			cur.Spec.RequiredCapacityBytes = lv.Spec.RequiredCapacityBytes
+			if err := r.Client.Update(ctx, cur); err != nil {
+				return fmt.Errorf("expanding replica %s: %w", cur.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// updateStatus folds the replicas into the volume's state: Ready when every
+// wanted replica is Ready, Creating until then, NotReady when a replica that
+// was Ready is not any more.
+func (r *Reconciler) updateStatus(ctx context.Context, lv *v1.LocalVolume, replicas []v1.LocalVolumeReplica) error {
+	want := wantedNodes(lv)
+	ready, names := 0, make([]string, 0, len(replicas))
+	var allocated int64 = -1
+	notReady := ""
+	for _, rep := range replicas {
+		names = append(names, rep.Name)
+		if !contains(want, rep.Spec.NodeName) {
+			continue
+		}
+		if rep.Status.State == v1.StateReady {
+			ready++
+			if allocated < 0 || rep.Status.AllocatedCapacityBytes < allocated {
+				allocated = rep.Status.AllocatedCapacityBytes
+			}
+		} else if notReady == "" {
+			notReady = fmt.Sprintf("replica %s on %s is %s", rep.Name, rep.Spec.NodeName, stateOr(rep.Status.State, "pending"))
+			if rep.Status.Message != "" {
+				notReady += ": " + rep.Status.Message
+			}
+		}
+	}
+	st := lv.Status.DeepCopy()
+	st.Replicas = names
+	st.ObservedGeneration = lv.Generation
+	cond := metav1.Condition{Type: ConditionReplicasReady, ObservedGeneration: lv.Generation}
+	switch {
+	case len(want) == 0:
+		st.State, st.Message = v1.StateCreating, "waiting for the volume's placement (spec.config.replicas)"
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "NoPlacement", st.Message
+	case ready == len(want):
+		st.State, st.Message = v1.StateReady, ""
+		st.AllocatedCapacityBytes = allocated
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, "AllReplicasReady", fmt.Sprintf("%d/%d replicas ready", ready, len(want))
+	default:
+		if lv.Status.State == v1.StateReady || lv.Status.State == v1.StateNotReady {
+			st.State = v1.StateNotReady
+		} else {
+			st.State = v1.StateCreating
+		}
+		st.Message = notReady
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "ReplicasNotReady", fmt.Sprintf("%d/%d replicas ready: %s", ready, len(want), notReady)
+	}
+	meta.SetStatusCondition(&st.Conditions, cond)
+	if st.State != lv.Status.State {
+		eventType := corev1.EventTypeNormal
+		if st.State == v1.StateNotReady {
+			eventType = corev1.EventTypeWarning
+		}
+		r.Recorder.Eventf(lv, eventType, "State"+string(st.State), "Volume is %s. %s", st.State, st.Message)
+	}
+	if equality.Semantic.DeepEqual(&lv.Status, st) {
+		return nil
+	}
+	lv.Status = *st
+	return r.Client.Status().Update(ctx, lv)
+}
+
+// delete removes the replicas (the node agents free their data) and then
+// the finalizer.
+func (r *Reconciler) delete(ctx context.Context, lv *v1.LocalVolume, replicas []v1.LocalVolumeReplica) (ctrl.Result, error) {
+	if lv.Status.State != v1.StateToBeDeleted && len(replicas) > 0 {
+		lv.Status.State = v1.StateToBeDeleted
+		lv.Status.Message = fmt.Sprintf("deleting %d replica(s)", len(replicas))
+		if err := r.Client.Status().Update(ctx, lv); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	for i := range replicas {
+		rep := &replicas[i]
+		if rep.DeletionTimestamp == nil {
+			if err := r.Client.Delete(ctx, rep); client.IgnoreNotFound(err) != nil {
+				return ctrl.Result{}, err
+			}
+		}
+	}
+	if len(replicas) > 0 {
+		// Requeued by the replicas' deletion events.
+		return ctrl.Result{}, nil
+	}
+	if lv.DeletionTimestamp == nil {
+		// spec.delete without a delete call: delete the object itself.
+		log.FromContext(ctx).Info("Volume marked spec.delete; deleting it")
+		return ctrl.Result{}, client.IgnoreNotFound(r.Client.Delete(ctx, lv))
+	}
+	if controllerutil.RemoveFinalizer(lv, Finalizer) {
+		return ctrl.Result{}, client.IgnoreNotFound(r.Client.Update(ctx, lv))
+	}
+	return ctrl.Result{}, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func stateOr(s v1.State, def string) string {
+	if s == "" {
+		return def
+	}
+	return string(s)
+}
