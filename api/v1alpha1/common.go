@@ -1,6 +1,9 @@
 package v1alpha1
 
-import "fmt"
+import (
+	"fmt"
+	"hash/fnv"
+)
 
 // PoolClass is the kind of media a pool is made of. A StorageClass selects it
 // with its `poolClass` parameter.
@@ -106,3 +109,12 @@ const (
 	SchedulerName = "hwameistor-scheduler"
 	DriverName    = "lvm.hwameistor.io"
 )
+
+// ReplicaName names the LocalVolumeReplica of volume on node. It is stable,
+// so the volume controller, the node agent and the CSI node service find the
+// same object without a lookup.
+func ReplicaName(volume, node string) string {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(node))
+	return fmt.Sprintf("%s-%08x", volume, h.Sum32())
+}

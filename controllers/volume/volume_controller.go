@@ -8,7 +8,6 @@ package volume
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"sort"
 
 	corev1 "k8s.io/api/core/v1"
@@ -59,13 +58,8 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 		Complete(r)
 }
 
-// ReplicaName names the replica of volume on node; stable, so reconciling
-// twice (or after a restart) finds the same object.
-func ReplicaName(volume, node string) string {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(node))
-	return fmt.Sprintf("%s-%08x", volume, h.Sum32())
-}
+// ReplicaName names the replica of volume on node (v1alpha1.ReplicaName).
+func ReplicaName(volume, node string) string { return v1.ReplicaName(volume, node) }
 
 // Reconcile drives one LocalVolume towards its spec.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {

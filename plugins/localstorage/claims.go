@@ -2,7 +2,6 @@ package localstorage
 
 import (
 	"fmt"
-	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -10,14 +9,15 @@ import (
 
 	v1 "hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/internal/placement"
+	"hwameistor.io/local/internal/scparams"
 )
 
-// StorageClass parameters (HwameiStor's names).
+// StorageClass parameters (HwameiStor's names), parsed by internal/scparams.
 const (
-	ParamPoolClass     = "poolClass"
-	ParamPoolType      = "poolType"
-	ParamVolumeKind    = "volumeKind"
-	ParamReplicaNumber = "replicaNumber"
+	ParamPoolClass     = scparams.PoolClass
+	ParamPoolType      = scparams.PoolType
+	ParamVolumeKind    = scparams.VolumeKind
+	ParamReplicaNumber = scparams.ReplicaNumber
 )
 
 // classParams are the parsed parameters of one of our StorageClasses.
@@ -27,30 +27,14 @@ type classParams struct {
 }
 
 // parseClass validates the parameters a user wrote in the StorageClass; the
-// error names the parameter and the accepted values.
+// error names the class, the parameter and the accepted values.
 func parseClass(sc *storagev1.StorageClass) (classParams, error) {
-	p := classParams{pool: placement.PoolHDD, replicas: 1}
-	if c, ok := sc.Parameters[ParamPoolClass]; ok {
-		class, err := v1.ParsePoolClass(c)
-		if err != nil {
-			return p, fmt.Errorf("storageclass %s: parameter %s: %w", sc.Name, ParamPoolClass, err)
-		}
-		p.pool, _ = placement.PoolByClass(class)
+	p, err := scparams.Parse(sc.Parameters)
+	if err != nil {
+		return classParams{}, fmt.Errorf("storageclass %s: %w", sc.Name, err)
 	}
-	if r, ok := sc.Parameters[ParamReplicaNumber]; ok {
-		n, err := strconv.Atoi(r)
-		if err != nil || n < 1 || n > 2 {
-			return p, fmt.Errorf("storageclass %s: parameter %s is %q: use \"1\" or \"2\"", sc.Name, ParamReplicaNumber, r)
-		}
-		p.replicas = n
-	}
-	if t, ok := sc.Parameters[ParamPoolType]; ok && t != v1.PoolTypeRegular {
-		return p, fmt.Errorf("storageclass %s: parameter %s is %q: only %s is supported", sc.Name, ParamPoolType, t, v1.PoolTypeRegular)
-	}
-	if k, ok := sc.Parameters[ParamVolumeKind]; ok && k != v1.VolumeKindLVM {
-		return p, fmt.Errorf("storageclass %s: parameter %s is %q: only %s is supported", sc.Name, ParamVolumeKind, k, v1.VolumeKindLVM)
-	}
-	return p, nil
+	pool, _ := placement.PoolByClass(p.PoolClass)
+	return classParams{pool: pool, replicas: p.Replicas}, nil
 }
 
 // claimInfo is one of the pod's hwameistor claims, as PreFilter resolved it.

@@ -1,0 +1,427 @@
+package driver
+
+import (
+	"context"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/internal/placement"
+	"hwameistor.io/local/internal/scparams"
+)
+
+// Keys external-provisioner adds to CreateVolume parameters with
+// --extra-create-metadata.
+const (
+	ParamPVCName      = "csi.storage.k8s.io/pvc/name"
+	ParamPVCNamespace = "csi.storage.k8s.io/pvc/namespace"
+)
+
+// TopologyKey is the node segment the driver reports in NodeGetInfo, so
+// external-provisioner can pass the selected node and publish per-node
+// capacity. CreateVolume never returns it: PVs carry no node affinity.
+const TopologyKey = "topology.lvm.hwameistor.io/node"
+
+// Volume context keys returned by CreateVolume.
+const (
+	ContextPool   = "poolName"
+	ContextFSType = "fsType"
+)
+
+// DefaultVolumeBytes is the size of a volume whose request gives none.
+const DefaultVolumeBytes = int64(1) << 30
+
+// Controller is the CSI controller service. It reads and writes custom
+// resources only; node agents do the disk work.
+type Controller struct {
+	csi.UnimplementedControllerServer
+	Client client.Client
+	// PollInterval is how often it checks a volume's progress.
+	PollInterval time.Duration
+}
+
+var _ csi.ControllerServer = &Controller{}
+
+// ControllerGetCapabilities advertises what the controller implements.
+func (c *Controller) ControllerGetCapabilities(context.Context, *csi.ControllerGetCapabilitiesRequest) (*csi.ControllerGetCapabilitiesResponse, error) {
+	var caps []*csi.ControllerServiceCapability
+	for _, t := range []csi.ControllerServiceCapability_RPC_Type{
+		csi.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME,
+		csi.ControllerServiceCapability_RPC_EXPAND_VOLUME,
+		csi.ControllerServiceCapability_RPC_GET_CAPACITY,
+		csi.ControllerServiceCapability_RPC_LIST_VOLUMES,
+	} {
+		caps = append(caps, &csi.ControllerServiceCapability{Type: &csi.ControllerServiceCapability_Rpc{Rpc: &csi.ControllerServiceCapability_RPC{Type: t}}})
+	}
+	return &csi.ControllerGetCapabilitiesResponse{Capabilities: caps}, nil
+}
+
+// validateCapabilities accepts single-node access, mount (xfs/ext4) or block.
+func validateCapabilities(caps []*csi.VolumeCapability) error {
+	if len(caps) == 0 {
+		return status.Error(codes.InvalidArgument, "volume_capabilities are required")
+	}
+	for _, c := range caps {
+		switch c.GetAccessMode().GetMode() {
+		case csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER,
+			csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY,
+			csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER,
+			csi.VolumeCapability_AccessMode_SINGLE_NODE_MULTI_WRITER:
+		default:
+			return status.Errorf(codes.InvalidArgument, "access mode %s is not supported: local volumes are single-node", c.GetAccessMode().GetMode())
+		}
+		if m := c.GetMount(); m != nil {
+			if fs := m.GetFsType(); fs != "" && fs != "xfs" && fs != "ext4" {
+				return status.Errorf(codes.InvalidArgument, "fs_type %q is not supported: use xfs or ext4", fs)
+			}
+		} else if c.GetBlock() == nil {
+			return status.Error(codes.InvalidArgument, "volume capability needs an access type (mount or block)")
+		}
+	}
+	return nil
+}
+
+func requestedBytes(r *csi.CapacityRange) (int64, error) {
+	req, lim := r.GetRequiredBytes(), r.GetLimitBytes()
+	if req < 0 || lim < 0 {
+		return 0, status.Error(codes.InvalidArgument, "capacity_range must not be negative")
+	}
+	if lim > 0 && req > lim {
+		return 0, status.Errorf(codes.InvalidArgument, "capacity_range: required_bytes %d exceeds limit_bytes %d", req, lim)
+	}
+	switch {
+	case req > 0:
+		return req, nil
+	case lim > 0 && lim < DefaultVolumeBytes:
+		return lim, nil
+	}
+	return DefaultVolumeBytes, nil
+}
+
+// CreateVolume creates the LocalVolume on the nodes the scheduler chose
+// (persisted in the claim's LocalVolumeGroup; else the selected node) and
+// returns when it is Ready. It is idempotent: a retry with the same name
+// waits for the same volume.
+func (c *Controller) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
+	name := req.GetName()
+	if name == "" {
+		return nil, status.Error(codes.InvalidArgument, "name is required")
+	}
+	if err := validateCapabilities(req.GetVolumeCapabilities()); err != nil {
+		return nil, err
+	}
+	if req.GetVolumeContentSource() != nil {
+		return nil, status.Error(codes.InvalidArgument, "volume_content_source is not supported: no snapshots or clones")
+	}
+	params, err := scparams.Parse(req.GetParameters())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	size, err := requestedBytes(req.GetCapacityRange())
+	if err != nil {
+		return nil, err
+	}
+	pool := params.PoolClass.PoolName()
+
+	lv := &v1.LocalVolume{}
+	err = c.Client.Get(ctx, client.ObjectKey{Name: name}, lv)
+	switch {
+	case apierrors.IsNotFound(err):
+		lv, err = c.newVolume(ctx, req, name, pool, size, params)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.Client.Create(ctx, lv); err != nil && !apierrors.IsAlreadyExists(err) {
+			return nil, status.Errorf(codes.Internal, "creating LocalVolume %s: %v", name, err)
+		}
+		klog.FromContext(ctx).Info("Created LocalVolume", "volume", name, "pool", pool, "bytes", size, "nodes", lv.Spec.Accessibility.Nodes)
+	case err != nil:
+		return nil, status.Errorf(codes.Unavailable, "reading LocalVolume %s: %v", name, err)
+	default:
+		if lv.Spec.PoolName != pool || lv.Spec.RequiredCapacityBytes < size || int(lv.Spec.ReplicaNumber) != params.Replicas {
+			return nil, status.Errorf(codes.AlreadyExists, "volume %s exists with pool %s, %d bytes, %d replica(s)", name, lv.Spec.PoolName, lv.Spec.RequiredCapacityBytes, lv.Spec.ReplicaNumber)
+		}
+	}
+	ready, err := c.waitReady(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return &csi.CreateVolumeResponse{Volume: &csi.Volume{
+		VolumeId:      name,
+		CapacityBytes: max(ready.Status.AllocatedCapacityBytes, ready.Spec.RequiredCapacityBytes),
+		VolumeContext: map[string]string{ContextPool: pool, ContextFSType: params.FSType},
+	}}, nil
+}
+
+// newVolume builds the LocalVolume, checking the placement and the pools.
+func (c *Controller) newVolume(ctx context.Context, req *csi.CreateVolumeRequest, name, pool string, size int64, params scparams.Params) (*v1.LocalVolume, error) {
+	ns, pvc := req.GetParameters()[ParamPVCNamespace], req.GetParameters()[ParamPVCName]
+	nodes, group, err := c.placement(ctx, ns, pvc, req.GetAccessibilityRequirements())
+	if err != nil {
+		return nil, err
+	}
+	if len(nodes) < params.Replicas {
+		return nil, status.Errorf(codes.FailedPrecondition,
+			"claim %s/%s wants %d replicas but its placement has %d node(s) %v: schedule its pod with hwameistor-scheduler", ns, pvc, params.Replicas, len(nodes), nodes)
+	}
+	nodes = nodes[:params.Replicas]
+	for _, n := range nodes {
+		if err := c.checkPool(ctx, n, pool, size); err != nil {
+			return nil, err
+		}
+	}
+	lv := &v1.LocalVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: v1.LocalVolumeSpec{
+			PoolName: pool, RequiredCapacityBytes: size, ReplicaNumber: int64(params.Replicas), VolumeKind: v1.VolumeKindLVM,
+			PersistentVolumeClaimNamespace: ns, PersistentVolumeClaimName: pvc, VolumeGroup: group,
+			Convertible: params.Convertible, Striped: params.Striped,
+			Accessibility: v1.AccessibilityTopology{Nodes: nodes},
+			Config:        &v1.VolumeConfig{Version: 1, VolumeName: name, RequiredCapacityBytes: size, Convertible: params.Convertible},
+		},
+	}
+	for i, n := range nodes {
+		lv.Spec.Config.Replicas = append(lv.Spec.Config.Replicas, v1.VolumeReplica{ID: int64(i + 1), Hostname: n, Primary: i == 0})
+	}
+	return lv, nil
+}
+
+// placement returns the replica nodes the scheduler persisted for the claim
+// in its LocalVolumeGroup, or else the selected node external-provisioner
+// passes as the preferred topology.
+func (c *Controller) placement(ctx context.Context, ns, pvc string, topo *csi.TopologyRequirement) ([]string, string, error) {
+	if pvc != "" {
+		groups := &v1.LocalVolumeGroupList{}
+		if err := c.Client.List(ctx, groups); err != nil {
+			return nil, "", status.Errorf(codes.Unavailable, "listing LocalVolumeGroups: %v", err)
+		}
+		for _, g := range groups.Items {
+			if g.Spec.Namespace != ns {
+				continue
+			}
+			for _, v := range g.Spec.Volumes {
+				if v.PersistentVolumeClaimName == pvc && len(v.Nodes) > 0 {
+					return v.Nodes, g.Name, nil
+				}
+			}
+		}
+	}
+	for _, t := range append(topo.GetPreferred(), topo.GetRequisite()...) {
+		if n := t.GetSegments()[TopologyKey]; n != "" {
+			return []string{n}, "", nil
+		}
+	}
+	return nil, "", status.Errorf(codes.FailedPrecondition,
+		"no placement for claim %s/%s: no LocalVolumeGroup entry and no selected node; schedule its pod with hwameistor-scheduler", ns, pvc)
+}
+
+// checkPool is the last line against overcommit: the scheduler's ledger is
+// the authority, but a pool that is short now (a race outside the ledger)
+// must fail with ResourceExhausted so the pod is rescheduled.
+func (c *Controller) checkPool(ctx context.Context, node, pool string, size int64) error {
+	lsn := &v1.LocalStorageNode{}
+	if err := c.Client.Get(ctx, client.ObjectKey{Name: node}, lsn); err != nil {
+		if apierrors.IsNotFound(err) {
+			return status.Errorf(codes.FailedPrecondition, "node %s has no LocalStorageNode", node)
+		}
+		return status.Errorf(codes.Unavailable, "reading LocalStorageNode %s: %v", node, err)
+	}
+	p, ok := lsn.Status.Pools[pool]
+	if !ok {
+		return status.Errorf(codes.ResourceExhausted, "node %s has no pool %s", node, pool)
+	}
+	if p.FreeCapacityBytes < size {
+		return status.Errorf(codes.ResourceExhausted, "pool %s on node %s: need %s, free %s", pool, node, placement.FormatBytes(size), placement.FormatBytes(p.FreeCapacityBytes))
+	}
+	if p.VolumeCapacityBytesLimit > 0 && size > p.VolumeCapacityBytesLimit {
+		return status.Errorf(codes.OutOfRange, "pool %s on node %s takes volumes up to %s, %s requested", pool, node, placement.FormatBytes(p.VolumeCapacityBytesLimit), placement.FormatBytes(size))
+	}
+	return nil
+}
+
+// waitReady polls the volume until it is Ready or ctx ends (the sidecar
+// retries with the same name, which resumes waiting).
+func (c *Controller) waitReady(ctx context.Context, name string) (*v1.LocalVolume, error) {
+	interval := c.PollInterval
+	if interval == 0 {
+		interval = 200 * time.Millisecond
+	}
+	lv := &v1.LocalVolume{}
+	err := wait.PollUntilContextCancel(ctx, interval, true, func(ctx context.Context) (bool, error) {
+		if err := c.Client.Get(ctx, client.ObjectKey{Name: name}, lv); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		return lv.Status.State == v1.StateReady, nil
+	})
+	if err != nil {
+		return nil, status.Errorf(codes.DeadlineExceeded, "volume %s is not Ready yet (state %q: %s); retry", name, lv.Status.State, lv.Status.Message)
+	}
+	return lv, nil
+}
+
+// DeleteVolume deletes the LocalVolume; the volume controller removes the
+// replicas (and with them the data) first. Deleting a missing volume succeeds.
+func (c *Controller) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
+	name := req.GetVolumeId()
+	if name == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
+	}
+	lv := &v1.LocalVolume{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if err := c.Client.Delete(ctx, lv); err != nil && !apierrors.IsNotFound(err) {
+		return nil, status.Errorf(codes.Unavailable, "deleting LocalVolume %s: %v", name, err)
+	}
+	return &csi.DeleteVolumeResponse{}, nil
+}
+
+// ControllerExpandVolume grows the volume on every replica after checking
+// each replica's pool, and returns when the replicas report the new size.
+func (c *Controller) ControllerExpandVolume(ctx context.Context, req *csi.ControllerExpandVolumeRequest) (*csi.ControllerExpandVolumeResponse, error) {
+	name := req.GetVolumeId()
+	if name == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
+	}
+	size, err := requestedBytes(req.GetCapacityRange())
+	if err != nil {
+		return nil, err
+	}
+	lv := &v1.LocalVolume{}
+	if err := c.Client.Get(ctx, client.ObjectKey{Name: name}, lv); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, status.Errorf(codes.NotFound, "volume %s not found", name)
+		}
+		return nil, status.Errorf(codes.Unavailable, "reading LocalVolume %s: %v", name, err)
+	}
+	nodeExpansion := req.GetVolumeCapability().GetBlock() == nil
+	if size > lv.Spec.RequiredCapacityBytes {
+		delta := size - lv.Spec.RequiredCapacityBytes
+		for _, n := range lv.Spec.Accessibility.Nodes {
+			if err := c.checkPool(ctx, n, lv.Spec.PoolName, delta); err != nil {
+				return nil, err
+			}
+		}
+		lv.Spec.RequiredCapacityBytes = size
+		if lv.Spec.Config != nil {
+			lv.Spec.Config.RequiredCapacityBytes = size
+		}
+		if err := c.Client.Update(ctx, lv); err != nil {
+			return nil, status.Errorf(codes.Aborted, "updating LocalVolume %s: %v", name, err)
+		}
+	}
+	interval := c.PollInterval
+	if interval == 0 {
+		interval = 200 * time.Millisecond
+	}
+	err = wait.PollUntilContextCancel(ctx, interval, true, func(ctx context.Context) (bool, error) {
+		if err := c.Client.Get(ctx, client.ObjectKey{Name: name}, lv); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		return lv.Status.State == v1.StateReady && lv.Status.AllocatedCapacityBytes >= size, nil
+	})
+	if err != nil {
+		return nil, status.Errorf(codes.DeadlineExceeded, "volume %s has %d of %d bytes allocated; retry", name, lv.Status.AllocatedCapacityBytes, size)
+	}
+	return &csi.ControllerExpandVolumeResponse{CapacityBytes: lv.Status.AllocatedCapacityBytes, NodeExpansionRequired: nodeExpansion}, nil
+}
+
+// ValidateVolumeCapabilities confirms capabilities of an existing volume.
+func (c *Controller) ValidateVolumeCapabilities(ctx context.Context, req *csi.ValidateVolumeCapabilitiesRequest) (*csi.ValidateVolumeCapabilitiesResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
+	}
+	if err := validateCapabilities(req.GetVolumeCapabilities()); err != nil {
+		if status.Code(err) == codes.InvalidArgument && len(req.GetVolumeCapabilities()) > 0 {
+			return &csi.ValidateVolumeCapabilitiesResponse{Message: status.Convert(err).Message()}, nil
+		}
+		return nil, err
+	}
+	if err := c.Client.Get(ctx, client.ObjectKey{Name: req.GetVolumeId()}, &v1.LocalVolume{}); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, status.Errorf(codes.NotFound, "volume %s not found", req.GetVolumeId())
+		}
+		return nil, status.Errorf(codes.Unavailable, "reading LocalVolume: %v", err)
+	}
+	return &csi.ValidateVolumeCapabilitiesResponse{Confirmed: &csi.ValidateVolumeCapabilitiesResponse_Confirmed{
+		VolumeContext: req.GetVolumeContext(), VolumeCapabilities: req.GetVolumeCapabilities(), Parameters: req.GetParameters(),
+	}}, nil
+}
+
+// ListVolumes pages through LocalVolumes by name.
+func (c *Controller) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (*csi.ListVolumesResponse, error) {
+	list := &v1.LocalVolumeList{}
+	if err := c.Client.List(ctx, list); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "listing LocalVolumes: %v", err)
+	}
+	sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })
+	start := 0
+	if tok := req.GetStartingToken(); tok != "" {
+		n, err := strconv.Atoi(tok)
+		if err != nil || n < 0 || n > len(list.Items) {
+			return nil, status.Errorf(codes.Aborted, "starting_token %q is not valid", tok)
+		}
+		start = n
+	}
+	end := len(list.Items)
+	if m := int(req.GetMaxEntries()); m > 0 && start+m < end {
+		end = start + m
+	}
+	resp := &csi.ListVolumesResponse{}
+	for _, lv := range list.Items[start:end] {
+		resp.Entries = append(resp.Entries, &csi.ListVolumesResponse_Entry{Volume: &csi.Volume{
+			VolumeId: lv.Name, CapacityBytes: lv.Spec.RequiredCapacityBytes,
+			VolumeContext: map[string]string{ContextPool: lv.Spec.PoolName},
+		}})
+	}
+	if end < len(list.Items) {
+		resp.NextToken = strconv.Itoa(end)
+	}
+	return resp, nil
+}
+
+// GetCapacity reports the free bytes of a pool class on the node named by
+// the topology segment, or summed over every Ready node without one. The
+// largest volume that fits is the largest single pool's free space.
+func (c *Controller) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (*csi.GetCapacityResponse, error) {
+	params, err := scparams.Parse(req.GetParameters())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	pool := params.PoolClass.PoolName()
+	var nodes []v1.LocalStorageNode
+	if n := req.GetAccessibleTopology().GetSegments()[TopologyKey]; n != "" {
+		lsn := &v1.LocalStorageNode{}
+		if err := c.Client.Get(ctx, client.ObjectKey{Name: n}, lsn); err != nil {
+			if apierrors.IsNotFound(err) {
+				return &csi.GetCapacityResponse{}, nil
+			}
+			return nil, status.Errorf(codes.Unavailable, "reading LocalStorageNode %s: %v", n, err)
+		}
+		nodes = append(nodes, *lsn)
+	} else {
+		list := &v1.LocalStorageNodeList{}
+		if err := c.Client.List(ctx, list); err != nil {
+			return nil, status.Errorf(codes.Unavailable, "listing LocalStorageNodes: %v", err)
+		}
+		nodes = list.Items
+	}
+	var total, largest int64
+	for _, n := range nodes {
+		p, ok := n.Status.Pools[pool]
+		if !ok || n.Status.State != v1.StateReady {
+			continue
+		}
+		total += p.FreeCapacityBytes
+		largest = max(largest, p.FreeCapacityBytes)
+	}
+	return &csi.GetCapacityResponse{AvailableCapacity: total, MaximumVolumeSize: wrapInt64(largest)}, nil
+}
+

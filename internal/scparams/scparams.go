@@ -1,0 +1,84 @@
+// Package scparams parses the parameters of an lvm.hwameistor.io
+// StorageClass (HwameiStor's names), for the scheduler plugin and the CSI
+// driver alike, so both reject the same mistakes with the same words.
+package scparams
+
+import (
+	"fmt"
+	"strconv"
+
+	v1 "hwameistor.io/local/api/v1alpha1"
+)
+
+// Parameter names.
+const (
+	PoolClass     = "poolClass"
+	PoolType      = "poolType"
+	VolumeKind    = "volumeKind"
+	ReplicaNumber = "replicaNumber"
+	Convertible   = "convertible"
+	Striped       = "striped"
+	FSType        = "csi.storage.k8s.io/fstype"
+)
+
+// Params are the parsed parameters.
+type Params struct {
+	PoolClass   v1.PoolClass
+	Replicas    int
+	Convertible bool
+	Striped     bool
+	FSType      string
+}
+
+// Parse validates parameters; the error names the parameter and what is
+// accepted. Unset parameters take HwameiStor's defaults: HDD, one replica,
+// xfs. Keys it does not know (other sidecars' keys) are ignored.
+func Parse(p map[string]string) (Params, error) {
+	out := Params{PoolClass: v1.PoolClassHDD, Replicas: 1, FSType: "xfs"}
+	if c, ok := p[PoolClass]; ok {
+		class, err := v1.ParsePoolClass(c)
+		if err != nil {
+			return out, fmt.Errorf("parameter %s: %w", PoolClass, err)
+		}
+		out.PoolClass = class
+	}
+	if r, ok := p[ReplicaNumber]; ok {
+		n, err := strconv.Atoi(r)
+		if err != nil || n < 1 || n > 2 {
+			return out, fmt.Errorf("parameter %s is %q: use \"1\" or \"2\"", ReplicaNumber, r)
+		}
+		out.Replicas = n
+	}
+	if t, ok := p[PoolType]; ok && t != v1.PoolTypeRegular {
+		return out, fmt.Errorf("parameter %s is %q: only %s is supported", PoolType, t, v1.PoolTypeRegular)
+	}
+	if k, ok := p[VolumeKind]; ok && k != v1.VolumeKindLVM {
+		return out, fmt.Errorf("parameter %s is %q: only %s is supported", VolumeKind, k, v1.VolumeKindLVM)
+	}
+	var err error
+	if out.Convertible, err = parseBool(p, Convertible); err != nil {
+		return out, err
+	}
+	if out.Striped, err = parseBool(p, Striped); err != nil {
+		return out, err
+	}
+	if fs, ok := p[FSType]; ok {
+		if fs != "xfs" && fs != "ext4" {
+			return out, fmt.Errorf("parameter %s is %q: use xfs or ext4", FSType, fs)
+		}
+		out.FSType = fs
+	}
+	return out, nil
+}
+
+func parseBool(p map[string]string, key string) (bool, error) {
+	v, ok := p[key]
+	if !ok {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("parameter %s is %q: use \"true\" or \"false\"", key, v)
+	}
+	return b, nil
+}
