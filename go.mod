@@ -1,6 +1,6 @@
 module hwameistor.io/local
 
-go 1.24.0
+go 1.25.0
 
 require (
 	github.com/go-logr/logr v1.4.3
