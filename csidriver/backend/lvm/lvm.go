@@ -1,0 +1,509 @@
+// Package lvm is the backend that runs lvm2, and the only package that does:
+// one volume group per pool class (named like the pool, LocalStorage_PoolHDD
+// ...), thick logical volumes sized in whole extents, and an ownership tag on
+// every LV it creates so that LVs of other users of the volume group are never
+// listed or touched. Reports are read with `--reportformat json --units b
+// --nosuffix` and decoded into typed structs; failures become the backend
+// package's typed errors with lvm's stderr in the message.
+package lvm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/csidriver/backend"
+	"hwameistor.io/local/csidriver/backend/command"
+)
+
+// OwnerTagPrefix starts the LV tag that marks our LVs:
+// hwameistor.io/owner=<Options.Owner>. LVM tags allow [A-Za-z0-9_+.-/=!:&#],
+// so a label-like key=value fits as is.
+const OwnerTagPrefix = "hwameistor.io/owner="
+
+// DefaultOwner is the owner tag value, the CSI driver's name.
+const DefaultOwner = v1alpha1.DriverName
+
+// MetadataOnlyConfig is an lvm --config value that disables activation:
+// lvcreate/lvextend/lvremove then only write VG metadata and need no
+// device-mapper. For tests on machines without device-mapper; LVs created
+// this way have no device node.
+const MetadataOnlyConfig = "global { activation=0 }"
+
+// maxDMNameLen is device-mapper's name limit (DM_NAME_LEN 128 with the NUL).
+const maxDMNameLen = 127
+
+// Options configure a Backend. The zero value runs the real lvm with the real
+// pool names.
+type Options struct {
+	// Runner executes lvm; the real one (command.Exec with LC_ALL=C) when
+	// nil.
+	Runner command.Runner
+	// Binary is the lvm program; "lvm" (from PATH) when empty. Every
+	// command runs as `lvm <subcommand>`, so one wrapper (e.g. nsenter
+	// into the host) can stand in for all of them.
+	Binary string
+	// Config is passed as `--config <Config>` to every command, e.g.
+	// `devices { use_devicesfile=0 }` in a container whose host uses a
+	// devices file (README.md, "lvm in containers").
+	Config string
+	// VolumeGroups maps pool names to volume group names. Empty: the
+	// three pools, each in the VG of the same name. Tests map pools to
+	// VGs with a unique prefix so they never touch a real pool.
+	VolumeGroups map[string]string
+	// Owner is the value of the ownership tag; DefaultOwner when empty.
+	Owner string
+	// VolumeCountLimit caps the volumes per pool;
+	// v1alpha1.DefaultVolumeCountLimit when zero.
+	VolumeCountLimit int64
+}
+
+// Backend manages logical volumes with lvm2.
+type Backend struct {
+	run      command.Runner
+	bin      string
+	config   string
+	vgOf     map[string]string // pool name -> VG name
+	pools    []string          // configured pool names, HDD, SSD, NVMe order
+	ownerTag string
+	limit    int64
+
+	// mu serialises changes, so that "look, then lvcreate" is atomic
+	// within this process; lvm's own VG lock covers other processes.
+	mu sync.Mutex
+}
+
+var _ backend.Backend = (*Backend)(nil)
+
+// New validates the options and returns a Backend. It runs no command.
+func New(o Options) (*Backend, error) {
+	b := &Backend{run: o.Runner, bin: o.Binary, config: o.Config, limit: o.VolumeCountLimit, vgOf: map[string]string{}}
+	if b.run == nil {
+		b.run = command.Exec{Env: []string{"LC_ALL=C", "LVM_SUPPRESS_FD_WARNINGS=1"}}
+	}
+	if b.bin == "" {
+		b.bin = "lvm"
+	}
+	if b.limit <= 0 {
+		b.limit = v1alpha1.DefaultVolumeCountLimit
+	}
+	owner := o.Owner
+	if owner == "" {
+		owner = DefaultOwner
+	}
+	b.ownerTag = OwnerTagPrefix + owner
+	if err := backend.ValidateTag(b.ownerTag); err != nil {
+		return nil, fmt.Errorf("owner: %w", err)
+	}
+	vgs := o.VolumeGroups
+	if len(vgs) == 0 {
+		vgs = map[string]string{}
+		for _, c := range v1alpha1.PoolClasses {
+			vgs[c.PoolName()] = c.PoolName()
+		}
+	}
+	for pool, vg := range vgs {
+		if _, err := v1alpha1.PoolClassOf(pool); err != nil {
+			return nil, err
+		}
+		if err := backend.ValidateVolumeName(vg); err != nil {
+			return nil, fmt.Errorf("volume group of pool %s: %w", pool, err)
+		}
+		b.vgOf[pool] = vg
+	}
+	for _, c := range v1alpha1.PoolClasses {
+		if _, ok := b.vgOf[c.PoolName()]; ok {
+			b.pools = append(b.pools, c.PoolName())
+		}
+	}
+	return b, nil
+}
+
+// Pools implements backend.Backend with three commands (vgs, pvs, lvs) for
+// all pools.
+func (b *Backend) Pools(ctx context.Context) ([]backend.Pool, error) {
+	vgr, err := b.report(ctx, "vgs", vgFields)
+	if err != nil {
+		return nil, err
+	}
+	pvr, err := b.report(ctx, "pvs", pvFields)
+	if err != nil {
+		return nil, err
+	}
+	lvr, err := b.report(ctx, "lvs", lvFields)
+	if err != nil {
+		return nil, err
+	}
+	vgByName := map[string]vg{}
+	for _, g := range vgr.vgs() {
+		vgByName[g.Name] = g
+	}
+	var pools []backend.Pool
+	for _, name := range b.pools {
+		g, ok := vgByName[b.vgOf[name]]
+		if !ok {
+			continue
+		}
+		class, _ := v1alpha1.PoolClassOf(name)
+		p := backend.Pool{
+			Name: name, Class: class,
+			TotalBytes: int64(g.Size), FreeBytes: int64(g.Free), ExtentSizeBytes: int64(g.ExtentSize),
+			VolumeCountLimit: b.limit,
+		}
+		for _, v := range pvr.pvs() {
+			if v.VGName == g.Name {
+				p.Disks = append(p.Disks, backend.Disk{DevPath: v.Name, CapacityBytes: int64(v.Size)})
+			}
+		}
+		for _, l := range lvr.lvs() {
+			if l.VGName == g.Name && b.owned(l) {
+				p.Volumes = append(p.Volumes, l.Name)
+			}
+		}
+		sort.Strings(p.Volumes)
+		p.VolumeCount = int64(len(p.Volumes))
+		pools = append(pools, p)
+	}
+	return pools, nil
+}
+
+// CreateVolume implements backend.Backend: lvcreate -L <bytes>b rounded to
+// extents (to extents x stripes when striped), after checking vg_free and the
+// volume count so that a short pool fails before lvm runs.
+func (b *Backend) CreateVolume(ctx context.Context, pool, name string, bytes int64, opts backend.CreateOptions) (backend.Volume, error) {
+	vgName, err := b.checkArgs(pool, name)
+	if err != nil {
+		return backend.Volume{}, err
+	}
+	if err := backend.ValidateTags(opts.Tags); err != nil {
+		return backend.Volume{}, err
+	}
+	for _, t := range opts.Tags {
+		if strings.HasPrefix(t, OwnerTagPrefix) {
+			return backend.Volume{}, fmt.Errorf("%w: tag %q: %s is reserved for the ownership tag", backend.ErrInvalidArgument, t, OwnerTagPrefix)
+		}
+	}
+	if bytes <= 0 {
+		return backend.Volume{}, fmt.Errorf("%w: size %d must be positive", backend.ErrInvalidArgument, bytes)
+	}
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	g, err := b.vg(ctx, pool, vgName)
+	if err != nil {
+		return backend.Volume{}, err
+	}
+	stripes := int64(1)
+	if opts.Striped && g.PVCount >= 2 {
+		stripes = int64(g.PVCount)
+	}
+	size, err := backend.RoundUp(bytes, int64(g.ExtentSize)*stripes)
+	if err != nil {
+		return backend.Volume{}, err
+	}
+	lvs, err := b.lvsOf(ctx, pool, vgName)
+	if err != nil {
+		return backend.Volume{}, err
+	}
+	owned := 0
+	for _, l := range lvs {
+		if l.Name == name {
+			if !b.owned(l) {
+				return backend.Volume{}, fmt.Errorf("%w: pool %s: %s/%s has no tag %s", backend.ErrNotOwned, pool, vgName, name, b.ownerTag)
+			}
+			// The size a retry asks for, rounded as before; a
+			// striped LV may be rounded to extents only when the VG
+			// had one PV at creation.
+			plain, _ := backend.RoundUp(bytes, int64(g.ExtentSize))
+			if int64(l.Size) == size || int64(l.Size) == plain {
+				return b.volume(pool, l), nil
+			}
+			return backend.Volume{}, fmt.Errorf("%w: pool %s: volume %s has %s, requested %s",
+				backend.ErrAlreadyExists, pool, name, backend.FormatBytes(int64(l.Size)), backend.FormatBytes(size))
+		}
+		if b.owned(l) {
+			owned++
+		}
+	}
+	if int64(owned) >= b.limit {
+		return backend.Volume{}, &backend.CapacityError{Pool: pool, VolumeCountLimit: b.limit}
+	}
+	if size > int64(g.Free) {
+		return backend.Volume{}, &backend.CapacityError{Pool: pool, NeedBytes: size, FreeBytes: int64(g.Free)}
+	}
+
+	args := []string{"-y", "-Wy", "-Zy", "-L", strconv.FormatInt(size, 10) + "b", "-n", name}
+	if stripes > 1 {
+		args = append(args, "-i", strconv.FormatInt(stripes, 10))
+	}
+	args = append(args, "--addtag", b.ownerTag)
+	tags := backend.NormalizeTags(opts.Tags)
+	for _, t := range tags {
+		args = append(args, "--addtag", t)
+	}
+	args = append(args, vgName)
+	if _, err := b.lvm(ctx, "lvcreate", args...); err != nil {
+		if isCapacity(err) {
+			return backend.Volume{}, fmt.Errorf("%w: %w", &backend.CapacityError{Pool: pool, NeedBytes: size, FreeBytes: int64(g.Free)}, err)
+		}
+		return backend.Volume{}, fmt.Errorf("pool %s: create volume %s: %w", pool, name, classify(err))
+	}
+	return backend.Volume{Name: name, Pool: pool, SizeBytes: size, DevicePath: devicePath(vgName, name), Tags: tags}, nil
+}
+
+// ExpandVolume implements backend.Backend with lvextend -L <bytes>b, after
+// checking vg_free for the difference. It re-reads the LV because lvm rounds
+// a striped LV further, to whole stripes.
+func (b *Backend) ExpandVolume(ctx context.Context, pool, name string, bytes int64) (backend.Volume, error) {
+	vgName, err := b.checkArgs(pool, name)
+	if err != nil {
+		return backend.Volume{}, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	g, err := b.vg(ctx, pool, vgName)
+	if err != nil {
+		return backend.Volume{}, err
+	}
+	size, err := backend.RoundUp(bytes, int64(g.ExtentSize))
+	if err != nil {
+		return backend.Volume{}, err
+	}
+	cur, err := b.find(ctx, pool, vgName, name)
+	if err != nil {
+		return backend.Volume{}, err
+	}
+	if size <= cur.SizeBytes {
+		return cur, nil
+	}
+	if need := size - cur.SizeBytes; need > int64(g.Free) {
+		return backend.Volume{}, &backend.CapacityError{Pool: pool, NeedBytes: need, FreeBytes: int64(g.Free)}
+	}
+	if _, err := b.lvm(ctx, "lvextend", "-L", strconv.FormatInt(size, 10)+"b", vgName+"/"+name); err != nil {
+		switch {
+		case isCapacity(err):
+			return backend.Volume{}, fmt.Errorf("%w: %w", &backend.CapacityError{Pool: pool, NeedBytes: size - cur.SizeBytes, FreeBytes: int64(g.Free)}, err)
+		case !strings.Contains(err.Error(), "matches existing size"):
+			return backend.Volume{}, fmt.Errorf("pool %s: expand volume %s: %w", pool, name, classify(err))
+		}
+	}
+	return b.find(ctx, pool, vgName, name)
+}
+
+// DeleteVolume implements backend.Backend with lvremove -y. A volume group
+// that does not exist holds no volume of ours, so deleting from it succeeds.
+func (b *Backend) DeleteVolume(ctx context.Context, pool, name string) error {
+	vgName, err := b.checkArgs(pool, name)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, err = b.find(ctx, pool, vgName, name)
+	switch {
+	case errors.Is(err, backend.ErrNotFound), errors.Is(err, backend.ErrPoolNotFound):
+		return nil
+	case err != nil:
+		return err
+	}
+	if _, err := b.lvm(ctx, "lvremove", "-y", vgName+"/"+name); err != nil {
+		if err = classify(err); errors.Is(err, backend.ErrNotFound) {
+			return nil
+		}
+		return fmt.Errorf("pool %s: delete volume %s: %w", pool, name, err)
+	}
+	return nil
+}
+
+// GetVolume implements backend.Backend. An LV without our tag is ErrNotOwned.
+func (b *Backend) GetVolume(ctx context.Context, pool, name string) (backend.Volume, error) {
+	vgName, err := b.checkArgs(pool, name)
+	if err != nil {
+		return backend.Volume{}, err
+	}
+	return b.find(ctx, pool, vgName, name)
+}
+
+// ListVolumes implements backend.Backend: the LVs with our tag, by name.
+func (b *Backend) ListVolumes(ctx context.Context, pool string) ([]backend.Volume, error) {
+	vgName, err := b.vgName(pool)
+	if err != nil {
+		return nil, err
+	}
+	lvs, err := b.lvsOf(ctx, pool, vgName)
+	if err != nil {
+		return nil, err
+	}
+	var out []backend.Volume
+	for _, l := range lvs {
+		if b.owned(l) {
+			out = append(out, b.volume(pool, l))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func (b *Backend) vgName(pool string) (string, error) {
+	vg, ok := b.vgOf[pool]
+	if !ok {
+		return "", fmt.Errorf("%w: %q is not configured on this node (pools: %s)", backend.ErrPoolNotFound, pool, strings.Join(b.pools, ", "))
+	}
+	return vg, nil
+}
+
+// checkArgs validates a volume name, including device-mapper's limit on
+// "<vg>-<lv>" (with '-' doubled), and returns the pool's VG.
+func (b *Backend) checkArgs(pool, name string) (string, error) {
+	vgName, err := b.vgName(pool)
+	if err != nil {
+		return "", err
+	}
+	if err := backend.ValidateVolumeName(name); err != nil {
+		return "", err
+	}
+	dm := strings.ReplaceAll(vgName, "-", "--") + "-" + strings.ReplaceAll(name, "-", "--")
+	if len(dm) > maxDMNameLen {
+		return "", fmt.Errorf("%w: volume name %q is too long for volume group %s (device-mapper name %d > %d characters)",
+			backend.ErrInvalidArgument, name, vgName, len(dm), maxDMNameLen)
+	}
+	return vgName, nil
+}
+
+// find returns our LV name in vgName, ErrNotFound or ErrNotOwned.
+func (b *Backend) find(ctx context.Context, pool, vgName, name string) (backend.Volume, error) {
+	lvs, err := b.lvsOf(ctx, pool, vgName)
+	if err != nil {
+		return backend.Volume{}, err
+	}
+	for _, l := range lvs {
+		if l.Name != name {
+			continue
+		}
+		if !b.owned(l) {
+			return backend.Volume{}, fmt.Errorf("%w: pool %s: %s/%s has no tag %s", backend.ErrNotOwned, pool, vgName, name, b.ownerTag)
+		}
+		return b.volume(pool, l), nil
+	}
+	return backend.Volume{}, fmt.Errorf("%w: pool %s: volume %s", backend.ErrNotFound, pool, name)
+}
+
+func (b *Backend) vg(ctx context.Context, pool, vgName string) (vg, error) {
+	r, err := b.report(ctx, "vgs", vgFields, vgName)
+	if err != nil {
+		return vg{}, poolErr(pool, vgName, err)
+	}
+	for _, g := range r.vgs() {
+		if g.Name == vgName {
+			if g.ExtentSize <= 0 {
+				return vg{}, fmt.Errorf("pool %s: volume group %s reports extent size %d", pool, vgName, g.ExtentSize)
+			}
+			return g, nil
+		}
+	}
+	return vg{}, fmt.Errorf("%w: pool %s: volume group %s does not exist", backend.ErrPoolNotFound, pool, vgName)
+}
+
+func (b *Backend) lvsOf(ctx context.Context, pool, vgName string) ([]lv, error) {
+	r, err := b.report(ctx, "lvs", lvFields, vgName)
+	if err != nil {
+		return nil, poolErr(pool, vgName, err)
+	}
+	return r.lvs(), nil
+}
+
+// report runs a reporting command (vgs, pvs, lvs) and decodes its JSON.
+func (b *Backend) report(ctx context.Context, sub, fields string, args ...string) (report, error) {
+	all := append(append(slices.Clone(reportArgs), "-o", fields), args...)
+	out, err := b.lvm(ctx, sub, all...)
+	if err != nil {
+		return report{}, classify(err)
+	}
+	return decodeReport(out)
+}
+
+// lvm runs `lvm <sub> [--config C] args...`.
+func (b *Backend) lvm(ctx context.Context, sub string, args ...string) ([]byte, error) {
+	argv := []string{sub}
+	if b.config != "" {
+		argv = append(argv, "--config", b.config)
+	}
+	return b.run.Run(ctx, b.bin, append(argv, args...)...)
+}
+
+func (b *Backend) owned(l lv) bool { return slices.Contains(l.Tags, b.ownerTag) }
+
+func (b *Backend) volume(pool string, l lv) backend.Volume {
+	v := backend.Volume{Name: l.Name, Pool: pool, SizeBytes: int64(l.Size), DevicePath: l.Path}
+	if v.DevicePath == "" {
+		v.DevicePath = devicePath(l.VGName, l.Name)
+	}
+	for _, t := range l.Tags {
+		if t != b.ownerTag {
+			v.Tags = append(v.Tags, t)
+		}
+	}
+	v.Tags = backend.NormalizeTags(v.Tags)
+	return v
+}
+
+func devicePath(vgName, name string) string { return "/dev/" + vgName + "/" + name }
+
+// poolErr names the pool in a report failure.
+func poolErr(pool, vgName string, err error) error {
+	if errors.Is(err, backend.ErrPoolNotFound) {
+		return fmt.Errorf("%w: pool %s: volume group %s does not exist", backend.ErrPoolNotFound, pool, vgName)
+	}
+	return fmt.Errorf("pool %s: %w", pool, err)
+}
+
+// Messages of lvm2 (2.03, LC_ALL=C) that map to typed errors; recorded in
+// testdata/*.stderr.
+var (
+	capacityMessages = []string{
+		"insufficient free space",                   // lvcreate: Volume group "vg" has insufficient free space (N extents): M required.
+		"insufficient suitable allocatable extents", // lvcreate -i: not enough PVs with free extents
+	}
+	notFoundMessages = []string{"failed to find logical volume"}
+	existsMessages   = []string{"already exists in volume group"}
+)
+
+func isCapacity(err error) bool { return stderrHas(err, capacityMessages) }
+
+// classify wraps a command error with the backend error it means, keeping
+// the command and its stderr in the message.
+func classify(err error) error {
+	var cerr *command.Error
+	if !errors.As(err, &cerr) {
+		return err
+	}
+	switch {
+	case stderrHas(err, notFoundMessages):
+		return fmt.Errorf("%w: %w", backend.ErrNotFound, err)
+	case stderrHas(err, existsMessages):
+		return fmt.Errorf("%w: %w", backend.ErrAlreadyExists, err)
+	case strings.Contains(cerr.Stderr, "Volume group \"") && strings.Contains(cerr.Stderr, "\" not found"):
+		return fmt.Errorf("%w: %w", backend.ErrPoolNotFound, err)
+	}
+	return err
+}
+
+func stderrHas(err error, msgs []string) bool {
+	var cerr *command.Error
+	if !errors.As(err, &cerr) {
+		return false
+	}
+	s := strings.ToLower(cerr.Stderr)
+	for _, m := range msgs {
+		if strings.Contains(s, m) {
+			return true
+		}
+	}
+	return false
+}
