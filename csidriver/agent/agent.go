@@ -1,0 +1,267 @@
+// Package agent is the node agent: it makes the LocalVolumeReplicas of its
+// node(s) real through a backend (lvm or emulated), reports their state, and
+// publishes the nodes' pools in LocalStorageNode status. One agent can serve
+// many nodes (the simulator runs one process for every fake node); on a real
+// cluster it runs in a DaemonSet and serves its own node.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	v1 "hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/csidriver/backend"
+)
+
+// Finalizer keeps a replica until the agent has removed its data.
+const Finalizer = "hwameistor.io/replica-data"
+
+// VolumeTag marks a backend volume with the LocalVolume it belongs to.
+const VolumeTag = "hwameistor.io/volume="
+
+// ConditionAllocated reports whether the replica's storage exists.
+const ConditionAllocated = "Allocated"
+
+// RetryAfter is how long a failed replica waits before the next attempt
+// (capacity may free up).
+const RetryAfter = 30 * time.Second
+
+// Agent reconciles the replicas of the nodes it serves.
+type Agent struct {
+	Client   client.Client
+	Recorder record.EventRecorder
+	// Backends maps each served node to its storage.
+	Backends map[string]backend.Backend
+	// Zones optionally gives each node's zone for its LocalStorageNode
+	// (else the Node's topology.kubernetes.io/zone label is used).
+	Zones map[string]string
+
+	// mu serialises LocalStorageNode status writes.
+	mu sync.Mutex
+}
+
+// SetupWithManager registers the replica controller for the served nodes.
+func (a *Agent) SetupWithManager(mgr ctrl.Manager) error {
+	served := predicate.NewPredicateFuncs(func(o client.Object) bool {
+		r, ok := o.(*v1.LocalVolumeReplica)
+		return ok && a.Backends[r.Spec.NodeName] != nil
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("node-agent").
+		For(&v1.LocalVolumeReplica{}, builder.WithPredicates(served)).
+		Complete(a)
+}
+
+// Reconcile makes one replica's storage match its spec.
+func (a *Agent) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	rep := &v1.LocalVolumeReplica{}
+	if err := a.Client.Get(ctx, req.NamespacedName, rep); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	be := a.Backends[rep.Spec.NodeName]
+	if be == nil {
+		return ctrl.Result{}, nil
+	}
+	if rep.DeletionTimestamp != nil || rep.Spec.Delete {
+		return ctrl.Result{}, a.remove(ctx, be, rep)
+	}
+	if controllerutil.AddFinalizer(rep, Finalizer) {
+		if err := a.Client.Update(ctx, rep); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	vol, err := a.ensure(ctx, be, rep)
+	if err != nil {
+		a.Recorder.Eventf(rep, corev1.EventTypeWarning, "AllocationFailed", "Cannot allocate %s in %s on %s: %v", rep.Spec.VolumeName, rep.Spec.PoolName, rep.Spec.NodeName, err)
+		if serr := a.setStatus(ctx, rep, v1.StateNotReady, nil, err.Error()); serr != nil {
+			return ctrl.Result{}, serr
+		}
+		if errors.Is(err, backend.ErrInsufficientCapacity) || errors.Is(err, backend.ErrPoolNotFound) {
+			return ctrl.Result{RequeueAfter: RetryAfter}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	if err := a.setStatus(ctx, rep, v1.StateReady, &vol, ""); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{}, a.ReportNode(ctx, rep.Spec.NodeName)
+}
+
+// ensure creates (or grows) the volume and attaches it where the backend
+// needs that.
+func (a *Agent) ensure(ctx context.Context, be backend.Backend, rep *v1.LocalVolumeReplica) (backend.Volume, error) {
+	name := rep.Spec.VolumeName
+	vol, err := be.GetVolume(ctx, rep.Spec.PoolName, name)
+	switch {
+	case errors.Is(err, backend.ErrNotFound):
+		vol, err = be.CreateVolume(ctx, rep.Spec.PoolName, name, rep.Spec.RequiredCapacityBytes,
+			backend.CreateOptions{Striped: rep.Spec.Striped, Tags: []string{VolumeTag + name}})
+		if err != nil {
+			return vol, err
+		}
+		a.Recorder.Eventf(rep, corev1.EventTypeNormal, "Allocated", "Allocated %s in %s", backend.FormatBytes(vol.SizeBytes), rep.Spec.PoolName)
+	case err != nil:
+		return vol, err
+	case vol.SizeBytes < rep.Spec.RequiredCapacityBytes:
+		if vol, err = be.ExpandVolume(ctx, rep.Spec.PoolName, name, rep.Spec.RequiredCapacityBytes); err != nil {
+			return vol, err
+		}
+		a.Recorder.Eventf(rep, corev1.EventTypeNormal, "Expanded", "Expanded to %s", backend.FormatBytes(vol.SizeBytes))
+	}
+	if at, ok := be.(backend.Attacher); ok {
+		dev, err := at.Attach(ctx, rep.Spec.PoolName, name)
+		switch {
+		case errors.Is(err, backend.ErrAttachUnsupported):
+			// A capacity-only simulated node: nothing is ever mounted.
+		case err != nil:
+			return vol, fmt.Errorf("attaching: %w", err)
+		default:
+			vol.DevicePath = dev
+		}
+	}
+	return vol, nil
+}
+
+// remove deletes the replica's data and lets the object go.
+func (a *Agent) remove(ctx context.Context, be backend.Backend, rep *v1.LocalVolumeReplica) error {
+	if !controllerutil.ContainsFinalizer(rep, Finalizer) {
+		return nil
+	}
+	if at, ok := be.(backend.Attacher); ok {
+		if err := at.Detach(ctx, rep.Spec.PoolName, rep.Spec.VolumeName); err != nil && !errors.Is(err, backend.ErrAttachUnsupported) {
+			return fmt.Errorf("detaching %s: %w", rep.Spec.VolumeName, err)
+		}
+	}
+	if err := be.DeleteVolume(ctx, rep.Spec.PoolName, rep.Spec.VolumeName); err != nil {
+		a.Recorder.Eventf(rep, corev1.EventTypeWarning, "DeleteFailed", "Cannot delete %s: %v", rep.Spec.VolumeName, err)
+		return err
+	}
+	log.FromContext(ctx).Info("Deleted replica data", "volume", rep.Spec.VolumeName, "node", rep.Spec.NodeName)
+	controllerutil.RemoveFinalizer(rep, Finalizer)
+	if err := a.Client.Update(ctx, rep); client.IgnoreNotFound(err) != nil {
+		return err
+	}
+	return a.ReportNode(ctx, rep.Spec.NodeName)
+}
+
+func (a *Agent) setStatus(ctx context.Context, rep *v1.LocalVolumeReplica, state v1.State, vol *backend.Volume, msg string) error {
+	st := rep.Status.DeepCopy()
+	st.State, st.Message = state, msg
+	cond := metav1.Condition{Type: ConditionAllocated, Status: metav1.ConditionFalse, Reason: "AllocationFailed", Message: msg, ObservedGeneration: rep.Generation}
+	if vol != nil {
+		st.AllocatedCapacityBytes = vol.SizeBytes
+		st.DevicePath = vol.DevicePath
+		st.StoragePath = vol.Pool + "/" + vol.Name
+		// A new replica of a new volume holds all of its (empty) data; a
+		// copy target is marked sync-pending by the migration controller.
+		st.Synced = rep.Annotations[AnnotationSyncPending] == ""
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, "Allocated", fmt.Sprintf("%s allocated", backend.FormatBytes(vol.SizeBytes))
+	}
+	meta.SetStatusCondition(&st.Conditions, cond)
+	if equality.Semantic.DeepEqual(st, &rep.Status) {
+		return nil
+	}
+	rep.Status = *st
+	return a.Client.Status().Update(ctx, rep)
+}
+
+// AnnotationSyncPending on a replica says its data is still to be copied in
+// (set by the migration controller on a new target replica).
+const AnnotationSyncPending = "hwameistor.io/sync-pending"
+
+// ReportNode writes the node's pools into its LocalStorageNode, creating it
+// when missing. Free space and volume lists come from the backend, so they
+// count exactly what exists.
+func (a *Agent) ReportNode(ctx context.Context, node string) error {
+	be := a.Backends[node]
+	if be == nil {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	pools, err := be.Pools(ctx)
+	if err != nil {
+		return fmt.Errorf("reading pools of %s: %w", node, err)
+	}
+	lsn := &v1.LocalStorageNode{}
+	err = a.Client.Get(ctx, client.ObjectKey{Name: node}, lsn)
+	if apierrors.IsNotFound(err) {
+		lsn = &v1.LocalStorageNode{
+			ObjectMeta: metav1.ObjectMeta{Name: node},
+			Spec:       v1.LocalStorageNodeSpec{Hostname: node, Topo: v1.Topology{Zone: a.zone(ctx, node)}},
+		}
+		if err := a.Client.Create(ctx, lsn); err != nil && !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	st := lsn.Status.DeepCopy()
+	st.State = v1.StateReady
+	st.Pools = map[string]v1.LocalPool{}
+	var classes []string
+	st.TotalCapacityBytes, st.FreeCapacityBytes = 0, 0
+	for _, p := range pools {
+		lp := p.LocalPool()
+		st.Pools[p.Name] = lp
+		classes = append(classes, string(p.Class))
+		st.TotalCapacityBytes += lp.TotalCapacityBytes
+		st.FreeCapacityBytes += lp.FreeCapacityBytes
+	}
+	sort.Strings(classes)
+	st.PoolClasses = strings.Join(classes, ",")
+	if equality.Semantic.DeepEqual(st, &lsn.Status) {
+		return nil
+	}
+	lsn.Status = *st
+	return a.Client.Status().Update(ctx, lsn)
+}
+
+func (a *Agent) zone(ctx context.Context, node string) string {
+	if z, ok := a.Zones[node]; ok {
+		return z
+	}
+	n := &corev1.Node{}
+	if err := a.Client.Get(ctx, client.ObjectKey{Name: node}, n); err == nil {
+		return n.Labels[corev1.LabelTopologyZone]
+	}
+	return ""
+}
+
+// ReportAll reports every served node now and then every interval until ctx
+// ends, so pools changed outside the agent (a disk added to a VG) show up.
+func (a *Agent) ReportAll(ctx context.Context, interval time.Duration) {
+	logger := log.FromContext(ctx)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		for node := range a.Backends {
+			if err := a.ReportNode(ctx, node); err != nil {
+				logger.Error(err, "Cannot report pools", "node", node)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
