@@ -2,6 +2,9 @@ package driver
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"regexp"
 	"sort"
 	"strconv"
 	"time"
@@ -113,10 +116,10 @@ func requestedBytes(r *csi.CapacityRange) (int64, error) {
 // returns when it is Ready. It is idempotent: a retry with the same name
 // waits for the same volume.
 func (c *Controller) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
-	name := req.GetName()
-	if name == "" {
+	if req.GetName() == "" {
 		return nil, status.Error(codes.InvalidArgument, "name is required")
 	}
+	name := VolumeName(req.GetName())
 	if err := validateCapabilities(req.GetVolumeCapabilities()); err != nil {
 		return nil, err
 	}
@@ -162,6 +165,21 @@ func (c *Controller) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequ
 		VolumeContext: map[string]string{ContextPool: pool, ContextFSType: params.FSType},
 	}}, nil
 }
+
+// VolumeName maps a CSI volume name to the LocalVolume (and logical volume)
+// name, which is also the volume ID. external-provisioner's names
+// ("pvc-<uid>") are kept as they are, so the scheduler's ledger and the
+// LocalVolumeGroup know the volume before it exists; other names (upper case,
+// too long for LVM) become "csi-" and a hash of the name, the same every time.
+func VolumeName(csiName string) string {
+	if len(csiName) <= 63 && dnsLabel.MatchString(csiName) {
+		return csiName
+	}
+	sum := sha256.Sum256([]byte(csiName))
+	return "csi-" + hex.EncodeToString(sum[:20])
+}
+
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
 // newVolume builds the LocalVolume, checking the placement and the pools.
 func (c *Controller) newVolume(ctx context.Context, req *csi.CreateVolumeRequest, name, pool string, size int64, params scparams.Params) (*v1.LocalVolume, error) {
@@ -249,15 +267,18 @@ func (c *Controller) checkPool(ctx context.Context, node, pool string, size int6
 	return nil
 }
 
+func (c *Controller) interval() time.Duration {
+	if c.PollInterval == 0 {
+		return 200 * time.Millisecond
+	}
+	return c.PollInterval
+}
+
 // waitReady polls the volume until it is Ready or ctx ends (the sidecar
 // retries with the same name, which resumes waiting).
 func (c *Controller) waitReady(ctx context.Context, name string) (*v1.LocalVolume, error) {
-	interval := c.PollInterval
-	if interval == 0 {
-		interval = 200 * time.Millisecond
-	}
 	lv := &v1.LocalVolume{}
-	err := wait.PollUntilContextCancel(ctx, interval, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextCancel(ctx, c.interval(), true, func(ctx context.Context) (bool, error) {
 		if err := c.Client.Get(ctx, client.ObjectKey{Name: name}, lv); err != nil {
 			return false, client.IgnoreNotFound(err)
 		}
@@ -269,16 +290,27 @@ func (c *Controller) waitReady(ctx context.Context, name string) (*v1.LocalVolum
 	return lv, nil
 }
 
-// DeleteVolume deletes the LocalVolume; the volume controller removes the
-// replicas (and with them the data) first. Deleting a missing volume succeeds.
+// DeleteVolume deletes the LocalVolume and returns once it is gone: the
+// volume controller removes the replicas, and with them the data, first, so
+// a deleted PV means freed space. Deleting a missing volume succeeds.
 func (c *Controller) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
 	name := req.GetVolumeId()
 	if name == "" {
 		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
 	}
 	lv := &v1.LocalVolume{ObjectMeta: metav1.ObjectMeta{Name: name}}
-	if err := c.Client.Delete(ctx, lv); err != nil && !apierrors.IsNotFound(err) {
+	if err := c.Client.Delete(ctx, lv); err != nil {
+		if apierrors.IsNotFound(err) {
+			return &csi.DeleteVolumeResponse{}, nil
+		}
 		return nil, status.Errorf(codes.Unavailable, "deleting LocalVolume %s: %v", name, err)
+	}
+	err := wait.PollUntilContextCancel(ctx, c.interval(), true, func(ctx context.Context) (bool, error) {
+		err := c.Client.Get(ctx, client.ObjectKey{Name: name}, lv)
+		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+	})
+	if err != nil {
+		return nil, status.Errorf(codes.DeadlineExceeded, "volume %s is still being deleted (%s); retry", name, lv.Status.Message)
 	}
 	return &csi.DeleteVolumeResponse{}, nil
 }
@@ -317,11 +349,7 @@ func (c *Controller) ControllerExpandVolume(ctx context.Context, req *csi.Contro
 			return nil, status.Errorf(codes.Aborted, "updating LocalVolume %s: %v", name, err)
 		}
 	}
-	interval := c.PollInterval
-	if interval == 0 {
-		interval = 200 * time.Millisecond
-	}
-	err = wait.PollUntilContextCancel(ctx, interval, true, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextCancel(ctx, c.interval(), true, func(ctx context.Context) (bool, error) {
 		if err := c.Client.Get(ctx, client.ObjectKey{Name: name}, lv); err != nil {
 			return false, client.IgnoreNotFound(err)
 		}
@@ -361,6 +389,14 @@ func (c *Controller) ListVolumes(ctx context.Context, req *csi.ListVolumesReques
 	if err := c.Client.List(ctx, list); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "listing LocalVolumes: %v", err)
 	}
+	// Volumes being deleted are gone for the CO.
+	live := list.Items[:0]
+	for _, lv := range list.Items {
+		if lv.DeletionTimestamp == nil {
+			live = append(live, lv)
+		}
+	}
+	list.Items = live
 	sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })
 	start := 0
 	if tok := req.GetStartingToken(); tok != "" {

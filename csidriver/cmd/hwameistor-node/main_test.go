@@ -1,0 +1,40 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	v1 "hwameistor.io/local/api/v1alpha1"
+)
+
+func TestParsePools(t *testing.T) {
+	cases := []struct {
+		in      string
+		want    map[v1.PoolClass]int64
+		wantErr string
+	}{
+		{"HDD=100Gi", map[v1.PoolClass]int64{v1.PoolClassHDD: 100 << 30}, ""},
+		{"HDD=1Ti, NVMe=512Gi", map[v1.PoolClass]int64{v1.PoolClassHDD: 1 << 40, v1.PoolClassNVMe: 512 << 30}, ""},
+		{"TAPE=1Gi", nil, "unknown poolClass"},
+		{"HDD", nil, "want CLASS=SIZE"},
+		{"HDD=lots", nil, `size "lots" is not a positive quantity`},
+		{"HDD=-1Gi", nil, "not a positive quantity"},
+	}
+	for _, tc := range cases {
+		got, err := parsePools(tc.in)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%q: err %v, want %q", tc.in, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || len(got) != len(tc.want) {
+			t.Fatalf("%q: %v, %v", tc.in, got, err)
+		}
+		for _, p := range got {
+			if tc.want[p.Class] != p.CapacityBytes {
+				t.Errorf("%q: %s = %d, want %d", tc.in, p.Class, p.CapacityBytes, tc.want[p.Class])
+			}
+		}
+	}
+}
