@@ -117,4 +117,3 @@ func (d topologyDefaulter) CreateVolume(ctx context.Context, req *csi.CreateVolu
 	}
 	return d.ControllerServer.CreateVolume(ctx, req)
 }
-
