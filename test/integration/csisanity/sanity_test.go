@@ -48,6 +48,15 @@ func TestSanity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Detach whatever sanity left attached before the folder goes away.
+	t.Cleanup(func() {
+		vols, _ := be.ListVolumes(context.Background(), v1.PoolNameHDD)
+		for _, v := range vols {
+			if err := be.Detach(context.Background(), v1.PoolNameHDD, v.Name); err != nil {
+				t.Errorf("detaching %s: %v", v.Name, err)
+			}
+		}
+	})
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
 	if err != nil {
 		t.Fatal(err)
