@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Builds etcd, kube-apiserver, kube-controller-manager, kubectl, kwok and
-# kwokctl from the pinned Go modules into the cache folder (hack/lib.sh
+# Builds etcd, kube-apiserver, kube-controller-manager, kubectl, kwok,
+# kwokctl and the CSI sidecars (csi-provisioner, csi-resizer) from the pinned
+# Go modules into the cache folder (hack/lib.sh
 # BIN_DIR) and prints that folder. Nothing is rebuilt when every binary for the
 # current pins is already there. Set FORCE=1 to rebuild.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-want=(etcd kube-apiserver kube-controller-manager kubectl kwok kwokctl)
+want=(etcd kube-apiserver kube-controller-manager kubectl kwok kwokctl csi-provisioner csi-resizer)
 missing=()
 for b in "${want[@]}"; do
   [[ -x "${BIN_DIR}/${b}" && -z "${FORCE:-}" ]] || missing+=("$b")
@@ -41,6 +42,13 @@ log "building control-plane binaries (${missing[*]}) into ${BIN_DIR}; this takes
   cd "${HACK_DIR}/kwok"
   CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION}" -o "${tmp}/" \
     sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl
+)
+(
+  cd "${HACK_DIR}/sidecars"
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${PROVISIONER_VERSION}" -o "${tmp}/" \
+    github.com/kubernetes-csi/external-provisioner/v5/cmd/csi-provisioner
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${RESIZER_VERSION}" -o "${tmp}/" \
+    github.com/kubernetes-csi/external-resizer/cmd/csi-resizer
 )
 mv -f "${tmp}"/* "${BIN_DIR}/"
 log "built in $(( $(date +%s) - start ))s"

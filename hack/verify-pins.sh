@@ -13,6 +13,8 @@ check "${ROOT_DIR}/go.mod" '^\s+k8s.io/kubernetes v' "${KUBE_VERSION}"
 check "${ROOT_DIR}/go.mod" '^\s+k8s.io/api => ' "v0.${KUBE_VERSION#v1.}"
 check "${HACK_DIR}/etcd/go.mod" 'go.etcd.io/etcd/server/v3 v' "${ETCD_VERSION}"
 check "${HACK_DIR}/kwok/go.mod" 'sigs.k8s.io/kwok v' "${KWOK_VERSION}"
+check "${HACK_DIR}/sidecars/go.mod" 'external-provisioner/v5 v' "${PROVISIONER_VERSION}"
+check "${HACK_DIR}/sidecars/go.mod" 'external-resizer v' "${RESIZER_VERSION}"
 # Every staging module must be replaced to the same version.
 bad=$(grep -E '^\s+k8s.io/[a-z-]+ => k8s.io/' "${ROOT_DIR}/go.mod" | grep -v "v0.${KUBE_VERSION#v1.}" | grep -v sample-apiserver || true)
 [[ -z "${bad}" ]] || { echo "staging modules not at v0.${KUBE_VERSION#v1.}: ${bad}"; fail=1; }

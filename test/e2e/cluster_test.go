@@ -1,0 +1,64 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	v1 "hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/csidriver/driver"
+)
+
+// createFakeNode registers a kwok-managed Node and the CSINode that kubelet
+// and node-driver-registrar would create on a real node (external-provisioner
+// needs its topology key).
+func (h *harness) createFakeNode() error {
+	ctx := context.Background()
+	res := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("32"), corev1.ResourceMemory: resource.MustParse("128Gi"), corev1.ResourcePods: resource.MustParse("110")}
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: nodeName,
+			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"},
+			Labels: map[string]string{"kubernetes.io/hostname": nodeName, "type": "kwok",
+				corev1.LabelTopologyZone: "zone-a", driver.TopologyKey: nodeName}},
+		Status: corev1.NodeStatus{Capacity: res, Allocatable: res},
+	}
+	if _, err := h.cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating node: %w", err)
+	}
+	csiNode := &storagev1.CSINode{
+		ObjectMeta: metav1.ObjectMeta{Name: nodeName},
+		Spec: storagev1.CSINodeSpec{Drivers: []storagev1.CSINodeDriver{{
+			Name: v1.DriverName, NodeID: nodeName, TopologyKeys: []string{driver.TopologyKey}}}},
+	}
+	if _, err := h.cs.StorageV1().CSINodes().Create(ctx, csiNode, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating CSINode: %w", err)
+	}
+	return nil
+}
+
+// installWebhook registers the shipped MutatingWebhookConfiguration, pointed
+// at the controllers process on 127.0.0.1.
+func (h *harness) installWebhook(caPEM []byte) error {
+	raw, err := os.ReadFile(filepath.Join(h.root, "manifests", "webhook", "mutatingwebhookconfiguration.yaml"))
+	if err != nil {
+		return err
+	}
+	cfg := &admissionv1.MutatingWebhookConfiguration{}
+	if err := yaml.Unmarshal(raw, cfg); err != nil {
+		return err
+	}
+	url := fmt.Sprintf("https://127.0.0.1:%d/mutate-v1-pod", webhookPort)
+	for i := range cfg.Webhooks {
+		cfg.Webhooks[i].ClientConfig = admissionv1.WebhookClientConfig{URL: &url, CABundle: caPEM}
+	}
+	_, err = h.cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(context.Background(), cfg, metav1.CreateOptions{})
+	return err
+}
