@@ -20,6 +20,9 @@ control-plane: ## Build (or reuse cached) etcd, kube-apiserver, kube-controller-
 build: ## Build the project's binaries into _output/bin.
 	go build -o $(BIN_OUT)/hwameistor-scheduler ./scheduler
 	go build -o $(BIN_OUT)/hwameistor-controllers ./controllers/cmd/hwameistor-controllers
+	go build -o $(BIN_OUT)/hwameistor-csi-controller ./csidriver/cmd/hwameistor-csi-controller
+	go build -o $(BIN_OUT)/hwameistor-node ./csidriver/cmd/hwameistor-node
+	go build -o $(BIN_OUT)/hwameistor-sim ./kwok/cmd/hwameistor-sim
 
 .PHONY: manifests
 manifests: ## Regenerate deepcopy code and CRDs (manifests/crds) from api/.
@@ -45,8 +48,8 @@ cluster-down: ## Stop the local control plane and remove its state.
 	hack/cluster-down.sh
 
 .PHONY: demo
-demo: deps ## The local demo: control plane, fake nodes, sample objects (see README).
-	hack/demo.sh
+demo: deps control-plane ## The local demo: control plane, 3 fake nodes, volumes scheduled and provisioned (Ctrl-C stops it).
+	go run ./kwok/cmd/hwameistor-sim demo
 
 .PHONY: clean
 clean: cluster-down ## Remove build output (the control-plane cache stays).

@@ -23,10 +23,10 @@ import (
 	v1 "hwameistor.io/local/api/v1alpha1"
 )
 
-func (h *harness) eventually(t *testing.T, what string, timeout time.Duration, cond func(ctx context.Context) (bool, error)) {
+func eventually(t *testing.T, what string, timeout time.Duration, cond func(ctx context.Context) (bool, error)) {
 	t.Helper()
 	if err := wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, timeout, true, cond); err != nil {
-		t.Fatalf("waiting for %s: %v\n%s", what, err, h.logs())
+		t.Fatalf("waiting for %s: %v\n%s", what, err, h.Logs())
 	}
 }
 
@@ -39,19 +39,19 @@ func (h *harness) eventually(t *testing.T, what string, timeout time.Duration, c
 func TestVolumeLifecycle(t *testing.T) {
 	ctx := context.Background()
 	ns := "e2e"
-	if _, err := h.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+	if _, err := h.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	mode := storagev1.VolumeBindingWaitForFirstConsumer
 	sc := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "e2e-hdd"}, Provisioner: v1.DriverName,
 		VolumeBindingMode: &mode, AllowVolumeExpansion: ptr.To(true),
 		Parameters: map[string]string{"poolClass": "HDD", "replicaNumber": "1", "csi.storage.k8s.io/fstype": "xfs"}}
-	if _, err := h.cs.StorageV1().StorageClasses().Create(ctx, sc, metav1.CreateOptions{}); err != nil {
+	if _, err := h.Clientset.StorageV1().StorageClasses().Create(ctx, sc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	h.eventually(t, "the node agent to report the pool", 60*time.Second, func(ctx context.Context) (bool, error) {
+	eventually(t, "the node agent to report the pool", 60*time.Second, func(ctx context.Context) (bool, error) {
 		lsn := &v1.LocalStorageNode{}
-		if err := h.c.Get(ctx, client.ObjectKey{Name: nodeName}, lsn); err != nil {
+		if err := h.Client.Get(ctx, client.ObjectKey{Name: nodeName}, lsn); err != nil {
 			return false, nil
 		}
 		return lsn.Status.State == v1.StateReady && lsn.Status.Pools[v1.PoolNameHDD].FreeCapacityBytes == 20<<30, nil
@@ -60,14 +60,14 @@ func TestVolumeLifecycle(t *testing.T) {
 	pvc := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "data"}, Spec: corev1.PersistentVolumeClaimSpec{
 		AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}, StorageClassName: &sc.Name,
 		Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}}}
-	if _, err := h.cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, pvc, metav1.CreateOptions{}); err != nil {
+	if _, err := h.Clientset.CoreV1().PersistentVolumeClaims(ns).Create(ctx, pvc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db"}, Spec: corev1.PodSpec{
 		Containers: []corev1.Container{{Name: "db", Image: "busybox"}},
 		Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
 			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}}}}}}
-	created, err := h.cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+	created, err := h.Clientset.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,16 +75,16 @@ func TestVolumeLifecycle(t *testing.T) {
 		t.Fatalf("the webhook did not route the pod: schedulerName %q", created.Spec.SchedulerName)
 	}
 
-	h.eventually(t, "the pod bound to the node", 120*time.Second, func(ctx context.Context) (bool, error) {
-		p, err := h.cs.CoreV1().Pods(ns).Get(ctx, "db", metav1.GetOptions{})
+	eventually(t, "the pod bound to the node", 120*time.Second, func(ctx context.Context) (bool, error) {
+		p, err := h.Clientset.CoreV1().Pods(ns).Get(ctx, "db", metav1.GetOptions{})
 		return err == nil && p.Spec.NodeName == nodeName, nil
 	})
-	bound, err := h.cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data", metav1.GetOptions{})
+	bound, err := h.Clientset.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data", metav1.GetOptions{})
 	if err != nil || bound.Status.Phase != corev1.ClaimBound {
 		t.Fatalf("claim not bound: %v %+v", err, bound.Status)
 	}
 	volumeName := bound.Spec.VolumeName
-	pv, err := h.cs.CoreV1().PersistentVolumes().Get(ctx, volumeName, metav1.GetOptions{})
+	pv, err := h.Clientset.CoreV1().PersistentVolumes().Get(ctx, volumeName, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,12 +92,12 @@ func TestVolumeLifecycle(t *testing.T) {
 		t.Errorf("PV has node affinity %v: it must stay movable", pv.Spec.NodeAffinity)
 	}
 	lv := &v1.LocalVolume{}
-	if err := h.c.Get(ctx, client.ObjectKey{Name: volumeName}, lv); err != nil || lv.Status.State != v1.StateReady {
+	if err := h.Client.Get(ctx, client.ObjectKey{Name: volumeName}, lv); err != nil || lv.Status.State != v1.StateReady {
 		t.Fatalf("LocalVolume %s: %v %+v", volumeName, err, lv.Status)
 	}
 
 	// Play kubelet: stage, publish, write, read.
-	conn, err := grpc.NewClient("unix://"+h.nodeSocket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient("unix://"+h.NodeSocket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,9 +105,9 @@ func TestVolumeLifecycle(t *testing.T) {
 	node := csi.NewNodeClient(conn)
 	mountCap := &csi.VolumeCapability{AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{FsType: "xfs"}},
 		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER}}
-	staging, target := filepath.Join(h.work, "kubelet", "staging"), filepath.Join(h.work, "kubelet", "target")
+	staging, target := filepath.Join(h.Work, "kubelet", "staging"), filepath.Join(h.Work, "kubelet", "target")
 	if _, err := node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: volumeName, StagingTargetPath: staging, VolumeCapability: mountCap, VolumeContext: pv.Spec.CSI.VolumeAttributes}); err != nil {
-		t.Fatalf("NodeStageVolume: %v\n%s", err, h.logs())
+		t.Fatalf("NodeStageVolume: %v\n%s", err, h.Logs())
 	}
 	if _, err := node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: volumeName, StagingTargetPath: staging, TargetPath: target, VolumeCapability: mountCap}); err != nil {
 		t.Fatalf("NodePublishVolume: %v", err)
@@ -125,11 +125,11 @@ func TestVolumeLifecycle(t *testing.T) {
 	// agent grows the file and the loop device; kubelet's part is
 	// NodeExpandVolume.
 	bound.Spec.Resources.Requests[corev1.ResourceStorage] = resource.MustParse("2Gi")
-	if _, err := h.cs.CoreV1().PersistentVolumeClaims(ns).Update(ctx, bound, metav1.UpdateOptions{}); err != nil {
+	if _, err := h.Clientset.CoreV1().PersistentVolumeClaims(ns).Update(ctx, bound, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	h.eventually(t, "the PV and volume grown", 120*time.Second, func(ctx context.Context) (bool, error) {
-		pv, err := h.cs.CoreV1().PersistentVolumes().Get(ctx, volumeName, metav1.GetOptions{})
+	eventually(t, "the PV and volume grown", 120*time.Second, func(ctx context.Context) (bool, error) {
+		pv, err := h.Clientset.CoreV1().PersistentVolumes().Get(ctx, volumeName, metav1.GetOptions{})
 		if err != nil {
 			return false, nil
 		}
@@ -153,16 +153,16 @@ func TestVolumeLifecycle(t *testing.T) {
 	if _, err := node.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: volumeName, StagingTargetPath: staging}); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.cs.CoreV1().Pods(ns).Delete(ctx, "db", metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(0))}); err != nil {
+	if err := h.Clientset.CoreV1().Pods(ns).Delete(ctx, "db", metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(0))}); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.cs.CoreV1().PersistentVolumeClaims(ns).Delete(ctx, "data", metav1.DeleteOptions{}); err != nil {
+	if err := h.Clientset.CoreV1().PersistentVolumeClaims(ns).Delete(ctx, "data", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	h.eventually(t, "the PV deleted and the pool free again", 120*time.Second, func(ctx context.Context) (bool, error) {
-		_, err := h.cs.CoreV1().PersistentVolumes().Get(ctx, volumeName, metav1.GetOptions{})
+	eventually(t, "the PV deleted and the pool free again", 120*time.Second, func(ctx context.Context) (bool, error) {
+		_, err := h.Clientset.CoreV1().PersistentVolumes().Get(ctx, volumeName, metav1.GetOptions{})
 		lsn := &v1.LocalStorageNode{}
-		if gerr := h.c.Get(ctx, client.ObjectKey{Name: nodeName}, lsn); gerr != nil {
+		if gerr := h.Client.Get(ctx, client.ObjectKey{Name: nodeName}, lsn); gerr != nil {
 			return false, nil
 		}
 		return apierrors.IsNotFound(err) && lsn.Status.Pools[v1.PoolNameHDD].FreeCapacityBytes == 20<<30, nil

@@ -1,4 +1,4 @@
-package e2e
+package stack
 
 import (
 	"context"
@@ -20,17 +20,17 @@ import (
 // createFakeNode registers a kwok-managed Node and the CSINode that kubelet
 // and node-driver-registrar would create on a real node (external-provisioner
 // needs its topology key).
-func (h *harness) createFakeNode() error {
+func (h *Stack) createFakeNode(nodeName, zone string) error {
 	ctx := context.Background()
 	res := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("32"), corev1.ResourceMemory: resource.MustParse("128Gi"), corev1.ResourcePods: resource.MustParse("110")}
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: nodeName,
 			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"},
 			Labels: map[string]string{"kubernetes.io/hostname": nodeName, "type": "kwok",
-				corev1.LabelTopologyZone: "zone-a", driver.TopologyKey: nodeName}},
+				corev1.LabelTopologyZone: zone, driver.TopologyKey: nodeName}},
 		Status: corev1.NodeStatus{Capacity: res, Allocatable: res},
 	}
-	if _, err := h.cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
+	if _, err := h.Clientset.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("creating node: %w", err)
 	}
 	csiNode := &storagev1.CSINode{
@@ -38,7 +38,7 @@ func (h *harness) createFakeNode() error {
 		Spec: storagev1.CSINodeSpec{Drivers: []storagev1.CSINodeDriver{{
 			Name: v1.DriverName, NodeID: nodeName, TopologyKeys: []string{driver.TopologyKey}}}},
 	}
-	if _, err := h.cs.StorageV1().CSINodes().Create(ctx, csiNode, metav1.CreateOptions{}); err != nil {
+	if _, err := h.Clientset.StorageV1().CSINodes().Create(ctx, csiNode, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("creating CSINode: %w", err)
 	}
 	return nil
@@ -46,8 +46,8 @@ func (h *harness) createFakeNode() error {
 
 // installWebhook registers the shipped MutatingWebhookConfiguration, pointed
 // at the controllers process on 127.0.0.1.
-func (h *harness) installWebhook(caPEM []byte) error {
-	raw, err := os.ReadFile(filepath.Join(h.root, "manifests", "webhook", "mutatingwebhookconfiguration.yaml"))
+func (h *Stack) installWebhook(caPEM []byte) error {
+	raw, err := os.ReadFile(filepath.Join(h.Root, "manifests", "webhook", "mutatingwebhookconfiguration.yaml"))
 	if err != nil {
 		return err
 	}
@@ -55,10 +55,10 @@ func (h *harness) installWebhook(caPEM []byte) error {
 	if err := yaml.Unmarshal(raw, cfg); err != nil {
 		return err
 	}
-	url := fmt.Sprintf("https://127.0.0.1:%d/mutate-v1-pod", webhookPort)
+	url := fmt.Sprintf("https://127.0.0.1:%d/mutate-v1-pod", h.Ports+6)
 	for i := range cfg.Webhooks {
 		cfg.Webhooks[i].ClientConfig = admissionv1.WebhookClientConfig{URL: &url, CABundle: caPEM}
 	}
-	_, err = h.cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(context.Background(), cfg, metav1.CreateOptions{})
+	_, err = h.Clientset.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(context.Background(), cfg, metav1.CreateOptions{})
 	return err
 }

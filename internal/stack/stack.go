@@ -1,0 +1,326 @@
+// Package stack runs the whole system on the local control plane
+// (hack/cluster-up.sh: etcd, kube-apiserver, kube-controller-manager, kwok)
+// with every component as its real binary: hwameistor-scheduler,
+// hwameistor-controllers (with the webhook), hwameistor-csi-controller with
+// the real external-provisioner and external-resizer, and hwameistor-node
+// with emulated pools for the fake nodes. The end-to-end test and the demo
+// use it.
+package stack
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+
+	v1 "hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/internal/testenv"
+)
+
+// Options say what to run.
+type Options struct {
+	// Name names the work folder _output/<Name> (cluster state, logs,
+	// binaries, pools).
+	Name string
+	// Ports is the first of a block of ports the stack uses (etcd, etcd
+	// peer, apiserver, controller-manager, kwok, scheduler, webhook, probes
+	// at Ports+0..7). Stacks with different blocks can run side by side.
+	Ports int
+	// Nodes are the fake nodes to create, each with Pools (e.g.
+	// "HDD=20Gi,NVMe=10Gi") emulated by one node agent.
+	Nodes []string
+	Pools string
+	// Zones optionally places node i in Zones[i % len(Zones)].
+	Zones []string
+	// Mount attaches volumes as loop devices (root only) and, with exactly
+	// one node, serves the CSI node service on NodeSocket.
+	Mount bool
+	// Assets is the folder of the pinned control-plane and sidecar binaries
+	// (hack/build-control-plane.sh prints it).
+	Assets string
+	// Log receives progress lines; nil discards them.
+	Log func(format string, args ...any)
+}
+
+// Stack is a running system.
+type Stack struct {
+	Options
+	Root, Work, Kubeconfig string
+	// NodeSocket is the CSI node service's socket (Mount with one node).
+	NodeSocket string
+	Clientset  *kubernetes.Clientset
+	Client     client.Client
+
+	procs []*exec.Cmd
+}
+
+// Up brings the stack up; on error, whatever started is stopped.
+func Up(o Options) (s *Stack, err error) {
+	if o.Log == nil {
+		o.Log = func(string, ...any) {}
+	}
+	if o.Assets == "" {
+		return nil, fmt.Errorf("no control-plane binaries: run hack/build-control-plane.sh and pass the folder it prints (KUBEBUILDER_ASSETS)")
+	}
+	root := testenv.RootDir()
+	h := &Stack{Options: o, Root: root, Work: filepath.Join(root, "_output", o.Name)}
+	defer func() {
+		if err != nil {
+			h.Down()
+		}
+	}()
+	_ = os.RemoveAll(h.Work)
+	if err := os.MkdirAll(h.Work, 0o755); err != nil {
+		return nil, err
+	}
+	clusterDir := filepath.Join(h.Work, "cluster")
+	h.Kubeconfig = filepath.Join(clusterDir, "kubeconfig")
+	o.Log("starting the control plane (etcd, kube-apiserver, kube-controller-manager, kwok)")
+	up := exec.Command(filepath.Join(root, "hack", "cluster-up.sh"))
+	up.Env = append(os.Environ(), "HWAMEISTOR_CLUSTER_DIR="+clusterDir,
+		fmt.Sprintf("ETCD_PORT=%d", o.Ports), fmt.Sprintf("ETCD_PEER_PORT=%d", o.Ports+1), fmt.Sprintf("APISERVER_PORT=%d", o.Ports+2),
+		fmt.Sprintf("KCM_PORT=%d", o.Ports+3), fmt.Sprintf("KWOK_PORT=%d", o.Ports+4))
+	if out, err := up.CombinedOutput(); err != nil {
+		return h, fmt.Errorf("cluster-up: %v\n%s", err, out)
+	}
+	o.Log("building the hwameistor binaries")
+	ours := filepath.Join(h.Work, "bin")
+	for bin, pkg := range map[string]string{
+		"hwameistor-scheduler":      "./scheduler",
+		"hwameistor-controllers":    "./controllers/cmd/hwameistor-controllers",
+		"hwameistor-csi-controller": "./csidriver/cmd/hwameistor-csi-controller",
+		"hwameistor-node":           "./csidriver/cmd/hwameistor-node",
+	} {
+		build := exec.Command("go", "build", "-o", filepath.Join(ours, bin), pkg)
+		build.Dir = root
+		if out, err := build.CombinedOutput(); err != nil {
+			return h, fmt.Errorf("building %s: %v\n%s", bin, err, out)
+		}
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", h.Kubeconfig)
+	if err != nil {
+		return h, err
+	}
+	cfg.QPS, cfg.Burst = 100, 200
+	h.Clientset = kubernetes.NewForConfigOrDie(cfg)
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = v1.AddToScheme(scheme)
+	if h.Client, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
+		return h, err
+	}
+	o.Log("starting hwameistor-scheduler, -controllers, -csi-controller with csi-provisioner and csi-resizer, and the node agent")
+	if err := h.startComponents(ours); err != nil {
+		return h, err
+	}
+	return h, nil
+}
+
+// start runs a component in its own process group, logging to work/NAME.log.
+func (h *Stack) start(name, bin string, env []string, args ...string) error {
+	logf, err := os.Create(filepath.Join(h.Work, name+".log"))
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", name, err)
+	}
+	h.procs = append(h.procs, cmd)
+	return nil
+}
+
+func (h *Stack) startComponents(ours string) error {
+	kc := "--kubeconfig=" + h.Kubeconfig
+
+	// Scheduler: the shipped profile, pointed at this cluster, no election.
+	schedCfg, err := h.schedulerConfig()
+	if err != nil {
+		return err
+	}
+	if err := h.start("scheduler", filepath.Join(ours, "hwameistor-scheduler"), nil,
+		"--config="+schedCfg, kc, "--authentication-kubeconfig="+h.Kubeconfig, "--authorization-kubeconfig="+h.Kubeconfig,
+		"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", h.Ports+5), "--v=2"); err != nil {
+		return err
+	}
+
+	// Controllers with the webhook on 127.0.0.1, its certificate made here.
+	certDir := filepath.Join(h.Work, "webhook-certs")
+	caPEM, err := writeServingCert(certDir)
+	if err != nil {
+		return err
+	}
+	if err := h.start("controllers", filepath.Join(ours, "hwameistor-controllers"), []string{"POD_NAMESPACE=hwameistor", "KUBECONFIG=" + h.Kubeconfig},
+		"--webhook-cert-dir="+certDir, fmt.Sprintf("--webhook-port=%d", h.Ports+6),
+		"--metrics-bind-address=0", fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", h.Ports+7)); err != nil {
+		return err
+	}
+	if err := h.installWebhook(caPEM); err != nil {
+		return err
+	}
+
+	// CSI controller service with the real sidecars.
+	ctrlSock := filepath.Join(h.Work, "csi", "controller.sock")
+	if err := h.start("csi-controller", filepath.Join(ours, "hwameistor-csi-controller"), []string{"KUBECONFIG=" + h.Kubeconfig},
+		"--csi-address=unix://"+ctrlSock); err != nil {
+		return err
+	}
+	if err := h.start("csi-provisioner", filepath.Join(h.Assets, "csi-provisioner"), nil,
+		"--csi-address="+ctrlSock, kc, "--feature-gates=Topology=true", "--extra-create-metadata",
+		"--leader-election=false", "--kube-api-qps=100", "--kube-api-burst=200", "--worker-threads=50", "--timeout=60s", "--v=3"); err != nil {
+		return err
+	}
+	if err := h.start("csi-resizer", filepath.Join(h.Assets, "csi-resizer"), nil,
+		"--csi-address="+ctrlSock, kc, "--leader-election=false", "--timeout=60s", "--v=3"); err != nil {
+		return err
+	}
+
+	// The fake nodes and one agent for all of them.
+	for i, n := range h.Nodes {
+		zone := ""
+		if len(h.Zones) > 0 {
+			zone = h.Zones[i%len(h.Zones)]
+		}
+		if err := h.createFakeNode(n, zone); err != nil {
+			return err
+		}
+	}
+	args := []string{"--backend=emulated", "--emulated-root=" + filepath.Join(h.Work, "pools"), "--emulated-pools=" + h.Pools,
+		"--metrics-bind-address=0", "--report-interval=5s", fmt.Sprintf("--emulated-attach=%t", h.Mount)}
+	if h.Mount && len(h.Nodes) == 1 {
+		h.NodeSocket = filepath.Join(h.Work, "csi", "node.sock")
+		args = append(args, "--node-name="+h.Nodes[0], "--csi-address=unix://"+h.NodeSocket)
+	} else {
+		args = append(args, "--nodes="+strings.Join(h.Nodes, ","))
+	}
+	return h.start("node", filepath.Join(ours, "hwameistor-node"), []string{"KUBECONFIG=" + h.Kubeconfig}, args...)
+}
+
+// schedulerConfig writes the shipped KubeSchedulerConfiguration with this
+// cluster's kubeconfig and leader election off.
+func (h *Stack) schedulerConfig() (string, error) {
+	raw, err := os.ReadFile(filepath.Join(h.Root, "manifests", "scheduler", "scheduler-config.yaml"))
+	if err != nil {
+		return "", err
+	}
+	var cfg map[string]any
+	if err := yaml.Unmarshal(raw, &cfg); err != nil {
+		return "", err
+	}
+	cfg["leaderElection"] = map[string]any{"leaderElect": false}
+	cfg["clientConnection"] = map[string]any{"kubeconfig": h.Kubeconfig, "qps": 100, "burst": 200}
+	out, err := yaml.Marshal(cfg)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(h.Work, "scheduler-config.yaml")
+	return path, os.WriteFile(path, out, 0o644)
+}
+
+// writeServingCert makes a self-signed certificate for 127.0.0.1 and
+// returns it (PEM) for the webhook's caBundle.
+func writeServingCert(dir string) ([]byte, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "hwameistor-e2e-webhook"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), certPEM, 0o600); err != nil {
+		return nil, err
+	}
+	return certPEM, os.WriteFile(filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
+}
+
+// Down stops every component and the control plane, and detaches the
+// loop devices of the stack's pools.
+func (h *Stack) Down() {
+	for _, p := range h.procs {
+		if p.Process != nil {
+			_ = syscall.Kill(-p.Process.Pid, syscall.SIGTERM)
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		for _, p := range h.procs {
+			_ = p.Wait()
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		for _, p := range h.procs {
+			if p.Process != nil {
+				_ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL)
+			}
+		}
+	}
+	h.detachLoops()
+	down := exec.Command(filepath.Join(h.Root, "hack", "cluster-down.sh"))
+	down.Env = append(os.Environ(), "HWAMEISTOR_CLUSTER_DIR="+filepath.Join(h.Work, "cluster"))
+	h.procs = nil
+	_ = down.Run()
+}
+
+// detachLoops detaches loop devices still backed by this run's pool files.
+func (h *Stack) detachLoops() {
+	out, _ := exec.Command("losetup", "-a").Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		if dev, _, ok := strings.Cut(line, ":"); ok && strings.Contains(line, filepath.Join(h.Work, "pools")) {
+			_ = exec.Command("losetup", "-d", dev).Run()
+		}
+	}
+}
+
+// Logs returns the tail of every component's log, for failure messages.
+func (h *Stack) Logs() string {
+	var b strings.Builder
+	for _, name := range []string{"scheduler", "controllers", "csi-controller", "csi-provisioner", "csi-resizer", "node"} {
+		raw, _ := os.ReadFile(filepath.Join(h.Work, name+".log"))
+		lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
+		if len(lines) > 15 {
+			lines = lines[len(lines)-15:]
+		}
+		fmt.Fprintf(&b, "--- %s\n%s\n", name, strings.Join(lines, "\n"))
+	}
+	return b.String()
+}
