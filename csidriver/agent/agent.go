@@ -247,21 +247,23 @@ func (a *Agent) zone(ctx context.Context, node string) string {
 }
 
 // ReportAll reports every served node now and then every interval until ctx
-// ends, so pools changed outside the agent (a disk added to a VG) show up.
+// ends, so pools changed outside the agent (a disk added to a VG) show up. A
+// failed report (API not reachable, cache not started yet) is retried after
+// a second rather than a whole interval.
 func (a *Agent) ReportAll(ctx context.Context, interval time.Duration) {
 	logger := log.FromContext(ctx)
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
 	for {
+		next := interval
 		for node := range a.Backends {
 			if err := a.ReportNode(ctx, node); err != nil {
 				logger.Error(err, "Cannot report pools", "node", node)
+				next = min(interval, time.Second)
 			}
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-time.After(next):
 		}
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"hwameistor.io/local/internal/testenv"
 )
 
 // TestBinary builds the command and runs it against a real kube-apiserver:
@@ -32,7 +34,9 @@ func TestBinary(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 
-	env := &envtest.Environment{BinaryAssetsDirectory: assets}
+	// The controllers index and watch hwameistor.io kinds: install the CRDs.
+	env := &envtest.Environment{BinaryAssetsDirectory: assets, ErrorIfCRDPathMissing: true,
+		CRDDirectoryPaths: []string{filepath.Join(testenv.RootDir(), "manifests", "crds")}}
 	if _, err := env.Start(); err != nil {
 		t.Fatalf("starting envtest: %v", err)
 	}
