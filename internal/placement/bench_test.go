@@ -24,7 +24,7 @@ func benchCache(b *testing.B, n int) (*Cache, []string) {
 			pool(v1.PoolNameSSD, 500*Gi, free/2, 200).extent(4 * Mi).
 			build())
 		for j := 0; j < 3; j++ {
-			if err := c.Reserve(names[i], vols(vol(fmt.Sprintf("inflight-%d-%d", i, j), PoolHDD, 2*Gi))); err != nil {
+			if _, err := c.Reserve(names[i], vols(vol(fmt.Sprintf("inflight-%d-%d", i, j), PoolHDD, 2*Gi))); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -111,7 +111,7 @@ func BenchmarkReserveUnreserve(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				if err := c.Reserve(names[i%n], benchVols); err != nil {
+				if _, err := c.Reserve(names[i%n], benchVols); err != nil {
 					b.Fatal(err)
 				}
 				c.Unreserve(names[i%n], keys)

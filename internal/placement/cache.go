@@ -227,32 +227,39 @@ func stateOrUnknown(s v1.State) string {
 	return string(s)
 }
 
-// Reserve holds vols on node, all or nothing. Volumes already reserved there
-// are left as they are, so Reserve is idempotent. It fails with the reason
-// when they no longer fit.
-func (c *Cache) Reserve(node string, vols []Volume) error {
+// Reserve holds vols on node, all or nothing, and returns the keys it added.
+// Volumes already reserved there are left as they are, so Reserve is
+// idempotent and a caller's Unreserve of the returned keys never drops
+// another pod's hold on a shared claim. It fails with the reason when the
+// volumes no longer fit.
+func (c *Cache) Reserve(node string, vols []Volume) ([]string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if reason := c.check(node, vols); reason != "" {
-		return fmt.Errorf("node %s: %s", node, reason)
+		return nil, fmt.Errorf("node %s: %s", node, reason)
 	}
 	n := c.nodes[node]
+	var added []string
 	for _, v := range vols {
 		if _, held := n.entries[v.Key]; !held {
 			c.addEntry(node, n, v, false)
+			added = append(added, v.Key)
 		}
 	}
-	return nil
+	return added, nil
 }
 
-// Unreserve drops the reservations of volumes on node; a no-op for those
-// that are not there.
+// Unreserve drops the unpersisted reservations of volumes on node. Persisted
+// ones stay: their placement is recorded (a LocalVolumeGroup entry or a
+// LocalVolume) and ends only when the volume is counted or released.
 func (c *Cache) Unreserve(node string, volumes []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if n := c.nodes[node]; n != nil {
 		for _, v := range volumes {
-			c.dropEntry(node, n, v)
+			if e, ok := n.entries[v]; ok && !e.persisted {
+				c.dropEntry(node, n, v)
+			}
 		}
 	}
 }

@@ -93,7 +93,7 @@ func vols(v ...Volume) []Volume { return v }
 
 func mustReserve(t *testing.T, c *Cache, node string, v ...Volume) {
 	t.Helper()
-	if err := c.Reserve(node, v); err != nil {
+	if _, err := c.Reserve(node, v); err != nil {
 		t.Fatalf("Reserve(%s, %v): %v", node, v, err)
 	}
 }
@@ -350,7 +350,7 @@ func TestReserve(t *testing.T) {
 
 	t.Run("all or nothing within a pool", func(t *testing.T) {
 		c, _ := newCache(t, 0, lsn("n1").pool(v1.PoolNameHDD, 20*Gi, 10*Gi, 10))
-		err := c.Reserve("n1", vols(vol("a", PoolHDD, 4*Gi), vol("b", PoolHDD, 8*Gi)))
+		_, err := c.Reserve("n1", vols(vol("a", PoolHDD, 4*Gi), vol("b", PoolHDD, 8*Gi)))
 		if err == nil || err.Error() != "node n1: pool LocalStorage_PoolHDD: need 12Gi, free 10Gi" {
 			t.Fatalf("Reserve = %v, want the shortage of n1's HDD pool", err)
 		}
@@ -360,7 +360,7 @@ func TestReserve(t *testing.T) {
 
 	t.Run("all or nothing across pools", func(t *testing.T) {
 		c, _ := newCache(t, 0, lsn("n1").pool(v1.PoolNameHDD, 20*Gi, 10*Gi, 10).pool(v1.PoolNameSSD, 20*Gi, 1*Gi, 10))
-		err := c.Reserve("n1", vols(vol("a", PoolHDD, 4*Gi), vol("b", PoolSSD, 8*Gi)))
+		_, err := c.Reserve("n1", vols(vol("a", PoolHDD, 4*Gi), vol("b", PoolSSD, 8*Gi)))
 		if err == nil || err.Error() != "node n1: pool LocalStorage_PoolSSD: need 8Gi, free 1Gi" {
 			t.Fatalf("Reserve = %v, want the shortage of n1's SSD pool", err)
 		}
@@ -371,7 +371,7 @@ func TestReserve(t *testing.T) {
 
 	t.Run("unknown node", func(t *testing.T) {
 		c, _ := newCache(t, 0)
-		err := c.Reserve("n9", vols(vol("a", PoolHDD, 1)))
+		_, err := c.Reserve("n9", vols(vol("a", PoolHDD, 1)))
 		if err == nil || err.Error() != "node n9: "+noLSN {
 			t.Fatalf("Reserve = %v, want no LocalStorageNode", err)
 		}
@@ -395,7 +395,7 @@ func TestReserve(t *testing.T) {
 		for _, k := range []string{"v1", "v2", "v3"} {
 			mustReserve(t, c, "n1", vol(k, PoolHDD, 6*Gi))
 		}
-		err := c.Reserve("n1", vols(vol("v4", PoolHDD, 6*Gi)))
+		_, err := c.Reserve("n1", vols(vol("v4", PoolHDD, 6*Gi)))
 		if err == nil || err.Error() != "node n1: pool LocalStorage_PoolHDD: need 6Gi, free 2Gi (18Gi reserved in flight)" {
 			t.Fatalf("4th Reserve = %v, want refused", err)
 		}

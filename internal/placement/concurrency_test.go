@@ -84,7 +84,7 @@ func TestConcurrentMix(t *testing.T) {
 					if r.IntN(2) == 0 {
 						group = append(group, keyVol(r.IntN(nKeys)))
 					}
-					if err := c.Reserve(name, group); err != nil {
+					if _, err := c.Reserve(name, group); err != nil {
 						refused.Add(1)
 					} else {
 						reserved.Add(1)
@@ -213,7 +213,7 @@ func TestConcurrentReserveBurst(t *testing.T) {
 							if checkFirst && c.Check(nodes[n], v) != "" {
 								continue // Filter said no
 							}
-							if c.Reserve(nodes[n], v) == nil {
+							if _, err := c.Reserve(nodes[n], v); err == nil {
 								won.Add(1)
 								perNode[n].Add(1)
 								return

@@ -129,9 +129,10 @@ func (pl *LocalStorage) resolveClaim(pvc *corev1.PersistentVolumeClaim) (claimIn
 	}
 	c.volume = placement.Volume{Key: VolumeKey(pvc), Pool: params.pool, Bytes: size.Value()}
 	c.replicas = params.replicas
-	if entry != nil && len(entry.Nodes) > 0 {
+	if entry != nil && len(entry.Nodes) > 0 && entry.LocalVolumeName == c.volume.Key {
 		// Placed by an earlier cycle whose binding has not finished (or a
-		// scheduler that restarted): keep the decision.
+		// scheduler that restarted): keep the decision. An entry of an
+		// earlier claim of the same name (a recreated claim) does not count.
 		c.nodes = entry.Nodes
 	}
 	return c, true, nil

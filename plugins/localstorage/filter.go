@@ -36,7 +36,7 @@ func (pl *LocalStorage) PreFilter(_ context.Context, cs fwk.CycleState, pod *cor
 		return nil, fwk.NewStatus(fwk.Skip)
 	}
 	s := &podState{claims: claims}
-	var allowed sets.Set[string]
+	var allowed, peerCandidates sets.Set[string]
 	for i := range claims {
 		c := &claims[i]
 		if s.group == "" {
@@ -51,11 +51,15 @@ func (pl *LocalStorage) PreFilter(_ context.Context, cs fwk.CycleState, pod *cor
 		if c.nodes == nil {
 			continue
 		}
-		if allowed == nil {
-			allowed = sets.New(c.nodes...)
-		} else {
-			allowed = allowed.Intersection(sets.New(c.nodes...))
+		allowed = intersect(allowed, c.nodes)
+		if c.replicas > 1 {
+			// An HA claim already placed on two nodes keeps its pair: the
+			// group's peer is its other node.
+			peerCandidates = intersect(peerCandidates, c.nodes)
 		}
+	}
+	if peerCandidates != nil {
+		s.peerCandidates = sets.List(peerCandidates)
 	}
 	if allowed != nil {
 		if allowed.Len() == 0 {
@@ -68,8 +72,10 @@ func (pl *LocalStorage) PreFilter(_ context.Context, cs fwk.CycleState, pod *cor
 	}
 	if len(s.haVols) > 0 {
 		// A placed group keeps its node set: the peer comes from it.
-		s.peers = pl.cache.FittingNodes(nil, s.haVols, s.allowed, "", 2)
-		if len(s.peers) == 0 {
+		s.peers = pl.cache.FittingNodes(nil, s.haVols, s.peerCandidates, "", 2)
+		// The pod's node and its peer both need room: one fitting node
+		// is as bad as none.
+		if len(s.peers) < 2 {
 			return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ReasonNoPeer+": "+demand(s.haVols))
 		}
 	}
@@ -78,6 +84,14 @@ func (pl *LocalStorage) PreFilter(_ context.Context, cs fwk.CycleState, pod *cor
 		return &framework.PreFilterResult{NodeNames: allowed}, nil
 	}
 	return nil, nil
+}
+
+// intersect returns set ∩ nodes, or the set of nodes when set is nil.
+func intersect(set sets.Set[string], nodes []string) sets.Set[string] {
+	if set == nil {
+		return sets.New(nodes...)
+	}
+	return set.Intersection(sets.New(nodes...))
 }
 
 // hasClaims is the cheap test that lets pods without volumes cost nothing.

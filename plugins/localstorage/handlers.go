@@ -39,8 +39,11 @@ func (pl *LocalStorage) registerHandlers() {
 		},
 	})
 	_, _ = pl.informers.LocalVolumeGroups.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj interface{}) { pl.onGroup(obj) },
-		UpdateFunc: func(_, obj interface{}) { pl.onGroup(obj) },
+		AddFunc: func(obj interface{}) { pl.onGroup(obj) },
+		UpdateFunc: func(oldObj, obj interface{}) {
+			pl.releaseDroppedEntries(oldObj, obj)
+			pl.onGroup(obj)
+		},
 	})
 	// A deleted claim frees what was reserved for it, placed or bound.
 	_, _ = pl.handle.SharedInformerFactory().Core().V1().PersistentVolumeClaims().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -108,6 +111,25 @@ func (pl *LocalStorage) onGroup(obj interface{}) {
 			continue
 		}
 		pl.cache.SetPlacement(placement.Volume{Key: vi.LocalVolumeName, Pool: pool, Bytes: vi.RequiredCapacityBytes}, vi.Nodes)
+	}
+}
+
+// releaseDroppedEntries releases the reservations of group entries that an
+// update removed or re-keyed (a recreated claim placed anew).
+func (pl *LocalStorage) releaseDroppedEntries(oldObj, obj interface{}) {
+	old, ok1 := oldObj.(*v1.LocalVolumeGroup)
+	g, ok2 := obj.(*v1.LocalVolumeGroup)
+	if !ok1 || !ok2 {
+		return
+	}
+	keep := make(map[string]bool, len(g.Spec.Volumes))
+	for _, vi := range g.Spec.Volumes {
+		keep[vi.LocalVolumeName] = true
+	}
+	for _, vi := range old.Spec.Volumes {
+		if vi.LocalVolumeName != "" && !keep[vi.LocalVolumeName] {
+			pl.cache.Release(vi.LocalVolumeName)
+		}
 	}
 }
 

@@ -150,14 +150,19 @@ type podState struct {
 	haVols []placement.Volume
 	// allowed, when non-nil, are the only nodes the pod may use.
 	allowed []string
+	// peerCandidates, when non-nil, are the only nodes an HA peer may be
+	// (the other replica node of HA claims already placed).
+	peerCandidates []string
 	// peers are up to two nodes that can take haVols (chosen in PreFilter,
 	// so Filter needs no scan).
 	peers []string
 	// group is the pod's LocalVolumeGroup, existing or to be created.
 	group string
 
-	// Set by Reserve.
-	node, peer string
+	// Set by Reserve: the nodes, and the keys Reserve added on each (what
+	// Unreserve may release).
+	node, peer               string
+	addedOnNode, addedOnPeer []string
 }
 
 // Clone returns the state itself: after PreFilter only Reserve writes to it,
@@ -190,13 +195,4 @@ func asState(d fwk.StateData) (*podState, error) {
 		return nil, fmt.Errorf("%+v is not a %s state", d, Name)
 	}
 	return s, nil
-}
-
-// volumeKeys are the keys of vols.
-func volumeKeys(vols []placement.Volume) []string {
-	keys := make([]string, len(vols))
-	for i, v := range vols {
-		keys[i] = v.Key
-	}
-	return keys
 }

@@ -26,41 +26,51 @@ func (pl *LocalStorage) Reserve(ctx context.Context, cs fwk.CycleState, pod *cor
 	if s == nil || len(s.vols) == 0 {
 		return nil
 	}
-	if err := pl.cache.Reserve(node, s.vols); err != nil {
+	added, err := pl.cache.Reserve(node, s.vols)
+	if err != nil {
 		return fwk.NewStatus(fwk.Unschedulable, err.Error())
 	}
-	s.node = node
+	if s.node != node {
+		s.addedOnNode = nil
+	}
+	// A repeated Reserve adds nothing new but must not forget what the
+	// first one added.
+	s.node, s.addedOnNode = node, append(s.addedOnNode, added...)
 	if len(s.haVols) == 0 {
 		return nil
 	}
-	peer, ok := pl.cache.PickPeer(node, s.haVols, s.allowed)
+	peer, ok := pl.cache.PickPeer(node, s.haVols, s.peerCandidates)
 	if !ok {
-		pl.cache.Unreserve(node, volumeKeys(s.vols))
+		pl.Unreserve(ctx, cs, pod, node)
 		return fwk.NewStatus(fwk.Unschedulable, ReasonNoPeer+": "+demand(s.haVols))
 	}
-	if err := pl.cache.Reserve(peer, s.haVols); err != nil {
-		pl.cache.Unreserve(node, volumeKeys(s.vols))
+	addedOnPeer, err := pl.cache.Reserve(peer, s.haVols)
+	if err != nil {
+		pl.Unreserve(ctx, cs, pod, node)
 		return fwk.NewStatus(fwk.Unschedulable, err.Error())
 	}
-	s.peer = peer
+	if s.peer != peer {
+		s.addedOnPeer = nil
+	}
+	s.peer, s.addedOnPeer = peer, append(s.addedOnPeer, addedOnPeer...)
 	klog.FromContext(ctx).V(4).Info("Reserved local volumes", "pod", klog.KObj(pod), "node", node, "peer", peer, "volumes", len(s.vols))
 	return nil
 }
 
-// Unreserve releases what Reserve held. A placement PreBind already wrote
-// into the LocalVolumeGroup stays there until the next PreBind rewrites it;
-// the ledger follows the group (see handlers.go).
+// Unreserve releases what this pod's Reserve added, and nothing else: a
+// claim another pod holds, or a placement PreBind already recorded in the
+// LocalVolumeGroup, keeps its reservation (the ledger follows the group).
 func (pl *LocalStorage) Unreserve(ctx context.Context, cs fwk.CycleState, pod *corev1.Pod, node string) {
 	s, err := optionalState(cs)
 	if err != nil || s == nil || s.node == "" {
 		return
 	}
-	pl.cache.Unreserve(s.node, volumeKeys(s.vols))
+	pl.cache.Unreserve(s.node, s.addedOnNode)
 	if s.peer != "" {
-		pl.cache.Unreserve(s.peer, volumeKeys(s.haVols))
+		pl.cache.Unreserve(s.peer, s.addedOnPeer)
 	}
 	klog.FromContext(ctx).V(4).Info("Unreserved local volumes", "pod", klog.KObj(pod), "node", s.node, "peer", s.peer)
-	s.node, s.peer = "", ""
+	s.node, s.peer, s.addedOnNode, s.addedOnPeer = "", "", nil, nil
 }
 
 // PreBindPreFlight tells the framework whether PreBind has work: only pods

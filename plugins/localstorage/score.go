@@ -3,6 +3,7 @@ package localstorage
 import (
 	"context"
 	"fmt"
+	"math"
 
 	corev1 "k8s.io/api/core/v1"
 	fwk "k8s.io/kube-scheduler/framework"
@@ -23,9 +24,9 @@ type scorer func(utilization float64) int64
 func newScorer(s config.ScoringStrategy) (scorer, error) {
 	switch s.Type {
 	case config.Spread, "":
-		return func(u float64) int64 { return int64((1 - u) * float64(scoreScale)) }, nil
+		return func(u float64) int64 { return int64(math.Round((1 - u) * float64(scoreScale))) }, nil
 	case config.Binpack:
-		return func(u float64) int64 { return int64(u * float64(scoreScale)) }, nil
+		return func(u float64) int64 { return int64(math.Round(u * float64(scoreScale))) }, nil
 	case config.Shape:
 		shape := make(helper.FunctionShape, 0, len(s.Shape))
 		for _, p := range s.Shape {
