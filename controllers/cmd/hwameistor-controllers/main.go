@@ -26,7 +26,9 @@ import (
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/controllers/node"
 	"hwameistor.io/local/controllers/volume"
+	"hwameistor.io/local/controllers/volumegroup"
 	"hwameistor.io/local/controllers/webhook"
 )
 
@@ -95,6 +97,14 @@ func main() {
 
 	if err := (&volume.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("hwameistor-volume")}).SetupWithManager(ctx, mgr); err != nil {
 		log.Error(err, "Cannot set up the LocalVolume controller")
+		os.Exit(1)
+	}
+	if err := (&volumegroup.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorderFor("hwameistor-volumegroup")}).SetupWithManager(ctx, mgr); err != nil {
+		log.Error(err, "Cannot set up the LocalVolumeGroup controller")
+		os.Exit(1)
+	}
+	if err := (&node.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorderFor("hwameistor-node")}).SetupWithManager(ctx, mgr); err != nil {
+		log.Error(err, "Cannot set up the LocalStorageNode controller")
 		os.Exit(1)
 	}
 
