@@ -217,3 +217,5 @@ func TestPoolTooSmall(t *testing.T) {
 		return apierrors.IsNotFound(env.Client.Get(ctx, client.ObjectKey{Name: "pvc-huge"}, &v1.LocalVolume{}))
 	})
 }
+
+func clientKey(name string) client.ObjectKey { return client.ObjectKey{Name: name} }

@@ -1,0 +1,112 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	v1 "hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/controllers/volume"
+	"hwameistor.io/local/csidriver/backend"
+	"hwameistor.io/local/csidriver/backend/command"
+)
+
+// failingCreate is a backend whose CreateVolume fails the way a failing
+// lvcreate does: a command error carrying lvm's stderr.
+type failingCreate struct{ backend.Backend }
+
+func (f failingCreate) CreateVolume(_ context.Context, pool, name string, _ int64, _ backend.CreateOptions) (backend.Volume, error) {
+	return backend.Volume{}, &command.Error{
+		Argv:     []string{"lvm", "lvcreate", "-n", name, pool},
+		ExitCode: 5,
+		Stderr:   "/dev/mapper/control: open failed: No such device; Failure to communicate with kernel device-mapper driver.",
+		Err:      errors.New("exit status 5"),
+	}
+}
+
+// startWithRecorder is start() with a recorder the test can read.
+func startWithRecorder(t *testing.T, backends map[string]backend.Backend, rec *record.FakeRecorder) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (&volume.Reconciler{Client: mgr.GetClient(), Recorder: rec}).SetupWithManager(ctx, mgr); err != nil {
+		t.Fatal(err)
+	}
+	a := &Agent{Client: mgr.GetClient(), Recorder: rec, Backends: backends}
+	if err := a.SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = mgr.Start(ctx) }()
+	go a.ReportAll(ctx, time.Hour)
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// TestFailingCommand: the failing command's stderr reaches the replica's
+// status and an Event, where a user looks.
+func TestFailingCommand(t *testing.T) {
+	ctx := context.Background()
+	be := newBackends(t, t.TempDir(), "fail-a")["fail-a"]
+	rec := record.NewFakeRecorder(1000)
+	startWithRecorder(t, map[string]backend.Backend{"fail-a": failingCreate{be}}, rec)
+	if err := env.Client.Create(ctx, newVolume("pvc-fail", gi, "fail-a")); err != nil {
+		t.Fatal(err)
+	}
+	name := v1.ReplicaName("pvc-fail", "fail-a")
+	eventually(t, "the replica NotReady with lvm's stderr", func() bool {
+		r := &v1.LocalVolumeReplica{}
+		return env.Client.Get(ctx, clientKey(name), r) == nil && r.Status.State == v1.StateNotReady &&
+			strings.Contains(r.Status.Message, "Failure to communicate with kernel device-mapper driver")
+	})
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case e := <-rec.Events:
+			if strings.HasPrefix(e, "Warning AllocationFailed") && strings.Contains(e, "lvcreate") && strings.Contains(e, "device-mapper") {
+				return
+			}
+		case <-deadline:
+			t.Fatal("no AllocationFailed event carrying the command and its stderr")
+		}
+	}
+}
+
+// TestRestartMidCreate: the agent died after the backend created the volume
+// but before it reported the replica; the next agent adopts the volume
+// instead of failing or allocating twice.
+func TestRestartMidCreate(t *testing.T) {
+	ctx := context.Background()
+	backends := newBackends(t, t.TempDir(), "crash-a")
+	if _, err := backends["crash-a"].CreateVolume(ctx, v1.PoolNameHDD, "pvc-crash", 2*gi, backend.CreateOptions{Tags: []string{VolumeTag + "pvc-crash"}}); err != nil {
+		t.Fatal(err)
+	}
+	start(t, backends)
+	if err := env.Client.Create(ctx, newVolume("pvc-crash", 2*gi, "crash-a")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the volume Ready", func() bool { return get(t, "pvc-crash", &v1.LocalVolume{}).Status.State == v1.StateReady })
+	eventually(t, "one volume's worth used", func() bool {
+		lsn := &v1.LocalStorageNode{}
+		if env.Client.Get(ctx, clientKey("crash-a"), lsn) != nil {
+			return false
+		}
+		p := lsn.Status.Pools[v1.PoolNameHDD]
+		return p.UsedVolumeCount == 1 && p.FreeCapacityBytes == 8*gi
+	})
+	vols, err := backends["crash-a"].ListVolumes(ctx, v1.PoolNameHDD)
+	if err != nil || len(vols) != 1 {
+		t.Fatalf("backend volumes %v, %v: want exactly the one created before the restart", vols, err)
+	}
+}
