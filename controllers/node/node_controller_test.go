@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -13,14 +12,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/retry"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/internal/testenv"
@@ -28,61 +23,17 @@ import (
 
 var env *testenv.Env
 
-func TestMain(m *testing.M) {
-	var err error
-	env, err = testenv.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = env.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m, &env) }
 
 // startController runs the reconciler in a manager until stop is called or
 // the test ends, and returns the recorder's events.
 func startController(t *testing.T) (rec *record.FakeRecorder, stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
-		// Each test runs its own manager with the same controller name.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	rec = record.NewFakeRecorder(1000)
-	r := &Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: rec}
-	if err := r.SetupWithManager(ctx, mgr); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := mgr.Start(ctx); err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	}()
-	stopped := false
-	stop = func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			<-done
-		}
-	}
-	t.Cleanup(stop)
+	stop = env.StartManager(t, func(ctx context.Context, mgr ctrl.Manager) error {
+		return (&Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: rec}).SetupWithManager(ctx, mgr)
+	})
 	return rec, stop
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) { return cond(), nil })
-	if err != nil {
-		t.Fatalf("waiting for %s", what)
-	}
 }
 
 // consistently fails if cond turns false within d.
@@ -122,7 +73,7 @@ func deleteNode(t *testing.T, name string) {
 	if err := env.Client.Delete(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "node gone", func() bool {
+	testenv.Eventually(t, "node gone", func() bool {
 		return apierrors.IsNotFound(env.Client.Get(context.Background(), client.ObjectKey{Name: name}, &corev1.Node{}))
 	})
 }
@@ -250,13 +201,13 @@ func TestTopology(t *testing.T) {
 				if r, ok := tc.labels[regionLabel]; ok {
 					first.Region = r
 				}
-				eventually(t, "first labels copied", func() bool { return getLSN(t, name).Spec.Topo == first })
+				testenv.Eventually(t, "first labels copied", func() bool { return getLSN(t, name).Spec.Topo == first })
 				setNodeLabels(t, name, tc.relabel)
 			}
 			if tc.want == tc.initial || tc.relabel != nil && tc.relabel[zoneLabel] == "" {
 				consistently(t, "topology stays", 2*time.Second, func() bool { return getLSN(t, name).Spec.Topo == tc.want })
 			} else {
-				eventually(t, fmt.Sprintf("topology %+v", tc.want), func() bool { return getLSN(t, name).Spec.Topo == tc.want })
+				testenv.Eventually(t, fmt.Sprintf("topology %+v", tc.want), func() bool { return getLSN(t, name).Spec.Topo == tc.want })
 			}
 			lsn := getLSN(t, name)
 			if lsn.Status.State != v1.StateReady || registered(lsn) != nil {
@@ -278,10 +229,10 @@ func TestNodeGoneAndBack(t *testing.T) {
 	rec, _ := startController(t)
 	createNode(t, "gone", map[string]string{zoneLabel: "z1"})
 	createLSN(t, "gone", v1.Topology{}, v1.StateReady)
-	eventually(t, "zone copied", func() bool { return getLSN(t, "gone").Spec.Topo.Zone == "z1" })
+	testenv.Eventually(t, "zone copied", func() bool { return getLSN(t, "gone").Spec.Topo.Zone == "z1" })
 
 	deleteNode(t, "gone")
-	eventually(t, "Offline", func() bool { return getLSN(t, "gone").Status.State == v1.StateOffline })
+	testenv.Eventually(t, "Offline", func() bool { return getLSN(t, "gone").Status.State == v1.StateOffline })
 	lsn := getLSN(t, "gone")
 	c := registered(lsn)
 	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != ReasonNodeDeleted || !strings.Contains(c.Message, "volumes stay") {
@@ -297,13 +248,13 @@ func TestNodeGoneAndBack(t *testing.T) {
 	// An agent still reporting Ready for the absent node: back to Offline,
 	// without a second Warning.
 	report(t, "gone", v1.StateReady)
-	eventually(t, "Offline again", func() bool { return getLSN(t, "gone").Status.State == v1.StateOffline })
+	testenv.Eventually(t, "Offline again", func() bool { return getLSN(t, "gone").Status.State == v1.StateOffline })
 	if n := countPrefix(events(rec), "Warning "+ReasonNodeDeleted); n != 0 {
 		t.Errorf("%d more NodeDeleted events", n)
 	}
 
 	createNode(t, "gone", map[string]string{zoneLabel: "z1"})
-	eventually(t, "condition True", func() bool {
+	testenv.Eventually(t, "condition True", func() bool {
 		c := registered(getLSN(t, "gone"))
 		return c != nil && c.Status == metav1.ConditionTrue && c.Reason == ReasonNodeRegistered
 	})
@@ -318,7 +269,7 @@ func TestNodeGoneAndBack(t *testing.T) {
 func TestNeverDeletesLSN(t *testing.T) {
 	startController(t)
 	createLSN(t, "orphan", v1.Topology{Zone: "z9"}, v1.StateReady)
-	eventually(t, "Offline", func() bool { return getLSN(t, "orphan").Status.State == v1.StateOffline })
+	testenv.Eventually(t, "Offline", func() bool { return getLSN(t, "orphan").Status.State == v1.StateOffline })
 	consistently(t, "still there", 2*time.Second, func() bool {
 		return getLSN(t, "orphan").DeletionTimestamp == nil
 	})
@@ -337,12 +288,12 @@ func TestRestart(t *testing.T) {
 	createLSN(t, "rs-back", v1.Topology{}, v1.StateReady)
 	deleteNode(t, "rs-down")
 	deleteNode(t, "rs-back")
-	eventually(t, "converged", func() bool {
+	testenv.Eventually(t, "converged", func() bool {
 		return getLSN(t, "rs-up").Spec.Topo.Zone == "z1" && getLSN(t, "rs-down").Status.State == v1.StateOffline &&
 			getLSN(t, "rs-back").Status.State == v1.StateOffline
 	})
 	createNode(t, "rs-back", nil)
-	eventually(t, "rs-back registered", func() bool {
+	testenv.Eventually(t, "rs-back registered", func() bool {
 		c := registered(getLSN(t, "rs-back"))
 		return c != nil && c.Status == metav1.ConditionTrue
 	})
@@ -379,7 +330,7 @@ func TestRestart(t *testing.T) {
 	// after the existing ones were queued.
 	rec, _ := startController(t)
 	createLSN(t, "rs-probe", v1.Topology{}, v1.StateReady)
-	eventually(t, "the new manager works", func() bool { return getLSN(t, "rs-probe").Status.State == v1.StateOffline })
+	testenv.Eventually(t, "the new manager works", func() bool { return getLSN(t, "rs-probe").Status.State == v1.StateOffline })
 	time.Sleep(500 * time.Millisecond)
 	checkUnchanged("restarted manager")
 	for _, e := range events(rec) {

@@ -3,20 +3,15 @@ package volume
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/internal/testenv"
@@ -24,17 +19,7 @@ import (
 
 var env *testenv.Env
 
-func TestMain(m *testing.M) {
-	var err error
-	env, err = testenv.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = env.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m, &env) }
 
 const gi = int64(1) << 30
 
@@ -42,27 +27,10 @@ const gi = int64(1) << 30
 // returns the recorder's events.
 func startController(t *testing.T) *record.FakeRecorder {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
-		// Each test runs its own manager with the same controller name.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	rec := record.NewFakeRecorder(100)
-	if err := (&Reconciler{Client: mgr.GetClient(), Recorder: rec}).SetupWithManager(ctx, mgr); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := mgr.Start(ctx); err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
+	env.StartManager(t, func(ctx context.Context, mgr ctrl.Manager) error {
+		return (&Reconciler{Client: mgr.GetClient(), Recorder: rec}).SetupWithManager(ctx, mgr)
+	})
 	return rec
 }
 
@@ -76,14 +44,6 @@ func newVolume(name string, bytes int64, nodes ...string) *v1.LocalVolume {
 		lv.Spec.Config.Replicas = append(lv.Spec.Config.Replicas, v1.VolumeReplica{ID: int64(i + 1), Hostname: n, Primary: i == 0})
 	}
 	return lv
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) { return cond(), nil })
-	if err != nil {
-		t.Fatalf("waiting for %s", what)
-	}
 }
 
 func replicas(t *testing.T, volume string) []v1.LocalVolumeReplica {
@@ -136,7 +96,7 @@ func TestVolumeLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	eventually(t, "two replicas", func() bool { return len(replicas(t, "pvc-life")) == 2 })
+	testenv.Eventually(t, "two replicas", func() bool { return len(replicas(t, "pvc-life")) == 2 })
 	for _, r := range replicas(t, "pvc-life") {
 		if r.Spec.RequiredCapacityBytes != 2*gi || r.Spec.PoolName != v1.PoolNameHDD || r.Name != ReplicaName("pvc-life", r.Spec.NodeName) {
 			t.Errorf("replica %s: %+v", r.Name, r.Spec)
@@ -145,14 +105,14 @@ func TestVolumeLifecycle(t *testing.T) {
 			t.Errorf("replica %s is not owned by its volume", r.Name)
 		}
 	}
-	eventually(t, "state Creating with the finalizer", func() bool {
+	testenv.Eventually(t, "state Creating with the finalizer", func() bool {
 		v := getVolume(t, "pvc-life")
 		return v.Status.State == v1.StateCreating && len(v.Finalizers) == 1
 	})
 
 	setReplicaState(t, ReplicaName("pvc-life", "node-a"), v1.StateReady, 2*gi)
 	setReplicaState(t, ReplicaName("pvc-life", "node-b"), v1.StateReady, 2*gi)
-	eventually(t, "state Ready", func() bool { return getVolume(t, "pvc-life").Status.State == v1.StateReady })
+	testenv.Eventually(t, "state Ready", func() bool { return getVolume(t, "pvc-life").Status.State == v1.StateReady })
 	v := getVolume(t, "pvc-life")
 	if c := meta.FindStatusCondition(v.Status.Conditions, ConditionReplicasReady); c == nil || c.Status != metav1.ConditionTrue {
 		t.Errorf("condition %s: %+v", ConditionReplicasReady, c)
@@ -162,7 +122,7 @@ func TestVolumeLifecycle(t *testing.T) {
 	}
 
 	setReplicaState(t, ReplicaName("pvc-life", "node-b"), v1.StateNotReady, 0)
-	eventually(t, "state NotReady naming the replica", func() bool {
+	testenv.Eventually(t, "state NotReady naming the replica", func() bool {
 		v := getVolume(t, "pvc-life")
 		return v.Status.State == v1.StateNotReady && v.Status.Message != ""
 	})
@@ -176,7 +136,7 @@ func TestVolumeLifecycle(t *testing.T) {
 	if err := env.Client.Update(ctx, v); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "replicas grown", func() bool {
+	testenv.Eventually(t, "replicas grown", func() bool {
 		for _, r := range replicas(t, "pvc-life") {
 			if r.Spec.RequiredCapacityBytes != 3*gi {
 				return false
@@ -188,7 +148,7 @@ func TestVolumeLifecycle(t *testing.T) {
 	if err := env.Client.Delete(ctx, getVolume(t, "pvc-life")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "volume and replicas gone", func() bool {
+	testenv.Eventually(t, "volume and replicas gone", func() bool {
 		err := env.Client.Get(ctx, client.ObjectKey{Name: "pvc-life"}, &v1.LocalVolume{})
 		return apierrors.IsNotFound(err) && len(replicas(t, "pvc-life")) == 0
 	})
@@ -204,7 +164,7 @@ func TestWaitsForPlacement(t *testing.T) {
 	if err := env.Client.Create(ctx, lv); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "Creating with a reason", func() bool {
+	testenv.Eventually(t, "Creating with a reason", func() bool {
 		v := getVolume(t, "pvc-wait")
 		return v.Status.State == v1.StateCreating && v.Status.Message == "waiting for the volume's placement (spec.config.replicas)"
 	})
@@ -213,7 +173,7 @@ func TestWaitsForPlacement(t *testing.T) {
 	if err := env.Client.Update(ctx, v); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "one replica", func() bool { return len(replicas(t, "pvc-wait")) == 1 })
+	testenv.Eventually(t, "one replica", func() bool { return len(replicas(t, "pvc-wait")) == 1 })
 }
 
 // TestReconcileIsIdempotent runs Reconcile directly, twice and with a fresh

@@ -3,7 +3,6 @@ package volumegroup
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -14,13 +13,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/internal/testenv"
@@ -28,17 +24,7 @@ import (
 
 var env *testenv.Env
 
-func TestMain(m *testing.M) {
-	var err error
-	env, err = testenv.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = env.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m, &env) }
 
 const ns = "default"
 
@@ -46,45 +32,11 @@ const ns = "default"
 // the test ends, and returns the recorder's events.
 func startController(t *testing.T) (rec *record.FakeRecorder, stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
-		// Each test runs its own manager with the same controller name.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	rec = record.NewFakeRecorder(1000)
-	r := &Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: rec}
-	if err := r.SetupWithManager(ctx, mgr); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := mgr.Start(ctx); err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	}()
-	stopped := false
-	stop = func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			<-done
-		}
-	}
-	t.Cleanup(stop)
+	stop = env.StartManager(t, func(ctx context.Context, mgr ctrl.Manager) error {
+		return (&Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: rec}).SetupWithManager(ctx, mgr)
+	})
 	return rec, stop
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) { return cond(), nil })
-	if err != nil {
-		t.Fatalf("waiting for %s", what)
-	}
 }
 
 // consistently fails if cond turns false within d.
@@ -193,7 +145,7 @@ func deleteClaim(t *testing.T, name string) {
 	// envtest runs no controller that would remove the pvc-protection
 	// finalizer the apiserver's admission adds: take it off, as that
 	// controller does once no pod uses the claim.
-	eventually(t, "claim "+name+" gone", func() bool {
+	testenv.Eventually(t, "claim "+name+" gone", func() bool {
 		cur := &corev1.PersistentVolumeClaim{}
 		err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(pvc), cur)
 		if apierrors.IsNotFound(err) {
@@ -295,14 +247,14 @@ func TestRecordsBoundVolume(t *testing.T) {
 			if tc.want == tc.initial {
 				// Nothing to change: the group must stay as written once the
 				// controller has seen it (its status shows that).
-				eventually(t, "status written", func() bool { return getGroup(t, group).Status.State != "" })
+				testenv.Eventually(t, "status written", func() bool { return getGroup(t, group).Status.State != "" })
 				consistently(t, "entry unchanged", time.Second, func() bool {
 					lv, _ := volumeOf(getGroup(t, group), claim)
 					return lv == tc.want
 				})
 				return
 			}
-			eventually(t, "entry names "+tc.want, func() bool {
+			testenv.Eventually(t, "entry names "+tc.want, func() bool {
 				lv, _ := volumeOf(getGroup(t, group), claim)
 				return lv == tc.want
 			})
@@ -349,7 +301,7 @@ func TestDropRules(t *testing.T) {
 				createVolume(t, lv, claim, v1.StateReady)
 			}
 			createGroup(t, group, entry(anchor, ""), entry(claim, lv))
-			eventually(t, "status written", func() bool { return getGroup(t, group).Status.State != "" })
+			testenv.Eventually(t, "status written", func() bool { return getGroup(t, group).Status.State != "" })
 			if !tc.claimExists {
 				deleteClaim(t, claim)
 			}
@@ -357,7 +309,7 @@ func TestDropRules(t *testing.T) {
 				deleteVolume(t, lv)
 			}
 			if tc.wantDropped {
-				eventually(t, "entry dropped", func() bool { _, ok := volumeOf(getGroup(t, group), claim); return !ok })
+				testenv.Eventually(t, "entry dropped", func() bool { _, ok := volumeOf(getGroup(t, group), claim); return !ok })
 				expectEvent(t, rec, "Normal "+EventVolumeDropped, "claim "+ns+"/"+claim)
 				if got := claimNames(getGroup(t, group)); len(got) != 1 || got[0] != anchor {
 					t.Errorf("entries %v, want only %s", got, anchor)
@@ -381,10 +333,10 @@ func TestDeletesEmptyGroup(t *testing.T) {
 	createClaim(t, "empty-b")
 	createVolume(t, "pv-empty-a", "empty-a", v1.StateReady)
 	createGroup(t, "lvg-empty", entry("empty-a", "pv-empty-a"), entry("empty-b", ""))
-	eventually(t, "status written", func() bool { return getGroup(t, "lvg-empty").Status.State != "" })
+	testenv.Eventually(t, "status written", func() bool { return getGroup(t, "lvg-empty").Status.State != "" })
 
 	deleteClaim(t, "empty-b")
-	eventually(t, "empty-b dropped", func() bool { return len(getGroup(t, "lvg-empty").Spec.Volumes) == 1 })
+	testenv.Eventually(t, "empty-b dropped", func() bool { return len(getGroup(t, "lvg-empty").Spec.Volumes) == 1 })
 
 	// The claim goes first: its volume still exists, so the group stays.
 	deleteClaim(t, "empty-a")
@@ -394,7 +346,7 @@ func TestDeletesEmptyGroup(t *testing.T) {
 	})
 
 	deleteVolume(t, "pv-empty-a")
-	eventually(t, "group deleted", func() bool { return getGroup(t, "lvg-empty") == nil })
+	testenv.Eventually(t, "group deleted", func() bool { return getGroup(t, "lvg-empty") == nil })
 	expectEvent(t, rec, "Normal "+EventGroupDeleted, "claim default/empty-a (volume pv-empty-a)")
 }
 
@@ -427,7 +379,7 @@ func TestStatus(t *testing.T) {
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
 			s.do()
-			eventually(t, fmt.Sprintf("state %s %q", s.wantState, s.wantMsg), func() bool {
+			testenv.Eventually(t, fmt.Sprintf("state %s %q", s.wantState, s.wantMsg), func() bool {
 				g := getGroup(t, "lvg-st")
 				return g.Status.State == s.wantState && g.Status.Message == s.wantMsg
 			})
@@ -457,7 +409,7 @@ func TestRestart(t *testing.T) {
 	bindClaim(t, "rs-a", "pv-rs-a", true)
 	createGroup(t, "lvg-rs", entry("rs-a", ""), entry("rs-b", ""))
 	deleteClaim(t, "rs-b")
-	eventually(t, "converged", func() bool {
+	testenv.Eventually(t, "converged", func() bool {
 		g := getGroup(t, "lvg-rs")
 		lv, _ := volumeOf(g, "rs-a")
 		return len(g.Spec.Volumes) == 1 && lv == "pv-rs-a" && g.Status.State == v1.StateReady
@@ -485,7 +437,7 @@ func TestRestart(t *testing.T) {
 	rec, _ := startController(t)
 	createClaim(t, "rs-probe")
 	createGroup(t, "lvg-rs-probe", entry("rs-probe", ""))
-	eventually(t, "the new manager works", func() bool { return getGroup(t, "lvg-rs-probe").Status.State != "" })
+	testenv.Eventually(t, "the new manager works", func() bool { return getGroup(t, "lvg-rs-probe").Status.State != "" })
 	time.Sleep(500 * time.Millisecond)
 	if got := getGroup(t, "lvg-rs").ResourceVersion; got != rv {
 		t.Errorf("resourceVersion %s -> %s after restart", rv, got)

@@ -2,25 +2,17 @@ package agent
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
-	"hwameistor.io/local/controllers/volume"
 	"hwameistor.io/local/csidriver/backend"
 	"hwameistor.io/local/csidriver/backend/emulated"
 	"hwameistor.io/local/internal/testenv"
@@ -28,17 +20,7 @@ import (
 
 var env *testenv.Env
 
-func TestMain(m *testing.M) {
-	var err error
-	env, err = testenv.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = env.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m, &env) }
 
 const gi = int64(1) << 30
 
@@ -65,46 +47,7 @@ func newBackends(t *testing.T, dir string, nodes ...string) map[string]backend.B
 // returned stop is called (a restart is stop + start).
 func start(t *testing.T, backends map[string]backend.Backend) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := record.NewFakeRecorder(1000)
-	if err := (&volume.Reconciler{Client: mgr.GetClient(), Recorder: rec}).SetupWithManager(ctx, mgr); err != nil {
-		t.Fatal(err)
-	}
-	a := &Agent{Client: mgr.GetClient(), Recorder: rec, Backends: backends, Zones: map[string]string{}}
-	if err := a.SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := mgr.Start(ctx); err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	}()
-	go a.ReportAll(ctx, time.Hour)
-	stopped := false
-	stop = func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			<-done
-		}
-	}
-	t.Cleanup(stop)
-	return stop
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	if err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true,
-		func(context.Context) (bool, error) { return cond(), nil }); err != nil {
-		t.Fatalf("waiting for %s", what)
-	}
+	return startWithRecorder(t, backends, record.NewFakeRecorder(1000))
 }
 
 func get[T client.Object](t *testing.T, name string, obj T) T {
@@ -135,7 +78,7 @@ func TestVolumeOnTwoNodes(t *testing.T) {
 	backends := newBackends(t, dir, "agent-a", "agent-b")
 	stop := start(t, backends)
 
-	eventually(t, "LocalStorageNodes reported", func() bool {
+	testenv.Eventually(t, "LocalStorageNodes reported", func() bool {
 		lsn := &v1.LocalStorageNode{}
 		err := env.Client.Get(ctx, client.ObjectKey{Name: "agent-a"}, lsn)
 		return err == nil && lsn.Status.State == v1.StateReady && lsn.Status.Pools[v1.PoolNameHDD].FreeCapacityBytes == 10*gi
@@ -144,7 +87,7 @@ func TestVolumeOnTwoNodes(t *testing.T) {
 	if err := env.Client.Create(ctx, newVolume("pvc-agent", 2*gi, "agent-a", "agent-b")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the volume Ready", func() bool { return get(t, "pvc-agent", &v1.LocalVolume{}).Status.State == v1.StateReady })
+	testenv.Eventually(t, "the volume Ready", func() bool { return get(t, "pvc-agent", &v1.LocalVolume{}).Status.State == v1.StateReady })
 	for _, n := range []string{"agent-a", "agent-b"} {
 		rep := get(t, v1.ReplicaName("pvc-agent", n), &v1.LocalVolumeReplica{})
 		if rep.Status.AllocatedCapacityBytes != 2*gi || !rep.Status.Synced {
@@ -153,7 +96,7 @@ func TestVolumeOnTwoNodes(t *testing.T) {
 		if os.Geteuid() == 0 && !strings.HasPrefix(rep.Status.DevicePath, "/dev/loop") {
 			t.Errorf("replica on %s has device %q, want a loop device", n, rep.Status.DevicePath)
 		}
-		eventually(t, "the pool of "+n+" to count the volume", func() bool {
+		testenv.Eventually(t, "the pool of "+n+" to count the volume", func() bool {
 			p := get(t, n, &v1.LocalStorageNode{}).Status.Pools[v1.PoolNameHDD]
 			return p.FreeCapacityBytes == 8*gi && p.UsedVolumeCount == 1 && len(p.Volumes) == 1 && p.Volumes[0] == "pvc-agent"
 		})
@@ -164,7 +107,7 @@ func TestVolumeOnTwoNodes(t *testing.T) {
 	if err := env.Client.Update(ctx, lv); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the volume expanded", func() bool { return get(t, "pvc-agent", &v1.LocalVolume{}).Status.AllocatedCapacityBytes == 3*gi })
+	testenv.Eventually(t, "the volume expanded", func() bool { return get(t, "pvc-agent", &v1.LocalVolume{}).Status.AllocatedCapacityBytes == 3*gi })
 
 	// Restart with new backends over the same folders: nothing is created twice.
 	stop()
@@ -172,8 +115,8 @@ func TestVolumeOnTwoNodes(t *testing.T) {
 	if err := env.Client.Create(ctx, newVolume("pvc-agent-2", gi, "agent-a")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the second volume Ready", func() bool { return get(t, "pvc-agent-2", &v1.LocalVolume{}).Status.State == v1.StateReady })
-	eventually(t, "agent-a to hold both", func() bool {
+	testenv.Eventually(t, "the second volume Ready", func() bool { return get(t, "pvc-agent-2", &v1.LocalVolume{}).Status.State == v1.StateReady })
+	testenv.Eventually(t, "agent-a to hold both", func() bool {
 		return get(t, "agent-a", &v1.LocalStorageNode{}).Status.Pools[v1.PoolNameHDD].FreeCapacityBytes == 6*gi
 	})
 
@@ -182,7 +125,7 @@ func TestVolumeOnTwoNodes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, "volumes gone and space freed", func() bool {
+	testenv.Eventually(t, "volumes gone and space freed", func() bool {
 		err := env.Client.Get(ctx, client.ObjectKey{Name: "pvc-agent"}, &v1.LocalVolume{})
 		a := get(t, "agent-a", &v1.LocalStorageNode{}).Status.Pools[v1.PoolNameHDD]
 		b := get(t, "agent-b", &v1.LocalStorageNode{}).Status.Pools[v1.PoolNameHDD]
@@ -199,7 +142,7 @@ func TestPoolTooSmall(t *testing.T) {
 		t.Fatal(err)
 	}
 	name := v1.ReplicaName("pvc-huge", "small-a")
-	eventually(t, "the replica NotReady", func() bool {
+	testenv.Eventually(t, "the replica NotReady", func() bool {
 		r := &v1.LocalVolumeReplica{}
 		return env.Client.Get(ctx, client.ObjectKey{Name: name}, r) == nil && r.Status.State == v1.StateNotReady
 	})
@@ -207,13 +150,13 @@ func TestPoolTooSmall(t *testing.T) {
 	if !strings.Contains(msg, "insufficient capacity") || !strings.Contains(msg, "20Gi") {
 		t.Errorf("replica message %q lacks the shortage", msg)
 	}
-	eventually(t, "the volume to name the replica", func() bool {
+	testenv.Eventually(t, "the volume to name the replica", func() bool {
 		return strings.Contains(get(t, "pvc-huge", &v1.LocalVolume{}).Status.Message, name)
 	})
 	if err := env.Client.Delete(ctx, get(t, "pvc-huge", &v1.LocalVolume{})); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the failed volume deleted", func() bool {
+	testenv.Eventually(t, "the failed volume deleted", func() bool {
 		return apierrors.IsNotFound(env.Client.Get(ctx, client.ObjectKey{Name: "pvc-huge"}, &v1.LocalVolume{}))
 	})
 }

@@ -8,15 +8,13 @@ import (
 	"time"
 
 	"k8s.io/client-go/tools/record"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/controllers/volume"
 	"hwameistor.io/local/csidriver/backend"
 	"hwameistor.io/local/csidriver/backend/command"
+	"hwameistor.io/local/internal/testenv"
 )
 
 // failingCreate is a backend whose CreateVolume fails the way a failing
@@ -33,25 +31,23 @@ func (f failingCreate) CreateVolume(_ context.Context, pool, name string, _ int6
 }
 
 // startWithRecorder is start() with a recorder the test can read.
-func startWithRecorder(t *testing.T, backends map[string]backend.Backend, rec *record.FakeRecorder) {
+func startWithRecorder(t *testing.T, backends map[string]backend.Backend, rec *record.FakeRecorder) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := (&volume.Reconciler{Client: mgr.GetClient(), Recorder: rec}).SetupWithManager(ctx, mgr); err != nil {
-		t.Fatal(err)
-	}
-	a := &Agent{Client: mgr.GetClient(), Recorder: rec, Backends: backends}
-	if err := a.SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = mgr.Start(ctx) }()
-	go a.ReportAll(ctx, time.Hour)
-	t.Cleanup(func() { cancel(); <-done })
+	return env.StartManager(t, func(ctx context.Context, mgr ctrl.Manager) error {
+		if err := (&volume.Reconciler{Client: mgr.GetClient(), Recorder: rec}).SetupWithManager(ctx, mgr); err != nil {
+			return err
+		}
+		a := &Agent{Client: mgr.GetClient(), Recorder: rec, Backends: backends, Zones: map[string]string{}}
+		if err := a.SetupWithManager(mgr); err != nil {
+			return err
+		}
+		go func() {
+			if mgr.GetCache().WaitForCacheSync(ctx) {
+				a.ReportAll(ctx, time.Hour)
+			}
+		}()
+		return nil
+	})
 }
 
 // TestFailingCommand: the failing command's stderr reaches the replica's
@@ -65,7 +61,7 @@ func TestFailingCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	name := v1.ReplicaName("pvc-fail", "fail-a")
-	eventually(t, "the replica NotReady with lvm's stderr", func() bool {
+	testenv.Eventually(t, "the replica NotReady with lvm's stderr", func() bool {
 		r := &v1.LocalVolumeReplica{}
 		return env.Client.Get(ctx, clientKey(name), r) == nil && r.Status.State == v1.StateNotReady &&
 			strings.Contains(r.Status.Message, "Failure to communicate with kernel device-mapper driver")
@@ -96,8 +92,8 @@ func TestRestartMidCreate(t *testing.T) {
 	if err := env.Client.Create(ctx, newVolume("pvc-crash", 2*gi, "crash-a")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the volume Ready", func() bool { return get(t, "pvc-crash", &v1.LocalVolume{}).Status.State == v1.StateReady })
-	eventually(t, "one volume's worth used", func() bool {
+	testenv.Eventually(t, "the volume Ready", func() bool { return get(t, "pvc-crash", &v1.LocalVolume{}).Status.State == v1.StateReady })
+	testenv.Eventually(t, "one volume's worth used", func() bool {
 		lsn := &v1.LocalStorageNode{}
 		if env.Client.Get(ctx, clientKey("crash-a"), lsn) != nil {
 			return false
