@@ -114,6 +114,16 @@ func (f *Factory) Start(ctx context.Context) {
 	}
 }
 
+// HasSynced reports whether every informer has listed once.
+func (f *Factory) HasSynced() bool {
+	for _, i := range f.all() {
+		if !i.HasSynced() {
+			return false
+		}
+	}
+	return true
+}
+
 // WaitForCacheSync blocks until every informer has listed once.
 func (f *Factory) WaitForCacheSync(ctx context.Context) bool {
 	var synced []cache.InformerSynced

@@ -19,6 +19,7 @@ const (
 	ReasonNoPeer          = "no second node can hold the HA replica"
 	ReasonReplicaLocality = "node holds no ready replica of the pod's volumes"
 	ReasonDisjointNodes   = "the pod's volumes have replicas on disjoint nodes"
+	ReasonNotSynced       = "waiting for the hwameistor.io caches to sync (are the CRDs installed?)"
 )
 
 // PreFilter resolves the pod's claims once: placed volumes fix the allowed
@@ -27,6 +28,10 @@ const (
 func (pl *LocalStorage) PreFilter(_ context.Context, cs fwk.CycleState, pod *corev1.Pod, _ []fwk.NodeInfo) (*framework.PreFilterResult, *fwk.Status) {
 	if !hasClaims(pod) {
 		return nil, fwk.NewStatus(fwk.Skip)
+	}
+	if !pl.synced() {
+		// Until the ledger is rebuilt, capacity would look free that is not.
+		return nil, fwk.NewStatus(fwk.Unschedulable, ReasonNotSynced)
 	}
 	claims, err := pl.resolveClaims(pod)
 	if err != nil {

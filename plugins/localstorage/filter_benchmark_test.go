@@ -55,6 +55,7 @@ func newBenchCluster(b *testing.B, n int) *benchCluster {
 	if err != nil {
 		b.Fatal(err)
 	}
+	pl.synced = func() bool { return true } // the stores are filled directly
 	class := "hdd"
 	mode := storagev1.VolumeBindingWaitForFirstConsumer
 	_ = factory.Storage().V1().StorageClasses().Informer().GetStore().Add(&storagev1.StorageClass{

@@ -301,6 +301,9 @@ func newTestEnv(t testing.TB, args *config.LocalStorageArgs, objs ...runtime.Obj
 	hw := hwinformers.NewFactory(nil, 0)
 	api := newFakeGroupAPI()
 	pl, err := newPlugin(args, &fakeHandle{client: client, informers: k8s}, hw, api.client())
+	if err == nil {
+		pl.synced = func() bool { return true } // the tests fill the stores directly
+	}
 	if err != nil {
 		t.Fatalf("newPlugin: %v", err)
 	}

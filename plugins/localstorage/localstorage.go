@@ -54,11 +54,16 @@ type LocalStorage struct {
 	scLister  storagelisters.StorageClassLister
 	score     scorer
 	weights   [placement.NumPools]int64
+	// synced reports whether the hwameistor.io informers (and so the
+	// ledger) are complete.
+	synced func() bool
 }
 
 // New builds the plugin: it validates its args, starts informers for the
-// hwameistor.io kinds, wires the ledger to them and to claims, and waits
-// until they have synced.
+// hwameistor.io kinds and wires the ledger to them and to claims. It does not
+// wait for them: PreFilter holds back pods with claims until every informer
+// has synced (the ledger is rebuilt by then), so a scheduler started before
+// the CRDs are installed comes up and catches up instead of failing.
 func New(ctx context.Context, obj runtime.Object, h framework.Handle) (framework.Plugin, error) {
 	args, err := getArgs(obj)
 	if err != nil {
@@ -75,11 +80,6 @@ func New(ctx context.Context, obj runtime.Object, h framework.Handle) (framework
 	}
 	pl.registerHandlers()
 	informers.Start(ctx)
-	syncCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	if !informers.WaitForCacheSync(syncCtx) {
-		return nil, fmt.Errorf("%s: hwameistor.io informers did not sync (are the CRDs installed and readable?)", Name)
-	}
 	go wait.UntilWithContext(ctx, func(context.Context) {
 		if n := pl.cache.Expire(); n > 0 {
 			klog.FromContext(ctx).V(2).Info("Expired reservations that were never persisted", "count", n)
@@ -105,6 +105,7 @@ func newPlugin(args *config.LocalStorageArgs, h framework.Handle, informers *hwi
 		pvLister:  h.SharedInformerFactory().Core().V1().PersistentVolumes().Lister(),
 		scLister:  h.SharedInformerFactory().Storage().V1().StorageClasses().Lister(),
 		score:     sc,
+		synced:    informers.HasSynced,
 	}
 	for i := placement.Pool(0); i < placement.NumPools; i++ {
 		pl.weights[i] = args.PoolClassWeights[string(i.Class())]
