@@ -10,6 +10,7 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -129,6 +130,13 @@ func TestCreateVolume(t *testing.T) {
 			if err != nil {
 				if !strings.Contains(err.Error(), tc.wantMsg) {
 					t.Errorf("error %q lacks %q", err, tc.wantMsg)
+				}
+				// A refused request leaves nothing half-created.
+				if tc.req.Name != "" {
+					err := env.Client.Get(context.Background(), client.ObjectKey{Name: VolumeName(tc.req.Name)}, &v1.LocalVolume{})
+					if !apierrors.IsNotFound(err) {
+						t.Errorf("a LocalVolume exists after the refused request (%v)", err)
+					}
 				}
 				return
 			}

@@ -101,7 +101,7 @@ func (pl *LocalStorage) PreBind(ctx context.Context, cs fwk.CycleState, pod *cor
 	if s == nil || len(s.vols) == 0 {
 		return nil
 	}
-	if err := pl.ensureGroup(ctx, pod, s, node); err != nil {
+	if err := pl.ensureGroup(ctx, pod, s); err != nil {
 		return fwk.AsStatus(fmt.Errorf("persisting placement in LocalVolumeGroup %s: %w", s.group, err))
 	}
 	for i := range s.claims {
@@ -122,25 +122,30 @@ func (s *podState) replicaNodes(c *claimInfo) []string {
 }
 
 // ensureGroup creates the pod's LocalVolumeGroup, or records the pod and its
-// claims' placement in an existing one.
-func (pl *LocalStorage) ensureGroup(ctx context.Context, pod *corev1.Pod, s *podState, node string) error {
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cur := &v1.LocalVolumeGroup{}
-		err := pl.rest.Get().Resource("localvolumegroups").Name(s.group).Do(ctx).Into(cur)
-		if apierrors.IsNotFound(err) {
-			g := &v1.LocalVolumeGroup{
-				TypeMeta:   metav1.TypeMeta{APIVersion: v1.GroupVersion.String(), Kind: "LocalVolumeGroup"},
-				ObjectMeta: metav1.ObjectMeta{Name: s.group},
-				Spec:       v1.LocalVolumeGroupSpec{Namespace: pod.Namespace},
-			}
-			mergeGroup(g, pod, s)
-			err = pl.rest.Post().Resource("localvolumegroups").Body(g).Do(ctx).Error()
-			if apierrors.IsAlreadyExists(err) {
-				return apierrors.NewConflict(v1.Resource("localvolumegroups"), s.group, err)
-			}
+// claims' placement in an existing one. A group the informer does not know
+// (the common case: a new pod with new claims) costs one create call; a
+// known one that already says everything costs none; otherwise it is read
+// and updated.
+func (pl *LocalStorage) ensureGroup(ctx context.Context, pod *corev1.Pod, s *podState) error {
+	if cached, ok := pl.informers.GetLocalVolumeGroup(s.group); ok {
+		if !mergeGroup(cached.DeepCopy(), pod, s) {
+			return nil
+		}
+	} else {
+		g := &v1.LocalVolumeGroup{
+			TypeMeta:   metav1.TypeMeta{APIVersion: v1.GroupVersion.String(), Kind: "LocalVolumeGroup"},
+			ObjectMeta: metav1.ObjectMeta{Name: s.group},
+			Spec:       v1.LocalVolumeGroupSpec{Namespace: pod.Namespace},
+		}
+		mergeGroup(g, pod, s)
+		err := pl.rest.Post().Resource("localvolumegroups").Body(g).Do(ctx).Error()
+		if !apierrors.IsAlreadyExists(err) {
 			return err
 		}
-		if err != nil {
+	}
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur := &v1.LocalVolumeGroup{}
+		if err := pl.rest.Get().Resource("localvolumegroups").Name(s.group).Do(ctx).Into(cur); err != nil {
 			return err
 		}
 		if !mergeGroup(cur, pod, s) {
