@@ -144,62 +144,9 @@ profiles:
 
 var comparingRule = regexp.MustCompile(`rule: [^\n]*[<>][^\n]*`)
 
-const workloads = `
-- name: LocalStorageWaitForFirstConsumer
-  schedulerConfigPath: scheduler-config.yaml
-  defaultPodTemplatePath: pod-with-claim.yaml
-  workloadTemplate:
-  - {opcode: createAny, templatePath: crd-lsn.yaml}
-  - {opcode: createAny, templatePath: crd-lv.yaml}
-  - {opcode: createAny, templatePath: crd-lvr.yaml}
-  - {opcode: createAny, templatePath: crd-lvg.yaml}
-  - {opcode: createAny, templatePath: storageclass.yaml}
-  - {opcode: sleep, duration: 3s}
-  - {opcode: createNodes, countParam: $nodes, nodeTemplatePath: node.yaml}
-  - {opcode: createAny, templatePath: lsn.yaml, countParam: $nodes}
-  - {opcode: createNamespaces, prefix: hw, count: 1}
-  - {opcode: createAny, templatePath: pvc.yaml, namespace: hw-0, countParam: $pods}
-  - {opcode: createPods, countParam: $pods, namespace: hw-0, collectMetrics: true}
-  workloads:
-  - name: 10Nodes_20Pods
-    labels: [integration-test, short]
-    params: {nodes: 10, pods: 20}
-  - name: 100Nodes_200Pods
-    labels: [performance, short]
-    params: {nodes: 100, pods: 200}
-  - name: 500Nodes_1000Pods
-    labels: [performance]
-    params: {nodes: 500, pods: 1000}
-- name: DefaultSchedulerWaitForFirstConsumer
-  schedulerConfigPath: scheduler-config-default.yaml
-  defaultPodTemplatePath: pod-with-claim.yaml
-  workloadTemplate:
-  - {opcode: createAny, templatePath: crd-lsn.yaml}
-  - {opcode: createAny, templatePath: crd-lv.yaml}
-  - {opcode: createAny, templatePath: crd-lvr.yaml}
-  - {opcode: createAny, templatePath: crd-lvg.yaml}
-  - {opcode: createAny, templatePath: storageclass.yaml}
-  - {opcode: sleep, duration: 3s}
-  - {opcode: createNodes, countParam: $nodes, nodeTemplatePath: node.yaml}
-  - {opcode: createAny, templatePath: lsn.yaml, countParam: $nodes}
-  - {opcode: createNamespaces, prefix: hw, count: 1}
-  - {opcode: createAny, templatePath: pvc.yaml, namespace: hw-0, countParam: $pods}
-  - {opcode: createPods, countParam: $pods, namespace: hw-0, collectMetrics: true}
-  workloads:
-  - name: 10Nodes_20Pods
-    labels: [integration-test, short]
-    params: {nodes: 10, pods: 20}
-  - name: 100Nodes_200Pods
-    labels: [performance, short]
-    params: {nodes: 100, pods: 200}
-  - name: 500Nodes_1000Pods
-    labels: [performance]
-    params: {nodes: 500, pods: 1000}
-- name: SchedulingBasic
-  defaultPodTemplatePath: pod-default.yaml
-  workloadTemplate:
-  - {opcode: createNodes, countParam: $nodes, nodeTemplatePath: node.yaml}
-  - {opcode: createPods, countParam: $pods, collectMetrics: true}
+// sizes are the node and pod counts of every test case, with the labels
+// the harness filters on.
+const sizes = `
   workloads:
   - name: 10Nodes_20Pods
     labels: [integration-test, short]
@@ -211,6 +158,35 @@ const workloads = `
     labels: [performance]
     params: {nodes: 500, pods: 1000}
 `
+
+// claimsCase is a test case of pods with WaitForFirstConsumer claims on
+// LocalStorageNodes, scheduled with the given profile.
+func claimsCase(name, schedulerConfig string) string {
+	return `
+- name: ` + name + `
+  schedulerConfigPath: ` + schedulerConfig + `
+  defaultPodTemplatePath: pod-with-claim.yaml
+  workloadTemplate:
+  - {opcode: createAny, templatePath: crd-lsn.yaml}
+  - {opcode: createAny, templatePath: crd-lv.yaml}
+  - {opcode: createAny, templatePath: crd-lvr.yaml}
+  - {opcode: createAny, templatePath: crd-lvg.yaml}
+  - {opcode: createAny, templatePath: storageclass.yaml}
+  - {opcode: sleep, duration: 3s}
+  - {opcode: createNodes, countParam: $nodes, nodeTemplatePath: node.yaml}
+  - {opcode: createAny, templatePath: lsn.yaml, countParam: $nodes}
+  - {opcode: createNamespaces, prefix: hw, count: 1}
+  - {opcode: createAny, templatePath: pvc.yaml, namespace: hw-0, countParam: $pods}
+  - {opcode: createPods, countParam: $pods, namespace: hw-0, collectMetrics: true}` + sizes
+}
+
+var workloads = claimsCase("LocalStorageWaitForFirstConsumer", "scheduler-config.yaml") +
+	claimsCase("DefaultSchedulerWaitForFirstConsumer", "scheduler-config-default.yaml") + `
+- name: SchedulingBasic
+  defaultPodTemplatePath: pod-default.yaml
+  workloadTemplate:
+  - {opcode: createNodes, countParam: $nodes, nodeTemplatePath: node.yaml}
+  - {opcode: createPods, countParam: $pods, collectMetrics: true}` + sizes
 
 const nodeTemplate = `
 apiVersion: v1
