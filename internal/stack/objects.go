@@ -30,6 +30,9 @@ func (h *Stack) createFakeNode(nodeName, zone string) error {
 				corev1.LabelTopologyZone: zone, driver.TopologyKey: nodeName}},
 		Status: corev1.NodeStatus{Capacity: res, Allocatable: res},
 	}
+	for k, v := range h.NodeLabels[nodeName] {
+		node.Labels[k] = v
+	}
 	if _, err := h.Clientset.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("creating node: %w", err)
 	}

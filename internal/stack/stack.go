@@ -51,6 +51,12 @@ type Options struct {
 	Pools string
 	// Zones optionally places node i in Zones[i % len(Zones)].
 	Zones []string
+	// NodePools optionally gives a node its own pools (same syntax as
+	// Pools); nodes not in it get Pools. One node agent runs per distinct
+	// pools string.
+	NodePools map[string]string
+	// NodeLabels are extra labels for a node (the simulator's scenarios).
+	NodeLabels map[string]map[string]string
 	// Mount attaches volumes as loop devices (root only) and, with exactly
 	// one node, serves the CSI node service on NodeSocket.
 	Mount bool
@@ -70,7 +76,8 @@ type Stack struct {
 	Clientset  *kubernetes.Clientset
 	Client     client.Client
 
-	procs []*exec.Cmd
+	procs  []*exec.Cmd
+	agents []string
 }
 
 // Up brings the stack up; on error, whatever started is stopped.
@@ -207,15 +214,39 @@ func (h *Stack) startComponents(ours string) error {
 			return err
 		}
 	}
-	args := []string{"--backend=emulated", "--emulated-root=" + filepath.Join(h.Work, "pools"), "--emulated-pools=" + h.Pools,
-		"--metrics-bind-address=0", "--report-interval=5s", fmt.Sprintf("--emulated-attach=%t", h.Mount)}
-	if h.Mount && len(h.Nodes) == 1 {
-		h.NodeSocket = filepath.Join(h.Work, "csi", "node.sock")
-		args = append(args, "--node-name="+h.Nodes[0], "--csi-address=unix://"+h.NodeSocket)
-	} else {
-		args = append(args, "--nodes="+strings.Join(h.Nodes, ","))
+	// Group the nodes by pools: one agent per group ("node", "node-1", ...).
+	var order []string
+	groups := map[string][]string{}
+	for _, n := range h.Nodes {
+		pools := h.Pools
+		if p, ok := h.NodePools[n]; ok {
+			pools = p
+		}
+		if _, ok := groups[pools]; !ok {
+			order = append(order, pools)
+		}
+		groups[pools] = append(groups[pools], n)
 	}
-	return h.start("node", filepath.Join(ours, "hwameistor-node"), []string{"KUBECONFIG=" + h.Kubeconfig}, args...)
+	for i, pools := range order {
+		nodes := groups[pools]
+		args := []string{"--backend=emulated", "--emulated-root=" + filepath.Join(h.Work, "pools"), "--emulated-pools=" + pools,
+			"--metrics-bind-address=0", "--report-interval=5s", fmt.Sprintf("--emulated-attach=%t", h.Mount)}
+		if h.Mount && len(h.Nodes) == 1 {
+			h.NodeSocket = filepath.Join(h.Work, "csi", "node.sock")
+			args = append(args, "--node-name="+nodes[0], "--csi-address=unix://"+h.NodeSocket)
+		} else {
+			args = append(args, "--nodes="+strings.Join(nodes, ","))
+		}
+		name := "node"
+		if i > 0 {
+			name = fmt.Sprintf("node-%d", i)
+		}
+		if err := h.start(name, filepath.Join(ours, "hwameistor-node"), []string{"KUBECONFIG=" + h.Kubeconfig}, args...); err != nil {
+			return err
+		}
+		h.agents = append(h.agents, name)
+	}
+	return nil
 }
 
 // schedulerConfig writes the shipped KubeSchedulerConfiguration with this
@@ -314,7 +345,11 @@ func (h *Stack) detachLoops() {
 // Logs returns the tail of every component's log, for failure messages.
 func (h *Stack) Logs() string {
 	var b strings.Builder
-	for _, name := range []string{"scheduler", "controllers", "csi-controller", "csi-provisioner", "csi-resizer", "node"} {
+	names := []string{"scheduler", "controllers", "csi-controller", "csi-provisioner", "csi-resizer"}
+	if len(h.agents) == 0 {
+		names = append(names, "node")
+	}
+	for _, name := range append(names, h.agents...) {
 		raw, _ := os.ReadFile(filepath.Join(h.Work, name+".log"))
 		lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
 		if len(lines) > 15 {

@@ -1,8 +1,7 @@
-// Command hwameistor-sim runs hwameistor on fake nodes. Today it has one
-// subcommand, demo: the whole system on the local control plane with three
-// kwok nodes, a StatefulSet whose volumes are scheduled and provisioned, an
-// HA volume, and a pod that does not fit, shown with kubectl. Scenario files
-// and reports (`run`, `compare`) are the simulator's next step (kwok/README.md).
+// Command hwameistor-sim runs hwameistor on fake nodes. `run` applies a
+// scenario file to the whole system on the local control plane and writes
+// a JSON report; `compare` prints two reports side by side; `demo` shows
+// the system with kubectl on three kwok nodes (kwok/README.md).
 package main
 
 import (
@@ -24,9 +23,30 @@ import (
 	"hwameistor.io/local/internal/testenv"
 )
 
+const usage = `usage:
+  hwameistor-sim demo [--hold=true]
+  hwameistor-sim run --scenario FILE --report OUT.json [--keep] [--ports 27370]
+  hwameistor-sim compare A.json B.json`
+
 func main() {
-	if len(os.Args) < 2 || os.Args[1] != "demo" {
-		fmt.Fprintln(os.Stderr, "usage: hwameistor-sim demo [--hold=true]")
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, usage)
+		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "run", "compare":
+		f := run
+		if os.Args[1] == "compare" {
+			f = compare
+		}
+		if err := f(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, os.Args[1]+":", err)
+			os.Exit(1)
+		}
+		return
+	case "demo":
+	default:
+		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
 	}
 	fs := flag.NewFlagSet("demo", flag.ExitOnError)
