@@ -11,6 +11,7 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
@@ -45,6 +46,21 @@ func (h *Stack) createFakeNode(nodeName, zone string) error {
 		return fmt.Errorf("creating CSINode: %w", err)
 	}
 	return nil
+}
+
+// installCSIDriver registers the CSIDriver object as manifests/base does,
+// with storageCapacity on only for the baseline.
+func (h *Stack) installCSIDriver() error {
+	d := &storagev1.CSIDriver{
+		ObjectMeta: metav1.ObjectMeta{Name: v1.DriverName},
+		Spec: storagev1.CSIDriverSpec{
+			AttachRequired:  ptr.To(false),
+			PodInfoOnMount:  ptr.To(true),
+			StorageCapacity: ptr.To(h.Baseline),
+		},
+	}
+	_, err := h.Clientset.StorageV1().CSIDrivers().Create(context.Background(), d, metav1.CreateOptions{})
+	return err
 }
 
 // installWebhook registers the shipped MutatingWebhookConfiguration, pointed

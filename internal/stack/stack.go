@@ -63,6 +63,12 @@ type Options struct {
 	// Assets is the folder of the pinned control-plane and sidecar binaries
 	// (hack/build-control-plane.sh prints it).
 	Assets string
+	// Baseline runs the stock setup instead of routing pods to
+	// hwameistor-scheduler: no webhook, a default-scheduler profile (the
+	// in-tree VolumeBinding alone), and capacity tracking on (CSIDriver
+	// storageCapacity true, csi-provisioner publishing CSIStorageCapacity
+	// from GetCapacity), as DESIGN §6 describes for the baseline.
+	Baseline bool
 	// Log receives progress lines; nil discards them.
 	Log func(format string, args ...any)
 }
@@ -184,7 +190,12 @@ func (h *Stack) startComponents(ours string) error {
 		"--metrics-bind-address=0", fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", h.Ports+7)); err != nil {
 		return err
 	}
-	if err := h.installWebhook(caPEM); err != nil {
+	if !h.Baseline {
+		if err := h.installWebhook(caPEM); err != nil {
+			return err
+		}
+	}
+	if err := h.installCSIDriver(); err != nil {
 		return err
 	}
 
@@ -194,9 +205,15 @@ func (h *Stack) startComponents(ours string) error {
 		"--csi-address=unix://"+ctrlSock); err != nil {
 		return err
 	}
-	if err := h.start("csi-provisioner", filepath.Join(h.Assets, "csi-provisioner"), nil,
-		"--csi-address="+ctrlSock, kc, "--feature-gates=Topology=true", "--extra-create-metadata",
-		"--leader-election=false", "--kube-api-qps=100", "--kube-api-burst=200", "--worker-threads=50", "--timeout=60s", "--v=3"); err != nil {
+	provArgs := []string{"--csi-address=" + ctrlSock, kc, "--feature-gates=Topology=true", "--extra-create-metadata",
+		"--leader-election=false", "--kube-api-qps=100", "--kube-api-burst=200", "--worker-threads=50", "--timeout=60s", "--v=3"}
+	var provEnv []string
+	if h.Baseline {
+		// CSIStorageCapacity objects go to kube-system; no owner outside a pod.
+		provArgs = append(provArgs, "--enable-capacity", "--capacity-ownerref-level=-1", "--capacity-poll-interval=5s")
+		provEnv = []string{"NAMESPACE=kube-system"}
+	}
+	if err := h.start("csi-provisioner", filepath.Join(h.Assets, "csi-provisioner"), provEnv, provArgs...); err != nil {
 		return err
 	}
 	if err := h.start("csi-resizer", filepath.Join(h.Assets, "csi-resizer"), nil,
@@ -261,6 +278,8 @@ func (h *Stack) schedulerConfig() (string, error) {
 		return "", err
 	}
 	cfg["leaderElection"] = map[string]any{"leaderElect": false}
+	// The stock profile too, for the baseline and for pods that name it.
+	cfg["profiles"] = append(cfg["profiles"].([]any), map[string]any{"schedulerName": "default-scheduler"})
 	cfg["clientConnection"] = map[string]any{"kubeconfig": h.Kubeconfig, "qps": 100, "burst": 200}
 	out, err := yaml.Marshal(cfg)
 	if err != nil {

@@ -36,8 +36,11 @@ import (
 const Namespace = "sim"
 
 // Scheduler is the scheduler the workloads' pods are routed to (the
-// webhook sets it; the pods name none).
-const Scheduler = "hwameistor-scheduler"
+// webhook sets it; the pods name none); Baseline is the stock one.
+const (
+	Scheduler = "hwameistor-scheduler"
+	Baseline  = "default-scheduler"
+)
 
 // Options say how to run.
 type Options struct {
@@ -53,6 +56,8 @@ type Options struct {
 	// Settle ends the wait once no pod changed for this long and every pod
 	// not Running is unschedulable; 10s when zero.
 	Settle time.Duration
+	// Scheduler is Scheduler (default) or Baseline.
+	Scheduler string
 	// Log receives progress lines; nil discards them.
 	Log func(format string, args ...any)
 }
@@ -67,6 +72,9 @@ func Run(ctx context.Context, sc *scenario.Scenario, o Options) (rep *report.Rep
 	if o.Settle == 0 {
 		o.Settle = 10 * time.Second
 	}
+	if o.Scheduler == "" {
+		o.Scheduler = Scheduler
+	}
 	nodes := sc.NodeNames()
 	nodePools := map[string]string{}
 	nodeLabels := map[string]map[string]string{}
@@ -79,7 +87,7 @@ func Run(ctx context.Context, sc *scenario.Scenario, o Options) (rep *report.Rep
 	}
 	o.Log("phase: starting the stack (%d nodes)", len(nodes))
 	s, err = stack.Up(stack.Options{Name: o.Name, Ports: o.Ports, Assets: o.Assets, Nodes: nodes,
-		Pools: sc.Nodes[0].PoolsFlag(), NodePools: nodePools, NodeLabels: nodeLabels, Log: func(f string, a ...any) { o.Log("stack: "+f, a...) }})
+		Pools: sc.Nodes[0].PoolsFlag(), NodePools: nodePools, NodeLabels: nodeLabels, Baseline: o.Scheduler == Baseline, Log: func(f string, a ...any) { o.Log("stack: "+f, a...) }})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -479,7 +487,7 @@ func (r *runner) drain(ctx context.Context, i int, node string) error {
 // collect measures the cluster for the report.
 func (r *runner) collect(ctx context.Context) (*report.Report, error) {
 	cs, c := r.s.Clientset, r.s.Client
-	rep := report.New(r.sc.Name, Scheduler)
+	rep := report.New(r.sc.Name, r.o.Scheduler)
 	rep.Nodes = len(r.s.Nodes)
 	pods, err := cs.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {

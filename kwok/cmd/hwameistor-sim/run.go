@@ -38,13 +38,13 @@ func run(args []string) error {
 	out := fs.String("report", "", "where to write the JSON report")
 	keep := fs.Bool("keep", false, "leave the system running after the run (Ctrl-C stops it)")
 	ports := fs.Int("ports", 27370, "first port of the stack's port block")
-	scheduler := fs.String("scheduler", sim.Scheduler, "scheduler: only hwameistor-scheduler today (the default-scheduler baseline is not built yet)")
+	scheduler := fs.String("scheduler", sim.Scheduler, "hwameistor-scheduler, or default-scheduler for the stock baseline (VolumeBinding with CSIStorageCapacity)")
 	_ = fs.Parse(args)
 	if *file == "" || *out == "" {
 		return fmt.Errorf("usage: hwameistor-sim run --scenario FILE --report OUT.json [--keep]")
 	}
-	if *scheduler != sim.Scheduler {
-		return fmt.Errorf("--scheduler %s: only %s is supported yet", *scheduler, sim.Scheduler)
+	if *scheduler != sim.Scheduler && *scheduler != sim.Baseline {
+		return fmt.Errorf("--scheduler %q: use %s or %s", *scheduler, sim.Scheduler, sim.Baseline)
 	}
 	sc, err := scenario.Load(*file)
 	if err != nil {
@@ -60,7 +60,7 @@ func run(args []string) error {
 	logf := func(format string, args ...any) {
 		fmt.Printf("[%6.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 	}
-	rep, s, err := sim.Run(ctx, sc, sim.Options{Name: "sim-" + sc.Name, Ports: *ports, Assets: assets, Keep: *keep, Log: logf})
+	rep, s, err := sim.Run(ctx, sc, sim.Options{Name: "sim-" + sc.Name, Ports: *ports, Assets: assets, Keep: *keep, Scheduler: *scheduler, Log: logf})
 	if s != nil {
 		defer func() {
 			logf("phase: tearing down")
