@@ -167,6 +167,9 @@ func (b *Backend) Pools(ctx context.Context) ([]backend.Pool, error) {
 			}
 		}
 		sort.Strings(p.Volumes)
+		// pvs lists devices in its own order (loop10 before loop9); sorted,
+		// the node's status does not change when that order does.
+		sort.Slice(p.Disks, func(i, j int) bool { return p.Disks[i].DevPath < p.Disks[j].DevPath })
 		p.VolumeCount = int64(len(p.Volumes))
 		pools = append(pools, p)
 	}

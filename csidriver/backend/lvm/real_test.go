@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -96,6 +97,8 @@ func TestRealVGsOnLoopDevices(t *testing.T) {
 		VolumeCountLimit: v1alpha1.DefaultVolumeCountLimit,
 		Disks:            []backend.Disk{{DevPath: devs[0], CapacityBytes: 63 * mi}, {DevPath: devs[1], CapacityBytes: 95 * mi}},
 	}}
+	// Pools() sorts disks by path (/dev/loop10 before /dev/loop9).
+	sort.Slice(want[0].Disks, func(i, j int) bool { return want[0].Disks[i].DevPath < want[0].Disks[j].DevPath })
 	if !reflect.DeepEqual(pools, want) {
 		t.Errorf("Pools() =\n%+v\nwant\n%+v", pools, want)
 	}
