@@ -38,6 +38,16 @@ func newBackends(t *testing.T, dir string, nodes ...string) map[string]backend.B
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Volumes a test leaves behind stay attached to loop devices:
+		// detach them before the folder goes (cleanups run last-in first).
+		t.Cleanup(func() {
+			vols, _ := be.ListVolumes(context.Background(), v1.PoolNameHDD)
+			for _, v := range vols {
+				if err := be.Detach(context.Background(), v1.PoolNameHDD, v.Name); err != nil {
+					t.Errorf("detaching %s: %v", v.Name, err)
+				}
+			}
+		})
 		out[n] = be
 	}
 	return out
