@@ -41,11 +41,8 @@ func newBackends(t *testing.T, dir string, nodes ...string) map[string]backend.B
 		// Volumes a test leaves behind stay attached to loop devices:
 		// detach them before the folder goes (cleanups run last-in first).
 		t.Cleanup(func() {
-			vols, _ := be.ListVolumes(context.Background(), v1.PoolNameHDD)
-			for _, v := range vols {
-				if err := be.Detach(context.Background(), v1.PoolNameHDD, v.Name); err != nil {
-					t.Errorf("detaching %s: %v", v.Name, err)
-				}
+			if err := be.DetachAll(context.Background()); err != nil {
+				t.Error(err)
 			}
 		})
 		out[n] = be

@@ -484,6 +484,23 @@ func (b *Backend) Attach(ctx context.Context, poolName, name string) (string, er
 	return dev, nil
 }
 
+// DetachAll detaches every volume of every pool: what a test or a process
+// shutting down calls so no loop device outlives the files under root.
+func (b *Backend) DetachAll(ctx context.Context) error {
+	var errs []error
+	for _, pool := range b.order {
+		vols, err := b.ListVolumes(ctx, pool)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, v := range vols {
+			errs = append(errs, b.Detach(ctx, pool, v.Name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Detach implements backend.Attacher: every loop device of the volume's file
 // is detached. A missing volume, or a backend without loop devices, has
 // nothing attached.

@@ -20,7 +20,6 @@ import (
 
 	v1 "hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/internal/stack"
-	"hwameistor.io/local/internal/testenv"
 )
 
 const usage = `usage:
@@ -63,13 +62,9 @@ func say(format string, args ...any) {
 }
 
 func demo(hold bool) error {
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		out, err := exec.Command(filepath.Join(testenv.RootDir(), "hack", "build-control-plane.sh")).Output()
-		if err != nil {
-			return fmt.Errorf("building the control plane: %w", err)
-		}
-		assets = strings.TrimSpace(string(out))
+	assets, err := controlPlane()
+	if err != nil {
+		return err
 	}
 	s, err := stack.Up(stack.Options{
 		Name: "demo", Ports: 12370, Assets: assets,

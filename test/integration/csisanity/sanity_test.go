@@ -50,11 +50,8 @@ func TestSanity(t *testing.T) {
 	}
 	// Detach whatever sanity left attached before the folder goes away.
 	t.Cleanup(func() {
-		vols, _ := be.ListVolumes(context.Background(), v1.PoolNameHDD)
-		for _, v := range vols {
-			if err := be.Detach(context.Background(), v1.PoolNameHDD, v.Name); err != nil {
-				t.Errorf("detaching %s: %v", v.Name, err)
-			}
+		if err := be.DetachAll(context.Background()); err != nil {
+			t.Error(err)
 		}
 	})
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
