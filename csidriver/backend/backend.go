@@ -8,6 +8,7 @@ package backend
 
 import (
 	"context"
+	"os"
 
 	"hwameistor.io/local/api/v1alpha1"
 )
@@ -48,6 +49,19 @@ type Backend interface {
 type Attacher interface {
 	Attach(ctx context.Context, pool, name string) (devicePath string, err error)
 	Detach(ctx context.Context, pool, name string) error
+}
+
+// DataOpener gives raw access to a volume's bytes, for replication between
+// nodes (csidriver/replication streams them from the source node's agent to
+// the target node's agent). Both backends implement it.
+type DataOpener interface {
+	// OpenData opens the volume's data (emulated: the backing file; lvm:
+	// the LV's block device /dev/<vg>/<lv>) for reading, or for writing
+	// when write is true. A file opened for writing is also readable, so
+	// the copy can be verified through it; it is never truncated or
+	// grown. A missing volume is an error that Is ErrNotFound. The caller
+	// closes the file.
+	OpenData(ctx context.Context, pool, name string, write bool) (*os.File, error)
 }
 
 // CreateOptions are the StorageClass choices a backend honours.

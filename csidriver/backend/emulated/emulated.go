@@ -91,8 +91,9 @@ type Backend struct {
 }
 
 var (
-	_ backend.Backend  = (*Backend)(nil)
-	_ backend.Attacher = (*Backend)(nil)
+	_ backend.Backend    = (*Backend)(nil)
+	_ backend.Attacher   = (*Backend)(nil)
+	_ backend.DataOpener = (*Backend)(nil)
 )
 
 // pool is one pool's state; mu guards it and serialises its file changes.
@@ -482,6 +483,34 @@ func (b *Backend) Attach(ctx context.Context, poolName, name string) (string, er
 	}
 	v.dev = dev
 	return dev, nil
+}
+
+// OpenData implements backend.DataOpener: it opens the volume's backing file,
+// read-only or, when write is true, read-write (never truncated, created or
+// grown, so the volume keeps its size and the pool its accounting). Writes
+// through the file and through an attached loop device reach the same bytes.
+func (b *Backend) OpenData(_ context.Context, poolName, name string, write bool) (*os.File, error) {
+	p, err := b.pool(poolName, name)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.vols[name]; !ok {
+		return nil, fmt.Errorf("%w: pool %s: volume %s", backend.ErrNotFound, p.name, name)
+	}
+	flag := os.O_RDONLY
+	if write {
+		flag = os.O_RDWR
+	}
+	f, err := os.OpenFile(p.imgPath(name), flag, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: pool %s: volume %s: %w", backend.ErrNotFound, p.name, name, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pool %s: open volume %s: %w", p.name, name, err)
+	}
+	return f, nil
 }
 
 // DetachAll detaches every volume of every pool: what a test or a process

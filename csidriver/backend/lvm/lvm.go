@@ -11,11 +11,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 
 	"hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/csidriver/backend"
@@ -77,13 +80,19 @@ type Backend struct {
 	// mu serialises changes, so that "look, then lvcreate" is atomic
 	// within this process; lvm's own VG lock covers other processes.
 	mu sync.Mutex
+
+	// openFile opens device nodes; os.OpenFile except in tests.
+	openFile func(name string, flag int, perm os.FileMode) (*os.File, error)
 }
 
-var _ backend.Backend = (*Backend)(nil)
+var (
+	_ backend.Backend    = (*Backend)(nil)
+	_ backend.DataOpener = (*Backend)(nil)
+)
 
 // New validates the options and returns a Backend. It runs no command.
 func New(o Options) (*Backend, error) {
-	b := &Backend{run: o.Runner, bin: o.Binary, config: o.Config, limit: o.VolumeCountLimit, vgOf: map[string]string{}}
+	b := &Backend{run: o.Runner, bin: o.Binary, config: o.Config, limit: o.VolumeCountLimit, vgOf: map[string]string{}, openFile: os.OpenFile}
 	if b.run == nil {
 		b.run = command.Exec{Env: []string{"LC_ALL=C", "LVM_SUPPRESS_FD_WARNINGS=1"}}
 	}
@@ -351,6 +360,36 @@ func (b *Backend) ListVolumes(ctx context.Context, pool string) ([]backend.Volum
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// OpenData implements backend.DataOpener: it looks the LV up (lvs VG, so a
+// missing volume is ErrNotFound and a foreign LV ErrNotOwned) and opens the
+// device node lvs reports (lv_path, /dev/<vg>/<lv>). For writing it opens it
+// read-write and exclusively (O_EXCL on a block device), so the kernel
+// refuses while the LV is mounted, and nobody mounts it during the copy.
+func (b *Backend) OpenData(ctx context.Context, pool, name string, write bool) (*os.File, error) {
+	vgName, err := b.checkArgs(pool, name)
+	if err != nil {
+		return nil, err
+	}
+	v, err := b.find(ctx, pool, vgName, name)
+	if err != nil {
+		return nil, err
+	}
+	flag := os.O_RDONLY
+	if write {
+		flag = os.O_RDWR | os.O_EXCL
+	}
+	f, err := b.openFile(v.DevicePath, flag, 0)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("pool %s: volume %s: device %s does not exist (is the LV active?): %w", pool, name, v.DevicePath, err)
+	case errors.Is(err, syscall.EBUSY):
+		return nil, fmt.Errorf("pool %s: volume %s: device %s is in use (mounted?): %w", pool, name, v.DevicePath, err)
+	case err != nil:
+		return nil, fmt.Errorf("pool %s: open volume %s: %w", pool, name, err)
+	}
+	return f, nil
 }
 
 func (b *Backend) vgName(pool string) (string, error) {
