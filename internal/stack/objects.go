@@ -29,6 +29,7 @@ func (h *Stack) createFakeNode(nodeName, zone string) error {
 			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"},
 			Labels: map[string]string{"kubernetes.io/hostname": nodeName, "type": "kwok",
 				corev1.LabelTopologyZone: zone, driver.TopologyKey: nodeName}},
+		Spec:   corev1.NodeSpec{Unschedulable: h.Cordoned[nodeName]},
 		Status: corev1.NodeStatus{Capacity: res, Allocatable: res},
 	}
 	for k, v := range h.NodeLabels[nodeName] {

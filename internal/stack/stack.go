@@ -8,6 +8,8 @@
 package stack
 
 import (
+	"cmp"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -24,7 +26,10 @@ import (
 	"syscall"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -43,7 +48,8 @@ type Options struct {
 	Name string
 	// Ports is the first of a block of ports the stack uses (etcd, etcd
 	// peer, apiserver, controller-manager, kwok, scheduler, webhook, probes
-	// at Ports+0..7). Stacks with different blocks can run side by side.
+	// at Ports+0..7, node agents' replication at Ports+10, +11, ...).
+	// Stacks with different blocks can run side by side.
 	Ports int
 	// Nodes are the fake nodes to create, each with Pools (e.g.
 	// "HDD=20Gi,NVMe=10Gi") emulated by one node agent.
@@ -57,12 +63,17 @@ type Options struct {
 	NodePools map[string]string
 	// NodeLabels are extra labels for a node (the simulator's scenarios).
 	NodeLabels map[string]map[string]string
+	// Cordoned nodes start unschedulable.
+	Cordoned map[string]bool
 	// Mount attaches volumes as loop devices (root only) and, with exactly
 	// one node, serves the CSI node service on NodeSocket.
 	Mount bool
 	// Assets is the folder of the pinned control-plane and sidecar binaries
 	// (hack/build-control-plane.sh prints it).
 	Assets string
+	// CopyRate limits each node agent's copy rate (a quantity of bytes per
+	// second, "0" or empty: unlimited).
+	CopyRate string
 	// Baseline runs the stock setup instead of routing pods to
 	// hwameistor-scheduler: no webhook, a default-scheduler profile (the
 	// in-tree VolumeBinding alone), and capacity tracking on (CSIDriver
@@ -79,11 +90,22 @@ type Stack struct {
 	Root, Work, Kubeconfig string
 	// NodeSocket is the CSI node service's socket (Mount with one node).
 	NodeSocket string
+	Config     *rest.Config
 	Clientset  *kubernetes.Clientset
 	Client     client.Client
 
-	procs  []*exec.Cmd
+	procs  []*proc
 	agents []string
+}
+
+// proc is one component process; a restart starts it again with the same
+// command line and keeps the usage of the incarnations before.
+type proc struct {
+	name, bin string
+	env, args []string
+	cmd       *exec.Cmd
+	past      Usage
+	restarts  int
 }
 
 // Up brings the stack up; on error, whatever started is stopped.
@@ -134,6 +156,7 @@ func Up(o Options) (s *Stack, err error) {
 		return h, err
 	}
 	cfg.QPS, cfg.Burst = 100, 200
+	h.Config = cfg
 	h.Clientset = kubernetes.NewForConfigOrDie(cfg)
 	scheme := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(scheme)
@@ -150,23 +173,38 @@ func Up(o Options) (s *Stack, err error) {
 
 // start runs a component in its own process group, logging to work/NAME.log.
 func (h *Stack) start(name, bin string, env []string, args ...string) error {
-	logf, err := os.Create(filepath.Join(h.Work, name+".log"))
+	p := &proc{name: name, bin: bin, env: env, args: args}
+	if err := h.launch(p); err != nil {
+		return err
+	}
+	h.procs = append(h.procs, p)
+	return nil
+}
+
+// launch starts p's process, appending to its log.
+func (h *Stack) launch(p *proc) error {
+	logf, err := os.OpenFile(filepath.Join(h.Work, p.name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(bin, args...)
+	defer logf.Close()
+	cmd := exec.Command(p.bin, p.args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(os.Environ(), p.env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", name, err)
+		return fmt.Errorf("starting %s: %w", p.name, err)
 	}
-	h.procs = append(h.procs, cmd)
+	p.cmd = cmd
 	return nil
 }
 
 func (h *Stack) startComponents(ours string) error {
 	kc := "--kubeconfig=" + h.Kubeconfig
+	if _, err := h.Clientset.CoreV1().Namespaces().Create(context.Background(),
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "hwameistor"}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
 
 	// Scheduler: the shipped profile, pointed at this cluster, no election.
 	schedCfg, err := h.schedulerConfig()
@@ -247,7 +285,8 @@ func (h *Stack) startComponents(ours string) error {
 	for i, pools := range order {
 		nodes := groups[pools]
 		args := []string{"--backend=emulated", "--emulated-root=" + filepath.Join(h.Work, "pools"), "--emulated-pools=" + pools,
-			"--metrics-bind-address=0", "--report-interval=5s", fmt.Sprintf("--emulated-attach=%t", h.Mount)}
+			"--metrics-bind-address=0", "--report-interval=5s", fmt.Sprintf("--emulated-attach=%t", h.Mount),
+			fmt.Sprintf("--replication-address=127.0.0.1:%d", h.Ports+10+i), "--replication-rate=" + cmp.Or(h.CopyRate, "0")}
 		if h.Mount && len(h.Nodes) == 1 {
 			h.NodeSocket = filepath.Join(h.Work, "csi", "node.sock")
 			args = append(args, "--node-name="+nodes[0], "--csi-address=unix://"+h.NodeSocket)
@@ -258,7 +297,7 @@ func (h *Stack) startComponents(ours string) error {
 		if i > 0 {
 			name = fmt.Sprintf("node-%d", i)
 		}
-		if err := h.start(name, filepath.Join(ours, "hwameistor-node"), []string{"KUBECONFIG=" + h.Kubeconfig}, args...); err != nil {
+		if err := h.start(name, filepath.Join(ours, "hwameistor-node"), []string{"KUBECONFIG=" + h.Kubeconfig, "POD_NAMESPACE=hwameistor"}, args...); err != nil {
 			return err
 		}
 		h.agents = append(h.agents, name)
@@ -324,14 +363,16 @@ func writeServingCert(dir string) ([]byte, error) {
 // loop devices of the stack's pools.
 func (h *Stack) Down() {
 	for _, p := range h.procs {
-		if p.Process != nil {
-			_ = syscall.Kill(-p.Process.Pid, syscall.SIGTERM)
+		if p.cmd != nil && p.cmd.Process != nil {
+			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
 		}
 	}
 	done := make(chan struct{})
 	go func() {
 		for _, p := range h.procs {
-			_ = p.Wait()
+			if p.cmd != nil {
+				_ = p.cmd.Wait()
+			}
 		}
 		close(done)
 	}()
@@ -339,8 +380,8 @@ func (h *Stack) Down() {
 	case <-done:
 	case <-time.After(15 * time.Second):
 		for _, p := range h.procs {
-			if p.Process != nil {
-				_ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL)
+			if p.cmd != nil && p.cmd.Process != nil {
+				_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 			}
 		}
 	}
@@ -360,6 +401,9 @@ func (h *Stack) detachLoops() {
 		}
 	}
 }
+
+// PoolDir is the folder of a fake node's emulated pools.
+func (h *Stack) PoolDir(node string) string { return filepath.Join(h.Work, "pools", node) }
 
 // Logs returns the tail of every component's log, for failure messages.
 func (h *Stack) Logs() string {

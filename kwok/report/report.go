@@ -30,6 +30,18 @@ type Report struct {
 	Migrations      Migrations           `json:"migrations"`
 	Components      map[string]Component `json:"components"`
 	DurationSeconds float64              `json:"durationSeconds"`
+
+	// Progress and PoolUse are the chart's data (not figures: Compare
+	// skips them).
+	Progress *Progress `json:"progress,omitempty"`
+	PoolUse  []PoolUse `json:"poolUse,omitempty"`
+}
+
+// Progress is how many pods were bound and running over time, in seconds
+// since the workloads started.
+type Progress struct {
+	Bound   []Point `json:"bound"`
+	Running []Point `json:"running"`
 }
 
 type Pods struct {
@@ -101,6 +113,29 @@ func Read(path string) (*Report, error) {
 	return r, nil
 }
 
+// Chart is the report's chart: pods bound and running over time, and the
+// pools' utilisation at the end.
+func (r *Report) Chart() Chart {
+	c := Chart{Title: fmt.Sprintf("%s — %s, %d nodes", r.Scenario, r.Scheduler, r.Nodes), Pools: r.PoolUse}
+	if r.Progress != nil {
+		c.Timelines = []Timeline{{Label: "pods bound", Points: r.Progress.Bound}, {Label: "pods running", Points: r.Progress.Running}}
+	}
+	return c
+}
+
+// WriteChart writes the report's chart as SVG to path.
+func (r *Report) WriteChart(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := WriteSVG(f, r.Chart()); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
 // Summary prints the human summary.
 func (r *Report) Summary(w io.Writer) {
 	fmt.Fprintf(w, "scenario %s, scheduler %s, %d nodes, %.1fs\n", r.Scenario, r.Scheduler, r.Nodes, r.DurationSeconds)
@@ -118,7 +153,34 @@ func (r *Report) Summary(w io.Writer) {
 	fmt.Fprintf(w, "  throughput  %.2f pods/s scheduled, %.2f pods/s running (end to end)\n", r.Throughput.SchedulingPodsPerSec, r.Throughput.EndToEndPodsPerSec)
 	fmt.Fprintf(w, "  pools       utilisation %.0f%%..%.0f%%, %d overfull\n", 100*r.Pools.UtilizationMin, 100*r.Pools.UtilizationMax, r.Pools.Overfull)
 	m := r.Migrations
-	fmt.Fprintf(w, "  migrations  %d started, %d completed, %d failed, %d aborted\n", m.Started, m.Completed, m.Failed, m.Aborted)
+	fmt.Fprintf(w, "  migrations  %d started, %d completed, %d failed, %d aborted; %s verified, %d volumes lost\n",
+		m.Started, m.Completed, m.Failed, m.Aborted, formatBytes(m.BytesVerified), m.VolumesLost)
+	if len(r.Components) > 0 {
+		names := make([]string, 0, len(r.Components))
+		for k := range r.Components {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		fmt.Fprintf(w, "  %-26s %10s %10s\n", "component", "CPU s", "peak RSS")
+		for _, k := range names {
+			c := r.Components[k]
+			fmt.Fprintf(w, "  %-26s %10.1f %10s\n", k, c.CPUSeconds, formatBytes(c.PeakRSSBytes))
+		}
+	}
+}
+
+// formatBytes prints a byte count in binary units.
+func formatBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // Figures flattens every numeric figure of r by its JSON path, in a stable

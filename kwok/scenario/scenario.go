@@ -27,6 +27,9 @@ type Scenario struct {
 	Nodes     []NodeGroup `json:"nodes"`
 	Workloads []Workload  `json:"workloads,omitempty"`
 	Actions   []Action    `json:"actions,omitempty"`
+	// CopyRate limits each node agent's migration copies, in bytes per
+	// second (a quantity); unlimited when unset.
+	CopyRate Size `json:"copyRate,omitempty"`
 }
 
 // NodeGroup is Count nodes named NamePrefix-0 .. NamePrefix-(Count-1).
@@ -34,7 +37,9 @@ type NodeGroup struct {
 	NamePrefix string            `json:"namePrefix"`
 	Count      int               `json:"count"`
 	Labels     map[string]string `json:"labels,omitempty"`
-	Pools      []Pool            `json:"pools"`
+	// Cordoned nodes start unschedulable (an uncordon action opens them).
+	Cordoned bool   `json:"cordoned,omitempty"`
+	Pools    []Pool `json:"pools"`
 }
 
 // Pool is one emulated pool of every node of a group.
@@ -63,13 +68,20 @@ type Arrival struct {
 	rateSet bool
 }
 
-// Action is one step; exactly one field is set.
+// Action is one step; exactly one verb (drain, uncordon, restart, abort,
+// wait) is set. At, on restart and abort, first waits for a migration to
+// reach that state: the fault-injection points of the migration tests.
 type Action struct {
 	Drain    string    `json:"drain,omitempty"`
 	Uncordon string    `json:"uncordon,omitempty"`
 	Restart  string    `json:"restart,omitempty"`
+	Abort    string    `json:"abort,omitempty"`
 	Wait     *Duration `json:"wait,omitempty"`
+	At       string    `json:"at,omitempty"`
 }
+
+// MigrationStates an action's `at` may name.
+var MigrationStates = []string{"Submitted", "AddReplica", "SyncReplica", "PruneReplica", "Completed"}
 
 // Size is a quantity such as "6Gi"; a bare number is bytes. It is checked
 // by Validate, so a bad one is reported with its path.
@@ -113,7 +125,7 @@ var StorageClasses = map[string]string{
 	"hwameistor-storage-lvm-nvme": "NVMe", "hwameistor-storage-lvm-nvme-ha": "NVMe", "hwameistor-storage-lvm-nvme-convertible": "NVMe",
 }
 
-// Components a restart action may name (restart is not supported yet).
+// Components a restart action may name.
 var Components = []string{"hwameistor-controllers", "hwameistor-scheduler", "node-agent", "csi-controller"}
 
 func (d *Duration) UnmarshalJSON(b []byte) error {
@@ -171,12 +183,15 @@ func (s *Scenario) NodeNames() []string {
 }
 
 // PoolsFlag renders a group's pools for the node agent's --emulated-pools,
-// e.g. "HDD=20Gi,SSD=10Gi". volumeCountLimit is not passed: the agent's
-// flag has no field for it yet (kwok/README.md).
+// e.g. "HDD=20Gi,SSD=10Gi:100" (a volume count limit after the colon).
 func (g NodeGroup) PoolsFlag() string {
 	var parts []string
 	for _, p := range g.Pools {
-		parts = append(parts, p.Class+"="+string(p.Capacity))
+		part := p.Class + "=" + string(p.Capacity)
+		if p.VolumeCountLimit > 0 {
+			part += fmt.Sprintf(":%d", p.VolumeCountLimit)
+		}
+		parts = append(parts, part)
 	}
 	return strings.Join(parts, ",")
 }
@@ -324,10 +339,24 @@ func (s *Scenario) Validate() []FieldError {
 		if w.WriteBytes != "" {
 			if msg := positiveSize(w.WriteBytes); msg != "" {
 				bad(p+".writeBytes", "%s", msg)
+			} else if len(w.Volumes) == 0 {
+				bad(p+".writeBytes", "the workload has no volumes to write into")
+			} else {
+				wb := resource.MustParse(string(w.WriteBytes))
+				for j, v := range w.Volumes {
+					if q, err := resource.ParseQuantity(string(v)); err == nil && wb.Cmp(q) > 0 {
+						bad(p+".writeBytes", "%s does not fit in volumes[%d] (%s)", w.WriteBytes, j, v)
+					}
+				}
 			}
 		}
 		if w.Arrival.rateSet && w.Arrival.Rate <= 0 {
 			bad(p+".arrival.rate", "must be positive, got %v", w.Arrival.Rate)
+		}
+	}
+	if s.CopyRate != "" {
+		if msg := positiveSize(s.CopyRate); msg != "" {
+			bad("copyRate", "%s", msg)
 		}
 	}
 	for i, a := range s.Actions {
@@ -349,8 +378,19 @@ func (s *Scenario) Validate() []FieldError {
 			set++
 			if !contains(Components, a.Restart) {
 				bad(p+".restart", "unknown component %q (want one of %s)", a.Restart, strings.Join(Components, ", "))
-			} else {
-				bad(p+".restart", "restarting %s is not supported yet", a.Restart)
+			}
+		}
+		if a.Abort != "" {
+			set++
+			if !nodes[a.Abort] {
+				bad(p+".abort", "node %q does not exist in this scenario (abort names the source node of the migrations to abort)", a.Abort)
+			}
+		}
+		if a.At != "" {
+			if a.Restart == "" && a.Abort == "" {
+				bad(p+".at", "only restart and abort wait for a migration state")
+			} else if !contains(MigrationStates, a.At) {
+				bad(p+".at", "unknown migration state %q (want one of %s)", a.At, strings.Join(MigrationStates, ", "))
 			}
 		}
 		if a.Wait != nil {
@@ -360,7 +400,7 @@ func (s *Scenario) Validate() []FieldError {
 			}
 		}
 		if set != 1 {
-			bad(p, "want exactly one of drain, uncordon, restart, wait")
+			bad(p, "want exactly one of drain, uncordon, restart, abort, wait")
 		}
 	}
 	return errs
@@ -420,11 +460,11 @@ type field map[string]*field
 var (
 	poolFields     = field{"class": nil, "capacity": nil, "volumeCountLimit": nil}
 	anyKeys        = field{"*": nil}
-	nodeFields     = field{"namePrefix": nil, "count": nil, "labels": &anyKeys, "pools": &field{"[]": &poolFields}}
+	nodeFields     = field{"namePrefix": nil, "count": nil, "cordoned": nil, "labels": &anyKeys, "pools": &field{"[]": &poolFields}}
 	rateFields     = field{"rate": nil}
 	workloadFields = field{"name": nil, "kind": nil, "replicas": nil, "storageClass": nil, "volumes": nil, "writeBytes": nil, "arrival": &rateFields}
-	actionFields   = field{"drain": nil, "uncordon": nil, "restart": nil, "wait": nil}
-	schema         = field{"name": nil, "timeout": nil,
+	actionFields   = field{"drain": nil, "uncordon": nil, "restart": nil, "abort": nil, "wait": nil, "at": nil}
+	schema         = field{"name": nil, "timeout": nil, "copyRate": nil,
 		"nodes":     &field{"[]": &nodeFields},
 		"workloads": &field{"[]": &workloadFields},
 		"actions":   &field{"[]": &actionFields}}

@@ -49,7 +49,7 @@ func TestParseGood(t *testing.T) {
 	if got := strings.Join(s.NodeNames(), ","); got != "hdd-0,hdd-1,hdd-2" {
 		t.Errorf("NodeNames = %s", got)
 	}
-	if got := s.Nodes[0].PoolsFlag(); got != "HDD=20Gi" {
+	if got := s.Nodes[0].PoolsFlag(); got != "HDD=20Gi:1000" {
 		t.Errorf("PoolsFlag = %s", got)
 	}
 	if !s.Workloads[0].Arrival.Burst || s.Workloads[1].Arrival.Rate != 50 {
@@ -75,7 +75,11 @@ func TestParseBad(t *testing.T) {
 		{"unknown storage class", "hwameistor-storage-lvm-ssd-ha", "fast-ssd", []string{"workloads[1].storageClass", "fast-ssd"}},
 		{"drain of unknown node", "drain: hdd-0", "drain: hdd-7", []string{"actions[0].drain", "hdd-7", "does not exist", "line 26"}},
 		{"uncordon of unknown node", "uncordon: hdd-0", "uncordon: ssd-0", []string{"actions[1].uncordon", "does not exist"}},
-		{"restart not supported", "  - wait: 10s", "  - restart: hwameistor-scheduler", []string{"actions[2].restart", "not supported yet"}},
+		{"at without restart or abort", "  - wait: 10s", "  - wait: 1s\n    at: SyncReplica", []string{"actions[2].at", "only restart and abort"}},
+		{"at unknown state", "  - wait: 10s", "  - restart: node-agent\n    at: Copying", []string{"actions[2].at", `unknown migration state "Copying"`}},
+		{"writeBytes larger than a volume", "writeBytes: 64Mi", "writeBytes: 7Gi", []string{"workloads[0].writeBytes", "7Gi does not fit in volumes[0] (6Gi)"}},
+		{"bad copy rate", "timeout: 300s", "timeout: 300s\ncopyRate: fast", []string{"copyRate", "not a size"}},
+		{"abort of an unknown node", "  - wait: 10s", "  - abort: hdd-9", []string{"actions[2].abort", `node "hdd-9" does not exist`}},
 		{"restart unknown component", "  - wait: 10s", "  - restart: etcd", []string{"actions[2].restart", "unknown component"}},
 		{"two verbs in one action", "  - wait: 10s", "  - {wait: 10s, drain: hdd-1}", []string{"actions[2]", "exactly one"}},
 		{"unknown action", "  - wait: 10s", "  - reboot: hdd-1", []string{"actions[2].reboot", "unknown field"}},

@@ -85,9 +85,13 @@ func run(args []string) error {
 	if err := rep.Write(*out); err != nil {
 		return err
 	}
+	chart := strings.TrimSuffix(*out, filepath.Ext(*out)) + ".svg"
+	if err := rep.WriteChart(chart); err != nil {
+		return err
+	}
 	fmt.Println()
 	rep.Summary(os.Stdout)
-	fmt.Printf("report: %s\n", *out)
+	fmt.Printf("report: %s\nchart:  %s\n", *out, chart)
 	hold()
 	return nil
 }
