@@ -104,6 +104,17 @@ const (
 	// VolumeMigrateStateAnnotation is set on a LocalVolume while it migrates.
 	VolumeMigrateStateAnnotation = "hwameistor.io/volume-migrate-state"
 	VolumeMigrateStarted         = "migrateStarted"
+	// MigrationProgressAnnotation on a migrating LocalVolume says where it
+	// goes and how far the copy is ("hdd-0 → hdd-2, 40%"), for the
+	// scheduler's Pending reason.
+	MigrationProgressAnnotation = "hwameistor.io/migration-progress"
+
+	// SyncPendingAnnotation on a LocalVolumeReplica names the
+	// LocalVolumeMigrate whose copy it waits for; SyncSourceAnnotation names
+	// the node to copy from. The target's node agent pulls the data, checks
+	// the checksum and sets status.synced.
+	SyncPendingAnnotation = "hwameistor.io/sync-pending"
+	SyncSourceAnnotation  = "hwameistor.io/sync-source"
 
 	// SchedulerName and DriverName are the names users put in their objects.
 	SchedulerName = "hwameistor-scheduler"

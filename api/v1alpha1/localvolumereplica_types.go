@@ -55,6 +55,10 @@ type LocalVolumeReplicaStatus struct {
 	// Checksum of the replica's data, set after a verified copy.
 	// +optional
 	Checksum string `json:"checksum,omitempty"`
+	// SyncedBytes is how much of the volume a copy into this replica has
+	// received so far (a migration's progress).
+	// +optional
+	SyncedBytes int64 `json:"syncedBytes,omitempty"`
 	// +optional
 	Message string `json:"message,omitempty"`
 	// +optional

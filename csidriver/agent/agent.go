@@ -23,6 +23,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -54,6 +55,10 @@ type Agent struct {
 	// (else the Node's topology.kubernetes.io/zone label is used).
 	Zones map[string]string
 
+	// Replication copies volumes between agents (migrations); nil leaves
+	// migration targets waiting.
+	Replication *Replication
+
 	// mu serialises LocalStorageNode status writes.
 	mu sync.Mutex
 }
@@ -67,6 +72,9 @@ func (a *Agent) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("node-agent").
 		For(&v1.LocalVolumeReplica{}, builder.WithPredicates(served)).
+		// Copies run inside Reconcile: several at once, and allocations
+		// are not stuck behind them.
+		WithOptions(controller.Options{MaxConcurrentReconciles: 8}).
 		Complete(a)
 }
 
@@ -99,10 +107,21 @@ func (a *Agent) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, e
 		}
 		return ctrl.Result{}, err
 	}
-	if err := a.setStatus(ctx, rep, v1.StateReady, &vol, ""); err != nil {
+	msg := ""
+	if needsSync(rep) {
+		msg = rep.Status.Message // the copy's last failure stays visible
+	}
+	if err := a.setStatus(ctx, rep, v1.StateReady, &vol, msg); err != nil {
 		return ctrl.Result{}, err
 	}
-	return ctrl.Result{}, a.ReportNode(ctx, rep.Spec.NodeName)
+	if err := a.ReportNode(ctx, rep.Spec.NodeName); err != nil {
+		return ctrl.Result{}, err
+	}
+	if needsSync(rep) {
+		after, err := a.sync(ctx, be, rep, vol)
+		return ctrl.Result{RequeueAfter: after}, err
+	}
+	return ctrl.Result{}, nil
 }
 
 // ensure creates (or grows) the volume and attaches it where the backend
@@ -171,8 +190,11 @@ func (a *Agent) setStatus(ctx context.Context, rep *v1.LocalVolumeReplica, state
 		st.DevicePath = vol.DevicePath
 		st.StoragePath = vol.Pool + "/" + vol.Name
 		// A new replica of a new volume holds all of its (empty) data; a
-		// copy target is marked sync-pending by the migration controller.
-		st.Synced = rep.Annotations[AnnotationSyncPending] == ""
+		// copy target is marked sync-pending by the migration controller
+		// and synced by sync once its copy is verified.
+		if rep.Annotations[v1.SyncPendingAnnotation] == "" {
+			st.Synced = true
+		}
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, "Allocated", fmt.Sprintf("%s allocated", backend.FormatBytes(vol.SizeBytes))
 	}
 	meta.SetStatusCondition(&st.Conditions, cond)
@@ -182,10 +204,6 @@ func (a *Agent) setStatus(ctx context.Context, rep *v1.LocalVolumeReplica, state
 	rep.Status = *st
 	return a.Client.Status().Update(ctx, rep)
 }
-
-// AnnotationSyncPending on a replica says its data is still to be copied in
-// (set by the migration controller on a new target replica).
-const AnnotationSyncPending = "hwameistor.io/sync-pending"
 
 // ReportNode writes the node's pools into its LocalStorageNode, creating it
 // when missing. Free space and volume lists come from the backend, so they
@@ -213,6 +231,12 @@ func (a *Agent) ReportNode(ctx context.Context, node string) error {
 		}
 	} else if err != nil {
 		return err
+	}
+	if a.Replication != nil && a.Replication.Endpoint != "" && lsn.Spec.StorageIP != a.Replication.Endpoint {
+		lsn.Spec.StorageIP = a.Replication.Endpoint
+		if err := a.Client.Update(ctx, lsn); err != nil {
+			return err
+		}
 	}
 	st := lsn.Status.DeepCopy()
 	st.State = v1.StateReady

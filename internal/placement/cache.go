@@ -354,3 +354,41 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// UpsertVolume records where a LocalVolume's replicas are (spec.config, else
+// spec.accessibility), or releases it when it is being deleted. The
+// scheduler and the migration controller feed their caches with it.
+func (c *Cache) UpsertVolume(lv *v1.LocalVolume) {
+	if lv.Spec.Delete || lv.DeletionTimestamp != nil || lv.Status.State == v1.StateDeleted {
+		c.Release(lv.Name)
+		return
+	}
+	pool, ok := PoolByName(lv.Spec.PoolName)
+	if !ok {
+		return
+	}
+	var nodes []string
+	if lv.Spec.Config != nil {
+		for _, r := range lv.Spec.Config.Replicas {
+			nodes = append(nodes, r.Hostname)
+		}
+	}
+	if len(nodes) == 0 {
+		nodes = lv.Spec.Accessibility.Nodes
+	}
+	if len(nodes) > 0 {
+		c.SetPlacement(Volume{Key: lv.Name, Pool: pool, Bytes: lv.Spec.RequiredCapacityBytes}, nodes)
+	}
+}
+
+// UpsertGroup turns the placements persisted in a LocalVolumeGroup into
+// reservations (a no-op for volumes the nodes' status already counts).
+func (c *Cache) UpsertGroup(g *v1.LocalVolumeGroup) {
+	for _, vi := range g.Spec.Volumes {
+		pool, ok := PoolByName(vi.PoolName)
+		if !ok || len(vi.Nodes) == 0 || vi.LocalVolumeName == "" {
+			continue
+		}
+		c.SetPlacement(Volume{Key: vi.LocalVolumeName, Pool: pool, Bytes: vi.RequiredCapacityBytes}, vi.Nodes)
+	}
+}

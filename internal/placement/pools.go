@@ -1,6 +1,9 @@
 package placement
 
 import (
+	"fmt"
+	"strings"
+
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
@@ -65,4 +68,20 @@ func roundUp(bytes, extent int64) int64 {
 // FormatBytes prints bytes the way users write sizes (6Gi, 512Mi).
 func FormatBytes(b int64) string {
 	return resource.NewQuantity(b, resource.BinarySI).String()
+}
+
+// Demand describes volumes by pool: "6Gi in LocalStorage_PoolHDD and 1Gi in
+// LocalStorage_PoolSSD", for reasons and messages.
+func Demand(vols []Volume) string {
+	var total [NumPools]int64
+	for _, v := range vols {
+		total[v.Pool] += v.Bytes
+	}
+	var parts []string
+	for p := Pool(0); p < NumPools; p++ {
+		if total[p] > 0 {
+			parts = append(parts, fmt.Sprintf("%s in %s", FormatBytes(total[p]), p.Name()))
+		}
+	}
+	return strings.Join(parts, " and ")
 }

@@ -78,16 +78,18 @@ func Run(ctx context.Context, sc *scenario.Scenario, o Options) (rep *report.Rep
 	nodes := sc.NodeNames()
 	nodePools := map[string]string{}
 	nodeLabels := map[string]map[string]string{}
+	cordoned := map[string]bool{}
 	for _, g := range sc.Nodes {
 		for i := 0; i < g.Count; i++ {
 			n := fmt.Sprintf("%s-%d", g.NamePrefix, i)
 			nodePools[n] = g.PoolsFlag()
 			nodeLabels[n] = g.Labels
+			cordoned[n] = g.Cordoned
 		}
 	}
 	o.Log("phase: starting the stack (%d nodes)", len(nodes))
 	s, err = stack.Up(stack.Options{Name: o.Name, Ports: o.Ports, Assets: o.Assets, Nodes: nodes,
-		Pools: sc.Nodes[0].PoolsFlag(), NodePools: nodePools, NodeLabels: nodeLabels, Baseline: o.Scheduler == Baseline, Log: func(f string, a ...any) { o.Log("stack: "+f, a...) }})
+		Pools: sc.Nodes[0].PoolsFlag(), NodePools: nodePools, NodeLabels: nodeLabels, Cordoned: cordoned, Baseline: o.Scheduler == Baseline, CopyRate: string(sc.CopyRate), Log: func(f string, a ...any) { o.Log("stack: "+f, a...) }})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -119,6 +121,15 @@ type runner struct {
 	createErr      error
 	mu             sync.Mutex
 	bound, running map[types.UID]time.Time
+
+	// throughput and timeline are measured when the workloads settle,
+	// before the actions (their pods are new ones).
+	throughput report.Throughput
+	progress   *report.Progress
+	// overcommits are seen by sampleOvercommits during the run.
+	overcommits overcommits
+	// written are the checksums of the data writeData put in each volume.
+	written map[string]string
 }
 
 func (r *runner) run(ctx context.Context) (*report.Report, error) {
@@ -167,16 +178,26 @@ func (r *runner) run(ctx context.Context) (*report.Report, error) {
 	}
 	createdAll := make(chan struct{})
 	go func() { r.created.Wait(); close(createdAll) }()
-	if err := r.await(ctx, expected, createdAll); err != nil {
+	go r.sampleOvercommits(cctx)
+	if err := r.await(ctx, expected, createdAll, r.t0.Add(r.sc.TimeoutOrDefault())); err != nil {
 		return nil, err
 	}
 	<-createdAll
 	if r.createErr != nil {
 		return nil, r.createErr
 	}
+	r.throughput, r.progress = r.measureThroughput()
+	if err := r.writeData(ctx); err != nil {
+		return nil, fmt.Errorf("writing data into the volumes: %w", err)
+	}
 	for i, a := range r.sc.Actions {
 		if err := r.act(ctx, i, a); err != nil {
 			return nil, fmt.Errorf("actions[%d]: %w", i, err)
+		}
+	}
+	if len(r.sc.Actions) > 0 {
+		if err := r.settleAfterActions(ctx, expected); err != nil {
+			return nil, err
 		}
 	}
 	o.Log("phase: collecting the report")
@@ -215,12 +236,19 @@ func replicas(w scenario.Workload) int {
 	return w.Replicas
 }
 
-func claimSpec(w scenario.Workload, size scenario.Size) corev1.PersistentVolumeClaimSpec {
+// WorkloadLabel on a claim names the scenario workload it belongs to.
+const WorkloadLabel = "sim.hwameistor.io/workload"
+
+// claim is a workload's claim (a template when name is empty).
+func claim(w scenario.Workload, name string, size scenario.Size) corev1.PersistentVolumeClaim {
 	class := w.StorageClass
-	return corev1.PersistentVolumeClaimSpec{
-		AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-		StorageClassName: &class,
-		Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(string(size))}},
+	return corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: Namespace, Labels: map[string]string{WorkloadLabel: w.Name}},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			StorageClassName: &class,
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(string(size))}},
+		},
 	}
 }
 
@@ -273,8 +301,8 @@ func (r *runner) create(ctx context.Context, w scenario.Workload) error {
 		return pace(ctx, w, n, func(i int) error {
 			name := fmt.Sprintf("%s-%d", w.Name, i)
 			for j, size := range w.Volumes {
-				pvc := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-vol%d", name, j), Namespace: Namespace}, Spec: claimSpec(w, size)}
-				if _, err := cs.CoreV1().PersistentVolumeClaims(Namespace).Create(ctx, pvc, metav1.CreateOptions{}); err != nil {
+				pvc := claim(w, fmt.Sprintf("%s-vol%d", name, j), size)
+				if _, err := cs.CoreV1().PersistentVolumeClaims(Namespace).Create(ctx, &pvc, metav1.CreateOptions{}); err != nil {
 					return err
 				}
 			}
@@ -296,14 +324,15 @@ func (r *runner) create(ctx context.Context, w scenario.Workload) error {
 				Replicas: &initial, Selector: &metav1.LabelSelector{MatchLabels: labels}, ServiceName: w.Name,
 				PodManagementPolicy: appsv1.ParallelPodManagement, Template: tmpl}}
 			for j, size := range w.Volumes {
-				sts.Spec.VolumeClaimTemplates = append(sts.Spec.VolumeClaimTemplates, corev1.PersistentVolumeClaim{
-					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("vol%d", j)}, Spec: claimSpec(w, size)})
+				tmpl := claim(w, fmt.Sprintf("vol%d", j), size)
+				tmpl.Namespace = ""
+				sts.Spec.VolumeClaimTemplates = append(sts.Spec.VolumeClaimTemplates, tmpl)
 			}
 			_, err = cs.AppsV1().StatefulSets(Namespace).Create(ctx, sts, metav1.CreateOptions{})
 		} else {
 			for j, size := range w.Volumes {
-				pvc := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-vol%d", w.Name, j), Namespace: Namespace}, Spec: claimSpec(w, size)}
-				if _, err := cs.CoreV1().PersistentVolumeClaims(Namespace).Create(ctx, pvc, metav1.CreateOptions{}); err != nil {
+				pvc := claim(w, fmt.Sprintf("%s-vol%d", w.Name, j), size)
+				if _, err := cs.CoreV1().PersistentVolumeClaims(Namespace).Create(ctx, &pvc, metav1.CreateOptions{}); err != nil {
 					return err
 				}
 			}
@@ -333,8 +362,7 @@ func (r *runner) create(ctx context.Context, w scenario.Workload) error {
 // (nothing changed for o.Settle and every pod not running is
 // unschedulable), or the scenario timeout; it records when each pod was
 // first seen bound and running.
-func (r *runner) await(ctx context.Context, expected int, createdAll <-chan struct{}) error {
-	deadline := r.t0.Add(r.sc.TimeoutOrDefault())
+func (r *runner) await(ctx context.Context, expected int, createdAll <-chan struct{}, deadline time.Time) error {
 	lastChange, lastLog := time.Now(), time.Time{}
 	prev := ""
 	for {
@@ -432,15 +460,24 @@ func (r *runner) act(ctx context.Context, i int, a scenario.Action) error {
 	case a.Drain != "":
 		return r.drain(ctx, i, a.Drain)
 	case a.Restart != "":
-		return fmt.Errorf("restart %s is not supported yet", a.Restart)
+		if err := r.awaitMigrationState(ctx, i, a.At); err != nil {
+			return err
+		}
+		r.o.Log("action %d: restart %s", i, a.Restart)
+		return r.s.Restart(a.Restart)
+	case a.Abort != "":
+		if err := r.awaitMigrationState(ctx, i, a.At); err != nil {
+			return err
+		}
+		return r.abort(ctx, i, a.Abort)
 	}
 	return errors.New("empty action")
 }
 
 // drain cordons the node and evicts its pods through the eviction API, as
-// kubectl drain does, then waits for them to be gone. Their volumes stay
-// on the node (migration is not built yet), so the pods controllers make
-// again stay Pending.
+// kubectl drain does, then waits for them to be gone. The cordon starts
+// the migration of the node's volumes (the evictor); the pods controllers
+// make again are Pending until their volumes have moved.
 func (r *runner) drain(ctx context.Context, i int, node string) error {
 	cs := r.s.Clientset
 	r.o.Log("action %d: drain %s (cordon, evict)", i, node)
@@ -536,6 +573,10 @@ func (r *runner) collect(ctx context.Context) (*report.Report, error) {
 		}
 	}
 
+	if err := r.overcommits.sample(ctx, c, cs); err != nil {
+		return nil, err
+	}
+	rep.Overcommits = r.overcommits.count()
 	lsns := &v1.LocalStorageNodeList{}
 	if err := c.List(ctx, lsns); err != nil {
 		return nil, err
@@ -552,6 +593,7 @@ func (r *runner) collect(ctx context.Context) (*report.Report, error) {
 			if p.TotalCapacityBytes <= 0 {
 				continue
 			}
+			rep.PoolUse = append(rep.PoolUse, report.PoolUse{Node: n.Name, Pool: k, UsedBytes: p.UsedCapacityBytes, TotalBytes: p.TotalCapacityBytes})
 			u := float64(p.UsedCapacityBytes) / float64(p.TotalCapacityBytes)
 			if first || u < rep.Pools.UtilizationMin {
 				rep.Pools.UtilizationMin = u
@@ -562,39 +604,17 @@ func (r *runner) collect(ctx context.Context) (*report.Report, error) {
 			first = false
 			if p.UsedCapacityBytes > p.TotalCapacityBytes {
 				rep.Pools.Overfull++
-				rep.Overcommits++
 			}
 		}
 	}
-	lvrs := &v1.LocalVolumeReplicaList{}
-	if err := c.List(ctx, lvrs); err != nil {
+	if rep.Migrations, err = r.migrations(ctx); err != nil {
 		return nil, err
 	}
-	for _, lvr := range lvrs.Items {
-		if lvr.Status.State == v1.StateNotReady && strings.Contains(lvr.Status.Message, "insufficient capacity") {
-			rep.Overcommits++
-		}
+	for name, u := range r.s.Usage() {
+		rep.Components[name] = report.Component{CPUSeconds: u.CPUSeconds, PeakRSSBytes: u.PeakRSSBytes}
 	}
-
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var lastBound, lastRunning time.Time
-	for _, t := range r.bound {
-		if t.After(lastBound) {
-			lastBound = t
-		}
-	}
-	for _, t := range r.running {
-		if t.After(lastRunning) {
-			lastRunning = t
-		}
-	}
-	if d := lastBound.Sub(r.t0).Seconds(); len(r.bound) > 0 && d > 0 {
-		rep.Throughput.SchedulingPodsPerSec = float64(len(r.bound)) / d
-	}
-	if d := lastRunning.Sub(r.t0).Seconds(); len(r.running) > 0 && d > 0 {
-		rep.Throughput.EndToEndPodsPerSec = float64(len(r.running)) / d
-	}
+	rep.Throughput = r.throughput
+	rep.Progress = r.progress
 	rep.DurationSeconds = time.Since(r.t0).Seconds()
 	return rep, nil
 }

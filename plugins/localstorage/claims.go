@@ -161,6 +161,9 @@ func (pl *LocalStorage) resolveBound(pvc *corev1.PersistentVolumeClaim, c claimI
 		c.group = lv.Spec.VolumeGroup
 	}
 	if lv.Annotations[v1.VolumeMigrateStateAnnotation] == v1.VolumeMigrateStarted {
+		if progress := lv.Annotations[v1.MigrationProgressAnnotation]; progress != "" {
+			return c, true, fmt.Errorf("volume %s (claim %q) migrating %s; the pod waits until its new replica is ready", lv.Name, pvc.Name, progress)
+		}
 		return c, true, fmt.Errorf("volume %s (claim %q) is migrating; the pod waits until its new replica is ready", lv.Name, pvc.Name)
 	}
 	c.volume = placement.Volume{Key: lv.Name, Bytes: lv.Spec.RequiredCapacityBytes}
@@ -174,14 +177,16 @@ func (pl *LocalStorage) resolveBound(pvc *corev1.PersistentVolumeClaim, c claimI
 	return c, true, nil
 }
 
-// readyReplicaNodes lists the nodes holding a ready replica of lv. Volumes
+// readyReplicaNodes lists the nodes holding a ready replica of lv with the
+// volume's data (a migration's new replica counts once its copy is
+// verified: status.synced). Volumes
 // created without LocalVolumeReplica objects (imported from HwameiStor) fall
 // back to spec.config.replicas when the volume itself is Ready.
 func (pl *LocalStorage) readyReplicaNodes(lv *v1.LocalVolume) []string {
 	var nodes []string
 	replicas := pl.informers.ReplicasOf(lv.Name)
 	for _, r := range replicas {
-		if r.Status.State == v1.StateReady && !r.Spec.Delete && r.DeletionTimestamp == nil {
+		if r.Status.State == v1.StateReady && r.Status.Synced && !r.Spec.Delete && r.DeletionTimestamp == nil {
 			nodes = append(nodes, r.Spec.NodeName)
 		}
 	}

@@ -152,20 +152,8 @@ func hasOtherThan(list []string, s string) bool {
 	return false
 }
 
-// demand describes volumes for a reason string: "6Gi in LocalStorage_PoolHDD".
-func demand(vols []placement.Volume) string {
-	var total [placement.NumPools]int64
-	for _, v := range vols {
-		total[v.Pool] += v.Bytes
-	}
-	var parts []string
-	for p := placement.Pool(0); p < placement.NumPools; p++ {
-		if total[p] > 0 {
-			parts = append(parts, fmt.Sprintf("%s in %s", placement.FormatBytes(total[p]), p.Name()))
-		}
-	}
-	return "need " + strings.Join(parts, " and ")
-}
+// demand describes volumes for a reason string: "need 6Gi in LocalStorage_PoolHDD".
+func demand(vols []placement.Volume) string { return "need " + placement.Demand(vols) }
 
 func describeNodes(claims []claimInfo) string {
 	var parts []string

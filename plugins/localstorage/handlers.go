@@ -11,7 +11,6 @@ import (
 	fwk "k8s.io/kube-scheduler/framework"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
-	"hwameistor.io/local/internal/placement"
 )
 
 // registerHandlers keeps the capacity view and ledger in step with the
@@ -72,45 +71,14 @@ func (pl *LocalStorage) onNode(obj interface{}) {
 }
 
 func (pl *LocalStorage) onVolume(obj interface{}) {
-	lv, ok := obj.(*v1.LocalVolume)
-	if !ok {
-		return
-	}
-	if lv.Spec.Delete || lv.DeletionTimestamp != nil || lv.Status.State == v1.StateDeleted {
-		pl.cache.Release(lv.Name)
-		return
-	}
-	pool, ok := placement.PoolByName(lv.Spec.PoolName)
-	if !ok {
-		return
-	}
-	var nodes []string
-	if lv.Spec.Config != nil {
-		for _, r := range lv.Spec.Config.Replicas {
-			nodes = append(nodes, r.Hostname)
-		}
-	}
-	if len(nodes) == 0 {
-		nodes = lv.Spec.Accessibility.Nodes
-	}
-	if len(nodes) > 0 {
-		pl.cache.SetPlacement(placement.Volume{Key: lv.Name, Pool: pool, Bytes: lv.Spec.RequiredCapacityBytes}, nodes)
+	if lv, ok := obj.(*v1.LocalVolume); ok {
+		pl.cache.UpsertVolume(lv)
 	}
 }
 
-// onGroup turns the placements persisted in a LocalVolumeGroup into
-// reservations (a no-op for volumes the nodes' status already counts).
 func (pl *LocalStorage) onGroup(obj interface{}) {
-	g, ok := obj.(*v1.LocalVolumeGroup)
-	if !ok {
-		return
-	}
-	for _, vi := range g.Spec.Volumes {
-		pool, ok := placement.PoolByName(vi.PoolName)
-		if !ok || len(vi.Nodes) == 0 || vi.LocalVolumeName == "" {
-			continue
-		}
-		pl.cache.SetPlacement(placement.Volume{Key: vi.LocalVolumeName, Pool: pool, Bytes: vi.RequiredCapacityBytes}, vi.Nodes)
+	if g, ok := obj.(*v1.LocalVolumeGroup); ok {
+		pl.cache.UpsertGroup(g)
 	}
 }
 

@@ -217,6 +217,19 @@ func (b lvBuilder) migrating() lvBuilder {
 	b.Annotations = map[string]string{v1.VolumeMigrateStateAnnotation: v1.VolumeMigrateStarted}
 	return b
 }
+func (b lvBuilder) migratingTo(progress string) lvBuilder {
+	b = b.migrating()
+	b.Annotations[v1.MigrationProgressAnnotation] = progress
+	return b
+}
+
+// unsynced makes a replica a migration's target still waiting for its copy.
+func unsynced(r *v1.LocalVolumeReplica) *v1.LocalVolumeReplica {
+	r.Status.Synced = false
+	r.Annotations = map[string]string{v1.SyncPendingAnnotation: "m", v1.SyncSourceAnnotation: "node-a"}
+	return r
+}
+
 func (b lvBuilder) inGroup(g string) lvBuilder      { b.Spec.VolumeGroup = g; return b }
 func (b lvBuilder) state(s v1.State) lvBuilder      { b.Status.State = s; return b }
 func (b lvBuilder) toBeDeleted() lvBuilder          { b.Spec.Delete = true; return b }
@@ -229,7 +242,7 @@ func makeLVR(volume, node string, state v1.State) *v1.LocalVolumeReplica {
 		TypeMeta:   metav1.TypeMeta{APIVersion: v1.GroupVersion.String(), Kind: "LocalVolumeReplica"},
 		ObjectMeta: metav1.ObjectMeta{Name: volume + "-" + node},
 		Spec:       v1.LocalVolumeReplicaSpec{VolumeName: volume, NodeName: node, PoolName: v1.PoolNameHDD, RequiredCapacityBytes: 6 * gi},
-		Status:     v1.LocalVolumeReplicaStatus{State: state},
+		Status:     v1.LocalVolumeReplicaStatus{State: state, Synced: state == v1.StateReady},
 	}
 }
 

@@ -26,6 +26,8 @@ import (
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/controllers/evictor"
+	"hwameistor.io/local/controllers/migrate"
 	"hwameistor.io/local/controllers/node"
 	"hwameistor.io/local/controllers/volume"
 	"hwameistor.io/local/controllers/volumegroup"
@@ -39,11 +41,15 @@ func main() {
 	var metricsAddr, probeAddr, certDir string
 	var webhookPort int
 	var leaderElect bool
+	migrations := &migrate.Reconciler{}
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address the metrics endpoint binds to (0 disables it)")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address the /healthz and /readyz endpoints bind to")
 	flag.IntVar(&webhookPort, "webhook-port", 9443, "port the admission webhook server listens on")
 	flag.StringVar(&certDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "folder holding the webhook serving certificate (tls.crt, tls.key)")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "elect a leader (lease hwameistor-controllers) so only one replica reconciles")
+	flag.IntVar(&migrations.MaxPerNode, "migrate-max-per-node", migrate.DefaultMaxPerNode, "migrations copying from one node at once")
+	flag.IntVar(&migrations.MaxTotal, "migrate-max-total", migrate.DefaultMaxTotal, "migrations copying in the whole cluster at once")
+	flag.DurationVar(&migrations.Deadline, "migrate-deadline", migrate.DefaultDeadline, "how long a migration may take before it is rolled back and reported Failed")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -105,6 +111,16 @@ func main() {
 	}
 	if err := (&node.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorderFor("hwameistor-node")}).SetupWithManager(ctx, mgr); err != nil {
 		log.Error(err, "Cannot set up the LocalStorageNode controller")
+		os.Exit(1)
+	}
+
+	migrations.Client, migrations.Recorder = mgr.GetClient(), mgr.GetEventRecorderFor("hwameistor-migrate")
+	if err := migrations.SetupWithManager(mgr); err != nil {
+		log.Error(err, "Cannot set up the LocalVolumeMigrate controller")
+		os.Exit(1)
+	}
+	if err := (&evictor.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("hwameistor-evictor")}).SetupWithManager(ctx, mgr); err != nil {
+		log.Error(err, "Cannot set up the evictor")
 		os.Exit(1)
 	}
 

@@ -6,20 +6,26 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -29,11 +35,14 @@ import (
 	"hwameistor.io/local/csidriver/backend/emulated"
 	"hwameistor.io/local/csidriver/backend/lvm"
 	"hwameistor.io/local/csidriver/driver"
+	"hwameistor.io/local/csidriver/replication"
 )
 
 func main() {
 	var (
 		nodeName, nodes, kind, root, pools, endpoint, metricsAddr string
+		replAddr, replAdvertise, replSecret                       string
+		replRate                                                  string
 		attach                                                    bool
 		interval                                                  time.Duration
 	)
@@ -41,11 +50,15 @@ func main() {
 	flag.StringVar(&nodes, "nodes", "", "comma-separated nodes to serve with the emulated backend (simulator); replaces --node-name and disables the CSI node service")
 	flag.StringVar(&kind, "backend", "lvm", "storage backend: lvm or emulated")
 	flag.StringVar(&root, "emulated-root", "/var/lib/hwameistor/emulated", "folder of the emulated pools (one sub-folder per node)")
-	flag.StringVar(&pools, "emulated-pools", "HDD=100Gi", "emulated pools per node, e.g. HDD=100Gi,NVMe=50Gi")
+	flag.StringVar(&pools, "emulated-pools", "HDD=100Gi", "emulated pools per node, CLASS=SIZE[:VOLUME-COUNT-LIMIT], e.g. HDD=100Gi,NVMe=50Gi:200")
 	flag.BoolVar(&attach, "emulated-attach", true, "attach emulated volumes as loop devices (needs root); false for capacity-only simulation")
 	flag.StringVar(&endpoint, "csi-address", "unix:///csi/csi.sock", "CSI node service endpoint; empty disables it")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "metrics address (0 disables it)")
 	flag.DurationVar(&interval, "report-interval", 30*time.Second, "how often pools are re-read and reported")
+	flag.StringVar(&replAddr, "replication-address", "", "address other agents pull migration copies from, e.g. :9810; empty disables migrations to and from this agent")
+	flag.StringVar(&replAdvertise, "replication-advertise", "", "host:port other agents reach --replication-address at (written to LocalStorageNode spec.storageIP); default --replication-address")
+	flag.StringVar(&replSecret, "replication-secret", "hwameistor-replication", "Secret (in $POD_NAMESPACE, default hwameistor) holding the key agents authenticate copies with; created when missing")
+	flag.StringVar(&replRate, "replication-rate", "0", "copy-rate limit per agent for the copies it serves, bytes per second as a quantity (e.g. 100Mi); 0 is unlimited")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -85,6 +98,47 @@ func main() {
 	ctx := ctrl.SetupSignalHandler()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mgr.Start(ctx) })
+	if replAddr != "" {
+		limit, err := parseRate(replRate)
+		if err != nil {
+			fail(log, err, "Bad flags")
+		}
+		if replAdvertise == "" {
+			replAdvertise = replAddr
+		}
+		namespace := os.Getenv("POD_NAMESPACE")
+		if namespace == "" {
+			namespace = "hwameistor"
+		}
+		// The key comes from the API before the cache runs: a direct client.
+		direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: scheme})
+		if err != nil {
+			fail(log, err, "Cannot create a client")
+		}
+		key, err := replication.LoadOrCreateKey(ctx, direct, namespace, replSecret)
+		if err != nil {
+			fail(log, err, "Cannot read the replication key", "secret", namespace+"/"+replSecret)
+		}
+		a.Replication = &agent.Replication{Key: key, Endpoint: replAdvertise}
+		srv := a.ReplicationServer()
+		srv.Limiter = limit
+		lis, err := net.Listen("tcp", replAddr)
+		if err != nil {
+			fail(log, err, "Cannot listen for replication", "address", replAddr)
+		}
+		hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+		g.Go(func() error {
+			<-ctx.Done()
+			return hs.Close()
+		})
+		g.Go(func() error {
+			if err := hs.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+		log.Info("Serving volume copies", "address", replAddr, "advertised", replAdvertise, "rate", replRate)
+	}
 	g.Go(func() error {
 		if !mgr.GetCache().WaitForCacheSync(ctx) {
 			return nil
@@ -121,13 +175,23 @@ func newBackend(kind, root, pools string, attach bool) (backend.Backend, error) 
 	return nil, fmt.Errorf("--backend %q: use lvm or emulated", kind)
 }
 
-// parsePools reads "HDD=100Gi,NVMe=50Gi".
+// parsePools reads "HDD=100Gi,NVMe=50Gi:200" (an optional volume count
+// limit after the size).
 func parsePools(s string) ([]emulated.PoolConfig, error) {
 	var out []emulated.PoolConfig
 	for _, part := range strings.Split(s, ",") {
 		class, size, ok := strings.Cut(strings.TrimSpace(part), "=")
 		if !ok {
-			return nil, fmt.Errorf("--emulated-pools %q: want CLASS=SIZE, e.g. HDD=100Gi", part)
+			return nil, fmt.Errorf("--emulated-pools %q: want CLASS=SIZE[:VOLUME-COUNT-LIMIT], e.g. HDD=100Gi", part)
+		}
+		var limit int64
+		size, count, hasLimit := strings.Cut(size, ":")
+		if hasLimit {
+			n, err := strconv.ParseInt(count, 10, 64)
+			if err != nil || n <= 0 {
+				return nil, fmt.Errorf("--emulated-pools %q: volume count limit %q is not a positive integer", part, count)
+			}
+			limit = n
 		}
 		c, err := v1.ParsePoolClass(class)
 		if err != nil {
@@ -137,9 +201,22 @@ func parsePools(s string) ([]emulated.PoolConfig, error) {
 		if err != nil || q.Value() <= 0 {
 			return nil, fmt.Errorf("--emulated-pools %q: size %q is not a positive quantity", part, size)
 		}
-		out = append(out, emulated.PoolConfig{Class: c, CapacityBytes: q.Value()})
+		out = append(out, emulated.PoolConfig{Class: c, CapacityBytes: q.Value(), VolumeCountLimit: limit})
 	}
 	return out, nil
+}
+
+// parseRate reads --replication-rate: bytes per second, 0 unlimited.
+func parseRate(s string) (*rate.Limiter, error) {
+	q, err := resource.ParseQuantity(s)
+	if err != nil || q.Sign() < 0 {
+		return nil, fmt.Errorf("--replication-rate %q: want bytes per second such as 100Mi, or 0", s)
+	}
+	if q.IsZero() {
+		return nil, nil
+	}
+	// A burst of 1MiB (one chunk) keeps the rate even.
+	return rate.NewLimiter(rate.Limit(q.Value()), 1<<20), nil
 }
 
 func fail(log logr.Logger, err error, msg string, kv ...any) {

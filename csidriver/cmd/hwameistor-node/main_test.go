@@ -19,6 +19,8 @@ func TestParsePools(t *testing.T) {
 		{"HDD", nil, "want CLASS=SIZE"},
 		{"HDD=lots", nil, `size "lots" is not a positive quantity`},
 		{"HDD=-1Gi", nil, "not a positive quantity"},
+		{"HDD=1Gi:0", nil, `volume count limit "0" is not a positive integer`},
+		{"HDD=1Gi:x", nil, `volume count limit "x"`},
 	}
 	for _, tc := range cases {
 		got, err := parsePools(tc.in)
@@ -36,5 +38,18 @@ func TestParsePools(t *testing.T) {
 				t.Errorf("%q: %s = %d, want %d", tc.in, p.Class, p.CapacityBytes, tc.want[p.Class])
 			}
 		}
+	}
+}
+
+func TestParsePoolsVolumeCountLimit(t *testing.T) {
+	got, err := parsePools("HDD=1Gi:7,SSD=2Gi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].VolumeCountLimit != 7 || got[0].CapacityBytes != 1<<30 {
+		t.Errorf("HDD: %+v, want 1Gi with limit 7", got[0])
+	}
+	if got[1].VolumeCountLimit != 0 {
+		t.Errorf("SSD: limit %d, want 0 (the backend's default)", got[1].VolumeCountLimit)
 	}
 }

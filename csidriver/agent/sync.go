@@ -1,0 +1,165 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/mount-utils"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	v1 "hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/csidriver/backend"
+	"hwameistor.io/local/csidriver/replication"
+)
+
+// Replication is how the agent copies volumes between nodes for
+// migrations: a target replica pulls its data from the source node's agent
+// (replication.Pull), and every agent serves its own replicas to the others
+// (Server).
+type Replication struct {
+	// Key is the key every agent shares (replication.LoadOrCreateKey).
+	Key []byte
+	// Endpoint is this agent's replication address (host:port), published
+	// in each served node's LocalStorageNode spec.storageIP.
+	Endpoint string
+	// HTTP is the client for pulls; http.DefaultClient when nil.
+	HTTP *http.Client
+	// Mounts lists mount points, to refuse copying a volume in use; nil
+	// means the host's (mount-utils).
+	Mounts mount.Interface
+}
+
+// SyncRetryAfter is how long a failed copy waits before the next attempt.
+const SyncRetryAfter = 5 * time.Second
+
+// needsSync says whether rep is a migration target still waiting for its copy.
+func needsSync(rep *v1.LocalVolumeReplica) bool {
+	return rep.Annotations[v1.SyncPendingAnnotation] != "" && rep.Annotations[v1.SyncSourceAnnotation] != "" && !rep.Status.Synced
+}
+
+// sync pulls the volume's data into rep from the source node's agent and
+// marks the replica synced with the verified checksum. A failure is
+// reported in the replica's status and retried; the copy starts over, so a
+// restart of either agent mid-copy is harmless.
+func (a *Agent) sync(ctx context.Context, be backend.Backend, rep *v1.LocalVolumeReplica, vol backend.Volume) (time.Duration, error) {
+	source := rep.Annotations[v1.SyncSourceAnnotation]
+	fail := func(format string, args ...any) (time.Duration, error) {
+		msg := fmt.Sprintf("copy from %s: ", source) + fmt.Sprintf(format, args...)
+		a.Recorder.Event(rep, corev1.EventTypeWarning, "SyncFailed", msg)
+		return SyncRetryAfter, a.patchSync(ctx, rep, func(st *v1.LocalVolumeReplicaStatus) { st.Message, st.SyncedBytes = msg, 0 })
+	}
+	if a.Replication == nil || len(a.Replication.Key) == 0 {
+		return fail("this node agent has no replication key (--replication-address unset)")
+	}
+	opener, ok := be.(backend.DataOpener)
+	if !ok {
+		return fail("the backend of %s cannot open volume data", rep.Spec.NodeName)
+	}
+	lsn := &v1.LocalStorageNode{}
+	if err := a.Client.Get(ctx, client.ObjectKey{Name: source}, lsn); err != nil {
+		return fail("reading LocalStorageNode %s: %v", source, err)
+	}
+	if lsn.Spec.StorageIP == "" {
+		return fail("node %s publishes no replication address (spec.storageIP)", source)
+	}
+	dst, err := opener.OpenData(ctx, rep.Spec.PoolName, rep.Spec.VolumeName, true)
+	if err != nil {
+		return fail("opening the target volume: %v", err)
+	}
+	defer dst.Close()
+	last := time.Now()
+	progress := func(copied, total int64) {
+		if time.Since(last) < time.Second {
+			return
+		}
+		last = time.Now()
+		_ = a.patchSync(ctx, rep, func(st *v1.LocalVolumeReplicaStatus) { st.SyncedBytes, st.Message = copied, "" })
+	}
+	sum, err := replication.Pull(ctx, a.Replication.HTTP, lsn.Spec.StorageIP, a.Replication.Key,
+		rep.Spec.PoolName, rep.Spec.VolumeName, rep.Spec.NodeName, dst, progress)
+	if err != nil {
+		return fail("%v", err)
+	}
+	log.FromContext(ctx).Info("Copied and verified", "volume", rep.Spec.VolumeName, "from", source, "to", rep.Spec.NodeName, "checksum", sum)
+	a.Recorder.Eventf(rep, corev1.EventTypeNormal, "Synced", "Copied %s from %s; checksum %s verified", backend.FormatBytes(vol.SizeBytes), source, sum)
+	return 0, a.patchSync(ctx, rep, func(st *v1.LocalVolumeReplicaStatus) {
+		st.Synced, st.Checksum, st.SyncedBytes, st.Message = true, sum, vol.SizeBytes, ""
+	})
+}
+
+// patchSync patches the replica's status.
+func (a *Agent) patchSync(ctx context.Context, rep *v1.LocalVolumeReplica, change func(*v1.LocalVolumeReplicaStatus)) error {
+	patch := client.MergeFrom(rep.DeepCopy())
+	change(&rep.Status)
+	return a.Client.Status().Patch(ctx, rep, patch)
+}
+
+// ReplicationServer serves the replicas of the agent's nodes to other
+// agents. The source is the node the target replica names in its
+// sync-source annotation.
+func (a *Agent) ReplicationServer() *replication.Server {
+	return &replication.Server{
+		Key: a.Replication.Key,
+		Open: func(ctx context.Context, pool, volume, target string) (*os.File, int64, error) {
+			tgt := &v1.LocalVolumeReplica{}
+			if err := a.Client.Get(ctx, client.ObjectKey{Name: v1.ReplicaName(volume, target)}, tgt); err != nil {
+				return nil, 0, fmt.Errorf("no replica of %s on %s asks for a copy: %w", volume, target, err)
+			}
+			source := tgt.Annotations[v1.SyncSourceAnnotation]
+			be := a.Backends[source]
+			if be == nil {
+				return nil, 0, fmt.Errorf("%w: the copy's source %q is not served here", backend.ErrNotFound, source)
+			}
+			opener, ok := be.(backend.DataOpener)
+			if !ok {
+				return nil, 0, errors.New("the backend cannot open volume data")
+			}
+			vol, err := be.GetVolume(ctx, pool, volume)
+			if err != nil {
+				return nil, 0, err
+			}
+			f, err := opener.OpenData(ctx, pool, volume, false)
+			return f, vol.SizeBytes, err
+		},
+		Busy: a.inUse,
+		Log:  log.FromContext(context.Background()).WithName("replication"),
+	}
+}
+
+// inUse refuses to stream a volume that is mounted on this host: its data
+// may change under the copy.
+func (a *Agent) inUse(volume string) error {
+	reps := &v1.LocalVolumeReplicaList{}
+	if err := a.Client.List(context.Background(), reps); err != nil {
+		return err
+	}
+	devices := map[string]bool{}
+	for _, r := range reps.Items {
+		if r.Spec.VolumeName == volume && a.Backends[r.Spec.NodeName] != nil && r.Status.DevicePath != "" {
+			devices[r.Status.DevicePath] = true
+		}
+	}
+	if len(devices) == 0 {
+		return nil
+	}
+	m := a.Replication.Mounts
+	if m == nil {
+		m = mount.New("")
+	}
+	mps, err := m.List()
+	if err != nil {
+		return fmt.Errorf("listing mounts: %w", err)
+	}
+	for _, mp := range mps {
+		if devices[mp.Device] {
+			return fmt.Errorf("volume %s is mounted at %s: the pod using it must stop before it is copied", volume, mp.Path)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,341 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	mathrand "math/rand/v2"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/csidriver/backend/emulated"
+	"hwameistor.io/local/csidriver/replication"
+	"hwameistor.io/local/kwok/report"
+)
+
+// finished says whether a migration reached a final state.
+func finished(m *v1.LocalVolumeMigrate) bool {
+	switch m.Status.State {
+	case v1.OperationStateCompleted, v1.OperationStateFailed, v1.OperationStateAborted:
+		return true
+	}
+	return false
+}
+
+// awaitMigrationState blocks until some migration is in state (watching,
+// so short states are seen); empty state returns at once. It fails when
+// every migration finished without passing through it, or at the timeout.
+func (r *runner) awaitMigrationState(ctx context.Context, i int, state string) error {
+	if state == "" {
+		return nil
+	}
+	r.o.Log("action %d: waiting for a migration in state %s", i, state)
+	wc, err := client.NewWithWatch(r.s.Config, client.Options{Scheme: r.s.Client.Scheme()})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.sc.TimeoutOrDefault())
+	defer cancel()
+	w, err := wc.Watch(ctx, &v1.LocalVolumeMigrateList{})
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	seen := map[string]bool{}
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no migration reached state %s within %s", state, r.sc.TimeoutOrDefault())
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return fmt.Errorf("watching migrations: the watch closed")
+			}
+			if ev.Type == watch.Error {
+				continue
+			}
+			m, ok := ev.Object.(*v1.LocalVolumeMigrate)
+			if !ok {
+				continue
+			}
+			if string(m.Status.State) == state {
+				r.o.Log("action %d: migration %s is in %s", i, m.Name, state)
+				return nil
+			}
+			seen[m.Name] = !finished(m)
+			busy := false
+			for _, b := range seen {
+				busy = busy || b
+			}
+			if len(seen) > 0 && !busy && state != string(v1.OperationStateCompleted) {
+				return fmt.Errorf("every migration finished without reaching state %s", state)
+			}
+		}
+	}
+}
+
+// abort sets spec.abort on the unfinished migrations away from node.
+func (r *runner) abort(ctx context.Context, i int, node string) error {
+	list := &v1.LocalVolumeMigrateList{}
+	if err := r.s.Client.List(ctx, list); err != nil {
+		return err
+	}
+	n := 0
+	for j := range list.Items {
+		m := &list.Items[j]
+		if m.Spec.SourceNode != node || finished(m) {
+			continue
+		}
+		patch := client.MergeFrom(m.DeepCopy())
+		m.Spec.Abort = true
+		if err := r.s.Client.Patch(ctx, m, patch); err != nil {
+			return fmt.Errorf("aborting %s: %w", m.Name, err)
+		}
+		n++
+	}
+	r.o.Log("action %d: aborted %d migration(s) from %s", i, n, node)
+	return nil
+}
+
+// settleAfterActions waits for every migration to finish and then for the
+// pods to settle again, within the scenario timeout.
+func (r *runner) settleAfterActions(ctx context.Context, expected int) error {
+	deadline := time.Now().Add(r.sc.TimeoutOrDefault())
+	r.o.Log("phase: waiting for migrations to finish")
+	lastLog := time.Time{}
+	err := wait.PollUntilContextTimeout(ctx, time.Second, time.Until(deadline), true, func(ctx context.Context) (bool, error) {
+		list := &v1.LocalVolumeMigrateList{}
+		if err := r.s.Client.List(ctx, list); err != nil {
+			return false, nil
+		}
+		counts := map[v1.State]int{}
+		busy := 0
+		for j := range list.Items {
+			counts[list.Items[j].Status.State]++
+			if !finished(&list.Items[j]) {
+				busy++
+			}
+		}
+		if time.Since(lastLog) >= 5*time.Second || busy == 0 {
+			r.o.Log("migrations: %d total, %d running %v", len(list.Items), busy, counts)
+			lastLog = time.Now()
+		}
+		return busy == 0, nil
+	})
+	if err != nil && ctx.Err() == nil {
+		r.o.Log("phase: migrations did not finish within the scenario timeout")
+	}
+	done := make(chan struct{})
+	close(done)
+	return r.await(ctx, expected, done, deadline)
+}
+
+// migrations counts the migrations by outcome; bytesVerified are the bytes
+// of the completed ones (their copies were checksummed), volumesLost the
+// volumes whose written data no replica holds any more.
+func (r *runner) migrations(ctx context.Context) (report.Migrations, error) {
+	var m report.Migrations
+	list := &v1.LocalVolumeMigrateList{}
+	if err := r.s.Client.List(ctx, list); err != nil {
+		return m, err
+	}
+	for _, x := range list.Items {
+		m.Started++
+		switch x.Status.State {
+		case v1.OperationStateCompleted:
+			m.Completed++
+			m.BytesVerified += x.Status.TotalBytes
+		case v1.OperationStateFailed:
+			m.Failed++
+		case v1.OperationStateAborted:
+			m.Aborted++
+		}
+	}
+	lost, err := r.verifyData(ctx)
+	m.VolumesLost = lost
+	return m, err
+}
+
+// volumeReplicas resolves a workload's bound claims to their LocalVolumes.
+func (r *runner) volumesOf(ctx context.Context, workload string) ([]*v1.LocalVolume, error) {
+	pvcs, err := r.s.Clientset.CoreV1().PersistentVolumeClaims(Namespace).List(ctx, metav1.ListOptions{
+		LabelSelector: labels.SelectorFromSet(labels.Set{WorkloadLabel: workload}).String()})
+	if err != nil {
+		return nil, err
+	}
+	var out []*v1.LocalVolume
+	for _, pvc := range pvcs.Items {
+		if pvc.Status.Phase != corev1.ClaimBound {
+			continue
+		}
+		pv, err := r.s.Clientset.CoreV1().PersistentVolumes().Get(ctx, pvc.Spec.VolumeName, metav1.GetOptions{})
+		if err != nil || pv.Spec.CSI == nil {
+			continue
+		}
+		lv := &v1.LocalVolume{}
+		if err := r.s.Client.Get(ctx, client.ObjectKey{Name: pv.Spec.CSI.VolumeHandle}, lv); err != nil {
+			continue
+		}
+		out = append(out, lv)
+	}
+	return out, nil
+}
+
+// replicaNodes are the nodes the volume's configuration places it on.
+func replicaNodes(lv *v1.LocalVolume) []string {
+	if lv.Spec.Config == nil {
+		return nil
+	}
+	var out []string
+	for _, rep := range lv.Spec.Config.Replicas {
+		out = append(out, rep.Hostname)
+	}
+	return out
+}
+
+// writeData plays the application: it writes writeBytes of random data
+// into every replica of every provisioned volume of the workloads that ask
+// for it (through the emulated backend, as a pod would through its mount)
+// and remembers each volume's checksum.
+func (r *runner) writeData(ctx context.Context) error {
+	r.written = map[string]string{}
+	var mu sync.Mutex
+	var jobs []func() error
+	for _, w := range r.sc.Workloads {
+		if w.WriteBytes == "" {
+			continue
+		}
+		q := resource.MustParse(string(w.WriteBytes))
+		n := q.Value()
+		vols, err := r.volumesOf(ctx, w.Name)
+		if err != nil {
+			return err
+		}
+		r.o.Log("phase: writing %s into each of %d volumes of %s", w.WriteBytes, len(vols), w.Name)
+		for _, lv := range vols {
+			data := make([]byte, n)
+			seeded := mathrand.NewChaCha8([32]byte([]byte(fmt.Sprintf("%-32.32s", lv.Name))))
+			_, _ = seeded.Read(data)
+			for _, node := range replicaNodes(lv) {
+				lv, node := lv, node
+				jobs = append(jobs, func() error {
+					sum, err := r.writeVolume(ctx, node, lv, data)
+					if err != nil {
+						return fmt.Errorf("volume %s on %s: %w", lv.Name, node, err)
+					}
+					mu.Lock()
+					r.written[lv.Name] = sum
+					mu.Unlock()
+					return nil
+				})
+			}
+		}
+	}
+	return runAll(jobs, 8)
+}
+
+// writeVolume writes data at the start of the volume's replica on node.
+func (r *runner) writeVolume(ctx context.Context, node string, lv *v1.LocalVolume, data []byte) (string, error) {
+	be, err := emulated.New(r.s.PoolDir(node), nil, emulated.WithoutLoop())
+	if err != nil {
+		return "", err
+	}
+	vol, err := be.GetVolume(ctx, lv.Spec.PoolName, lv.Name)
+	if err != nil {
+		return "", err
+	}
+	f, err := be.OpenData(ctx, lv.Spec.PoolName, lv.Name, true)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(data, 0); err != nil {
+		return "", err
+	}
+	if err := f.Sync(); err != nil {
+		return "", err
+	}
+	return replication.Checksum(f, vol.SizeBytes)
+}
+
+// readChecksum is the checksum of the volume's replica on node.
+func (r *runner) readChecksum(ctx context.Context, node string, lv *v1.LocalVolume) (string, error) {
+	be, err := emulated.New(r.s.PoolDir(node), nil, emulated.WithoutLoop())
+	if err != nil {
+		return "", err
+	}
+	vol, err := be.GetVolume(ctx, lv.Spec.PoolName, lv.Name)
+	if err != nil {
+		return "", err
+	}
+	f, err := be.OpenData(ctx, lv.Spec.PoolName, lv.Name, false)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	return replication.Checksum(f, vol.SizeBytes)
+}
+
+// verifyData counts the written volumes none of whose current replicas
+// holds the data written into it.
+func (r *runner) verifyData(ctx context.Context) (int, error) {
+	lost := 0
+	for name, want := range r.written {
+		lv := &v1.LocalVolume{}
+		if err := r.s.Client.Get(ctx, client.ObjectKey{Name: name}, lv); err != nil {
+			r.o.Log("data: volume %s: %v", name, err)
+			lost++
+			continue
+		}
+		ok := false
+		for _, node := range replicaNodes(lv) {
+			got, err := r.readChecksum(ctx, node, lv)
+			if err == nil && got == want {
+				ok = true
+				break
+			}
+			r.o.Log("data: volume %s on %s: checksum %s, want %s (%v)", name, node, got, want, err)
+		}
+		if !ok {
+			lost++
+		}
+	}
+	return lost, nil
+}
+
+// runAll runs jobs on n workers and returns the first error.
+func runAll(jobs []func() error, n int) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	ch := make(chan func() error)
+	for k := 0; k < n; k++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for job := range ch {
+				if err := job(); err != nil {
+					mu.Lock()
+					first = errors.Join(first, err)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, j := range jobs {
+		ch <- j
+	}
+	close(ch)
+	wg.Wait()
+	return first
+}
