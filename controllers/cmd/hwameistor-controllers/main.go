@@ -26,7 +26,9 @@ import (
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/controllers/convert"
 	"hwameistor.io/local/controllers/evictor"
+	"hwameistor.io/local/controllers/expand"
 	"hwameistor.io/local/controllers/migrate"
 	"hwameistor.io/local/controllers/node"
 	"hwameistor.io/local/controllers/volume"
@@ -121,6 +123,15 @@ func main() {
 	}
 	if err := (&evictor.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("hwameistor-evictor")}).SetupWithManager(ctx, mgr); err != nil {
 		log.Error(err, "Cannot set up the evictor")
+		os.Exit(1)
+	}
+
+	if err := (&convert.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("hwameistor-convert")}).SetupWithManager(mgr); err != nil {
+		log.Error(err, "Cannot set up the LocalVolumeConvert controller")
+		os.Exit(1)
+	}
+	if err := (&expand.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("hwameistor-expand")}).SetupWithManager(mgr); err != nil {
+		log.Error(err, "Cannot set up the LocalVolumeExpand controller")
 		os.Exit(1)
 	}
 
