@@ -12,12 +12,14 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -50,6 +52,21 @@ type Reconciler struct {
 	Deadline time.Duration
 	// Now is the clock (tests).
 	Now func() time.Time
+
+	// mu serialises the admission of Submitted migrations (the slot count
+	// and the target choice), which run concurrently otherwise; admitted
+	// holds the migrations this process let start, until the cache shows
+	// them started: a migration admitted a moment ago still reads
+	// Submitted there, and would not hold its slot.
+	mu       sync.Mutex
+	admitted map[string]bool
+
+	// ended holds the migrations this process moved to a terminal state,
+	// until the cache shows that state: a reconcile reading the older
+	// copy would redo a step the rollback has just undone (recreate the
+	// target replica, re-add it to the volume).
+	endedMu sync.Mutex
+	ended   map[types.UID]bool
 }
 
 var _ reconcile.Reconciler = &Reconciler{}
@@ -94,6 +111,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if m.DeletionTimestamp != nil {
 		return ctrl.Result{}, nil
+	}
+	if r.lagsEnd(m) {
+		// The update event of the terminal state wakes it again.
+		return ctrl.Result{RequeueAfter: time.Second}, nil
 	}
 	state := m.Status.State
 	if state == "" {
@@ -163,6 +184,8 @@ func (r *Reconciler) submitted(ctx context.Context, m *v1.LocalVolumeMigrate) (c
 			return r.fail(ctx, m, "volume %s of the group has no replica on %s", v.Name, m.Spec.SourceNode)
 		}
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	all := &v1.LocalVolumeMigrateList{}
 	if err := r.Client.List(ctx, all); err != nil {
 		return ctrl.Result{}, err
@@ -175,13 +198,26 @@ func (r *Reconciler) submitted(ctx context.Context, m *v1.LocalVolumeMigrate) (c
 			continue
 		}
 		if overlaps(o, names) && older(o, m) {
-			return r.fail(ctx, m, "volume %s is already being migrated by %s", strings.Join(names, ", "), o.Name)
+			if o.Spec.SourceNode == m.Spec.SourceNode {
+				return r.fail(ctx, m, "volume %s is already being migrated by %s", strings.Join(names, ", "), o.Name)
+			}
+			// Another replica of the volume (HA) is moving off another
+			// node: one move at a time, so both do not pick one target.
+			return ctrl.Result{RequeueAfter: poll}, r.setStatus(ctx, m, func(st *v1.LocalVolumeMigrateStatus) {
+				st.State = v1.OperationStateSubmitted
+				st.Message = fmt.Sprintf("waiting for %s, which moves the volume's replica on %s", o.Name, o.Spec.SourceNode)
+			})
 		}
-		if active(o) {
+		if active(o) || r.admitted[o.Name] {
 			running++
 			if o.Spec.SourceNode == m.Spec.SourceNode {
 				fromNode++
 			}
+		}
+	}
+	for name := range r.admitted {
+		if o := findMigration(all, name); o == nil || (o.Status.State != "" && o.Status.State != v1.OperationStateSubmitted) {
+			delete(r.admitted, name) // the cache shows it started (or gone)
 		}
 	}
 	if running >= r.MaxTotal || fromNode >= r.MaxPerNode {
@@ -210,15 +246,31 @@ func (r *Reconciler) submitted(ctx context.Context, m *v1.LocalVolumeMigrate) (c
 	for _, v := range vols {
 		total += v.Spec.RequiredCapacityBytes
 	}
-	r.Recorder.Eventf(m, corev1.EventTypeNormal, "TargetChosen", "Moving %s from %s to %s", strings.Join(names, ", "), m.Spec.SourceNode, target)
-	return ctrl.Result{}, r.setStatus(ctx, m, func(st *v1.LocalVolumeMigrateStatus) {
+	if err := r.setStatus(ctx, m, func(st *v1.LocalVolumeMigrateStatus) {
 		st.State, st.TargetNode, st.Volumes = v1.OperationStateAddReplica, target, names
 		st.ReplicaNumber, st.TotalBytes, st.BytesCopied, st.Progress = lv.Spec.ReplicaNumber, total, 0, "0%"
 		st.Message = fmt.Sprintf("adding replicas on %s", target)
 		if st.StartTime == nil {
 			st.StartTime = ptrNow(r.Now())
 		}
-	})
+	}); err != nil {
+		return ctrl.Result{}, err
+	}
+	if r.admitted == nil {
+		r.admitted = map[string]bool{}
+	}
+	r.admitted[m.Name] = true
+	r.Recorder.Eventf(m, corev1.EventTypeNormal, "TargetChosen", "Moving %s from %s to %s", strings.Join(names, ", "), m.Spec.SourceNode, target)
+	return ctrl.Result{}, nil
+}
+
+func findMigration(list *v1.LocalVolumeMigrateList, name string) *v1.LocalVolumeMigrate {
+	for i := range list.Items {
+		if list.Items[i].Name == name {
+			return &list.Items[i]
+		}
+	}
+	return nil
 }
 
 // pickTarget chooses the target node with the scheduler's placement code:
@@ -325,8 +377,10 @@ func (r *Reconciler) addReplica(ctx context.Context, m *v1.LocalVolumeMigrate) (
 		}); err != nil {
 			return ctrl.Result{}, err
 		}
-		if err := r.editGroupNodes(ctx, lv, func(nodes []string) []string {
-			if !slices.Contains(nodes, target) {
+		if err := r.editGroupNodes(ctx, lv, false, func(nodes []string) []string {
+			// An entry holds at most two nodes (the CRD's maxItems): an HA
+			// volume's entry gets the target when the source leaves it.
+			if !slices.Contains(nodes, target) && len(nodes) < maxGroupNodes {
 				nodes = append(nodes, target)
 			}
 			return nodes
@@ -441,18 +495,24 @@ func (r *Reconciler) syncReplica(ctx context.Context, m *v1.LocalVolumeMigrate) 
 // replica, but only while the target holds a verified copy.
 func (r *Reconciler) pruneReplica(ctx context.Context, m *v1.LocalVolumeMigrate) (ctrl.Result, error) {
 	source, target := m.Spec.SourceNode, m.Status.TargetNode
-	remaining := 0
+	// The invariant: never remove a source without a verified copy. Every
+	// target is checked before any volume switches, so a group moves whole.
+	targets := make([]*v1.LocalVolumeReplica, 0, len(m.Status.Volumes))
 	for _, name := range m.Status.Volumes {
 		tgt := &v1.LocalVolumeReplica{}
 		if err := r.Client.Get(ctx, client.ObjectKey{Name: v1.ReplicaName(name, target)}, tgt); err != nil {
 			return ctrl.Result{}, fmt.Errorf("target replica of %s: %w", name, err)
 		}
 		if !tgt.Status.Synced || tgt.Status.Checksum == "" || tgt.Status.State != v1.StateReady {
-			// The invariant: never remove the source without a verified copy.
 			return ctrl.Result{RequeueAfter: poll}, r.setStatus(ctx, m, func(st *v1.LocalVolumeMigrateStatus) {
 				st.Message = fmt.Sprintf("holding the source: the replica of %s on %s is not verified and ready", name, target)
 			})
 		}
+		targets = append(targets, tgt)
+	}
+	remaining := 0
+	for i, name := range m.Status.Volumes {
+		tgt := targets[i]
 		if err := r.editVolume(ctx, name, func(lv *v1.LocalVolume) {
 			removeReplicaNode(lv, source)
 			delete(lv.Annotations, v1.VolumeMigrateStateAnnotation)
@@ -462,8 +522,12 @@ func (r *Reconciler) pruneReplica(ctx context.Context, m *v1.LocalVolumeMigrate)
 		}
 		lv := &v1.LocalVolume{}
 		if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, lv); err == nil {
-			if err := r.editGroupNodes(ctx, lv, func(nodes []string) []string {
-				return slices.DeleteFunc(nodes, func(n string) bool { return n == source })
+			if err := r.editGroupNodes(ctx, lv, false, func(nodes []string) []string {
+				nodes = slices.DeleteFunc(nodes, func(n string) bool { return n == source })
+				if !slices.Contains(nodes, target) {
+					nodes = append(nodes, target)
+				}
+				return nodes
 			}); err != nil {
 				return ctrl.Result{}, err
 			}
@@ -521,7 +585,7 @@ func (r *Reconciler) rollback(ctx context.Context, m *v1.LocalVolumeMigrate, sta
 		if target == "" {
 			break
 		}
-		err := r.editVolume(ctx, name, func(lv *v1.LocalVolume) {
+		err := r.writeVolume(ctx, name, true, func(lv *v1.LocalVolume) {
 			if slices.Contains(replicaNodes(lv), m.Spec.SourceNode) {
 				removeReplicaNode(lv, target)
 			}
@@ -533,7 +597,7 @@ func (r *Reconciler) rollback(ctx context.Context, m *v1.LocalVolumeMigrate, sta
 		}
 		lv := &v1.LocalVolume{}
 		if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, lv); err == nil && slices.Contains(replicaNodes(lv), m.Spec.SourceNode) {
-			if err := r.editGroupNodes(ctx, lv, func(nodes []string) []string {
+			if err := r.editGroupNodes(ctx, lv, true, func(nodes []string) []string {
 				return slices.DeleteFunc(nodes, func(n string) bool { return n == target })
 			}); err != nil {
 				return ctrl.Result{}, err
@@ -582,6 +646,15 @@ func (r *Reconciler) groupVolumes(ctx context.Context, lv *v1.LocalVolume) ([]*v
 // editVolume applies change to the current volume and updates it when it
 // changed, retrying on conflicts.
 func (r *Reconciler) editVolume(ctx context.Context, name string, change func(*v1.LocalVolume)) error {
+	return r.writeVolume(ctx, name, false, change)
+}
+
+// writeVolume is editVolume; with always it updates even when change
+// changed nothing. The rollback undoes this process's own recent edits, which
+// the cache may not show yet: a copy without them looks already undone. The
+// update carries the resourceVersion read, so a stale copy fails with a
+// conflict and is read again; on a current one the update is a no-op.
+func (r *Reconciler) writeVolume(ctx context.Context, name string, always bool, change func(*v1.LocalVolume)) error {
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		lv := &v1.LocalVolume{}
 		if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, lv); err != nil {
@@ -589,16 +662,20 @@ func (r *Reconciler) editVolume(ctx context.Context, name string, change func(*v
 		}
 		before := lv.DeepCopy()
 		change(lv)
-		if equality.Semantic.DeepEqual(before, lv) {
+		if !always && equality.Semantic.DeepEqual(before, lv) {
 			return nil
 		}
 		return r.Client.Update(ctx, lv)
 	})
 }
 
+// maxGroupNodes is the most nodes a LocalVolumeGroup entry lists.
+const maxGroupNodes = 2
+
 // editGroupNodes changes the persisted placement (nodes) of lv's entry in
 // its LocalVolumeGroup, which the scheduler's ledger and CreateVolume read.
-func (r *Reconciler) editGroupNodes(ctx context.Context, lv *v1.LocalVolume, change func([]string) []string) error {
+// always updates even when nothing changed, as writeVolume's.
+func (r *Reconciler) editGroupNodes(ctx context.Context, lv *v1.LocalVolume, always bool, change func([]string) []string) error {
 	if lv.Spec.VolumeGroup == "" {
 		return nil
 	}
@@ -618,7 +695,7 @@ func (r *Reconciler) editGroupNodes(ctx context.Context, lv *v1.LocalVolume, cha
 				e.Nodes, changed = nodes, true
 			}
 		}
-		if !changed {
+		if !changed && !always {
 			return nil
 		}
 		return r.Client.Update(ctx, g)
@@ -633,7 +710,33 @@ func (r *Reconciler) setStatus(ctx context.Context, m *v1.LocalVolumeMigrate, ch
 		return nil
 	}
 	m.Status = *st
-	return r.Client.Status().Update(ctx, m)
+	if err := r.Client.Status().Update(ctx, m); err != nil {
+		return err
+	}
+	if finished(m) {
+		r.endedMu.Lock()
+		if r.ended == nil {
+			r.ended = map[types.UID]bool{}
+		}
+		r.ended[m.UID] = true
+		r.endedMu.Unlock()
+	}
+	return nil
+}
+
+// lagsEnd says whether m, read from the cache, is older than a terminal
+// state this process wrote; once the cache shows it, it is forgotten.
+func (r *Reconciler) lagsEnd(m *v1.LocalVolumeMigrate) bool {
+	r.endedMu.Lock()
+	defer r.endedMu.Unlock()
+	if !r.ended[m.UID] {
+		return false
+	}
+	if finished(m) {
+		delete(r.ended, m.UID)
+		return false
+	}
+	return true
 }
 
 func ptrNow(t time.Time) *metav1.Time { mt := metav1.NewTime(t); return &mt }

@@ -139,17 +139,16 @@ func Up(o Options) (s *Stack, err error) {
 	}
 	o.Log("building the hwameistor binaries")
 	ours := filepath.Join(h.Work, "bin")
-	for bin, pkg := range map[string]string{
-		"hwameistor-scheduler":      "./scheduler",
-		"hwameistor-controllers":    "./controllers/cmd/hwameistor-controllers",
-		"hwameistor-csi-controller": "./csidriver/cmd/hwameistor-csi-controller",
-		"hwameistor-node":           "./csidriver/cmd/hwameistor-node",
-	} {
-		build := exec.Command("go", "build", "-o", filepath.Join(ours, bin), pkg)
-		build.Dir = root
-		if out, err := build.CombinedOutput(); err != nil {
-			return h, fmt.Errorf("building %s: %v\n%s", bin, err, out)
-		}
+	// One go build for the four: their links run in parallel.
+	build := exec.Command("go", "build", "-o", ours+string(filepath.Separator),
+		"./scheduler", "./controllers/cmd/hwameistor-controllers", "./csidriver/cmd/hwameistor-csi-controller", "./csidriver/cmd/hwameistor-node")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		return h, fmt.Errorf("building the hwameistor binaries: %v\n%s", err, out)
+	}
+	// ./scheduler builds as "scheduler".
+	if err := os.Rename(filepath.Join(ours, "scheduler"), filepath.Join(ours, "hwameistor-scheduler")); err != nil {
+		return h, err
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", h.Kubeconfig)
 	if err != nil {

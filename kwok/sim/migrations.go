@@ -31,13 +31,15 @@ func finished(m *v1.LocalVolumeMigrate) bool {
 	return false
 }
 
-// awaitMigrationState blocks until some migration is in state (watching,
-// so short states are seen); empty state returns at once. It fails when
-// every migration finished without passing through it, or at the timeout.
+// awaitMigrationState blocks until some migration is in state (listing,
+// then watching from the list, so short states are seen); empty state
+// returns at once. It fails when every migration has been finished for
+// idle with no new one, or at the scenario timeout.
 func (r *runner) awaitMigrationState(ctx context.Context, i int, state string) error {
 	if state == "" {
 		return nil
 	}
+	const idle = 15 * time.Second
 	r.o.Log("action %d: waiting for a migration in state %s", i, state)
 	wc, err := client.NewWithWatch(r.s.Config, client.Options{Scheme: r.s.Client.Scheme()})
 	if err != nil {
@@ -45,39 +47,55 @@ func (r *runner) awaitMigrationState(ctx context.Context, i int, state string) e
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.sc.TimeoutOrDefault())
 	defer cancel()
-	w, err := wc.Watch(ctx, &v1.LocalVolumeMigrateList{})
+	list := &v1.LocalVolumeMigrateList{}
+	if err := wc.List(ctx, list); err != nil {
+		return err
+	}
+	busy := map[string]bool{}
+	for j := range list.Items {
+		m := &list.Items[j]
+		if string(m.Status.State) == state {
+			r.o.Log("action %d: migration %s is in %s", i, m.Name, state)
+			return nil
+		}
+		busy[m.Name] = !finished(m)
+	}
+	w, err := wc.Watch(ctx, &v1.LocalVolumeMigrateList{}, &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: list.ResourceVersion}})
 	if err != nil {
 		return err
 	}
 	defer w.Stop()
-	seen := map[string]bool{}
+	allDone := func() bool {
+		for _, b := range busy {
+			if b {
+				return false
+			}
+		}
+		return true
+	}
 	for {
+		var idleC <-chan time.Time
+		if allDone() {
+			idleC = time.After(idle)
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("no migration reached state %s within %s", state, r.sc.TimeoutOrDefault())
+		case <-idleC:
+			return fmt.Errorf("no migration reached state %s: all %d finished", state, len(busy))
 		case ev, ok := <-w.ResultChan():
 			if !ok {
 				return fmt.Errorf("watching migrations: the watch closed")
 			}
-			if ev.Type == watch.Error {
-				continue
-			}
 			m, ok := ev.Object.(*v1.LocalVolumeMigrate)
-			if !ok {
+			if !ok || ev.Type == watch.Error {
 				continue
 			}
 			if string(m.Status.State) == state {
 				r.o.Log("action %d: migration %s is in %s", i, m.Name, state)
 				return nil
 			}
-			seen[m.Name] = !finished(m)
-			busy := false
-			for _, b := range seen {
-				busy = busy || b
-			}
-			if len(seen) > 0 && !busy && state != string(v1.OperationStateCompleted) {
-				return fmt.Errorf("every migration finished without reaching state %s", state)
-			}
+			busy[m.Name] = !finished(m) && ev.Type != watch.Deleted
 		}
 	}
 }

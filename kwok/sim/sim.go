@@ -510,12 +510,31 @@ func (r *runner) drain(ctx context.Context, i int, node string) error {
 		evicted = append(evicted, p)
 	}
 	r.o.Log("action %d: evicted %d pods from %s; waiting for them to go", i, len(evicted), node)
+	if n, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{}); err == nil && n.Labels[v1.EvictionLabel] == v1.EvictionDisable {
+		defer r.logNodeWarnings(ctx, i, node)
+	}
 	return wait.PollUntilContextTimeout(ctx, time.Second, 60*time.Second, true, func(ctx context.Context) (bool, error) {
 		for _, p := range evicted {
 			cur, err := cs.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
 			if err == nil && cur.UID == p.UID {
 				return false, nil
 			}
+		}
+		return true, nil
+	})
+}
+
+// logNodeWarnings shows the Warning Events on a node (why a drain moves
+// nothing, e.g. EvictionDisabled), waiting a little for the evictor.
+func (r *runner) logNodeWarnings(ctx context.Context, i int, node string) {
+	_ = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 5*time.Second, true, func(ctx context.Context) (bool, error) {
+		events, err := r.s.Clientset.CoreV1().Events("").List(ctx, metav1.ListOptions{
+			FieldSelector: "involvedObject.kind=Node,involvedObject.name=" + node + ",type=Warning"})
+		if err != nil || len(events.Items) == 0 {
+			return false, nil
+		}
+		for _, e := range events.Items {
+			r.o.Log("action %d: node %s: %s: %s", i, node, e.Reason, e.Message)
 		}
 		return true, nil
 	})

@@ -1,40 +1,77 @@
 // Package sim runs scenario files through the simulator (kwok/sim, the
 // code path of `hwameistor-sim run`) on the whole system and checks the
-// report. Volumes are capacity-only (no mounts), so it needs no root, but
-// it needs the control-plane binaries (KUBEBUILDER_ASSETS).
+// report and, for the placements a report does not show, the cluster the
+// run leaves (kept running until the test is done with it). Volumes are
+// capacity-only emulated pools (no mounts), so it needs no root, but it
+// needs the control-plane binaries (KUBEBUILDER_ASSETS).
 package sim
 
 import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	v1 "hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/internal/stack"
 	"hwameistor.io/local/internal/testenv"
+	"hwameistor.io/local/kwok/report"
 	"hwameistor.io/local/kwok/scenario"
 	"hwameistor.io/local/kwok/sim"
 )
 
-func TestBurstNearFull(t *testing.T) {
+// run runs kwok/scenarios/<name>.yaml and returns the report and the
+// still-running stack (stopped when the test ends).
+func run(t *testing.T, name string) (*report.Report, *stack.Stack) {
+	t.Helper()
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
 		t.Fatal("KUBEBUILDER_ASSETS is not set: run `export KUBEBUILDER_ASSETS=$(hack/build-control-plane.sh)` first, or `make test`")
 	}
-	sc, err := scenario.Load(filepath.Join(testenv.RootDir(), "kwok", "scenarios", "burst-near-full.yaml"))
+	sc, err := scenario.Load(filepath.Join(testenv.RootDir(), "kwok", "scenarios", name+".yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	rep, _, err := sim.Run(ctx, sc, sim.Options{Name: "sim-test", Ports: 32370, Assets: assets, Log: t.Logf})
+	rep, s, err := sim.Run(ctx, sc, sim.Options{Name: "sim-test", Ports: 32370, Assets: assets, Keep: true, Log: t.Logf})
+	if s != nil {
+		t.Cleanup(s.Down)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	var b strings.Builder
 	rep.Summary(&b)
 	t.Log("\n" + b.String())
+	return rep, s
+}
+
+// volumeNodes maps each LocalVolume of the run to its replica nodes, sorted.
+func volumeNodes(t *testing.T, s *stack.Stack) map[string][]string {
+	t.Helper()
+	lvs := &v1.LocalVolumeList{}
+	if err := s.Client.List(context.Background(), lvs); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for _, lv := range lvs.Items {
+		var nodes []string
+		for _, r := range lv.Spec.Config.Replicas {
+			nodes = append(nodes, r.Hostname)
+		}
+		sort.Strings(nodes)
+		out[lv.Spec.PersistentVolumeClaimName] = nodes
+	}
+	return out
+}
+
+func TestBurstNearFull(t *testing.T) {
+	rep, _ := run(t, "burst-near-full")
 	if rep.Pods.Total != 10 || rep.Pods.Running != 9 || rep.Pods.Pending != 1 {
 		t.Errorf("pods: %+v, want 10 total, 9 running, 1 pending", rep.Pods)
 	}
@@ -50,5 +87,100 @@ func TestBurstNearFull(t *testing.T) {
 	}
 	if rep.Volumes.Requested != 10 || rep.Volumes.Provisioned != 9 {
 		t.Errorf("volumes: %+v, want 10 requested, 9 provisioned", rep.Volumes)
+	}
+	if c := rep.Components[stack.ComponentScheduler]; c.PeakRSSBytes <= 0 || c.CPUSeconds <= 0 {
+		t.Errorf("scheduler usage %+v, want CPU and memory measured", c)
+	}
+}
+
+// TestDrain: the node's 5 volumes move, every copy verified, nothing lost,
+// the pods run elsewhere.
+func TestDrain(t *testing.T) {
+	rep, s := run(t, "drain")
+	m := rep.Migrations
+	if m.Started != 5 || m.Completed != 5 || m.Failed+m.Aborted != 0 || m.VolumesLost != 0 {
+		t.Errorf("migrations %+v, want 5 started and completed, none failed or lost", m)
+	}
+	if rep.Pods.Running != 5 || rep.Overcommits != 0 {
+		t.Errorf("pods %+v, overcommits %d: want 5 running, 0 overcommits", rep.Pods, rep.Overcommits)
+	}
+	for claim, nodes := range volumeNodes(t, s) {
+		if len(nodes) != 1 || nodes[0] == "src-0" {
+			t.Errorf("claim %s on %v, want one replica off src-0", claim, nodes)
+		}
+	}
+}
+
+// TestDrainWithRestarts kills the controllers and the node agents at each
+// migration state: every migration resumes and completes, nothing is lost.
+func TestDrainWithRestarts(t *testing.T) {
+	rep, _ := run(t, "drain-restart")
+	m := rep.Migrations
+	if m.Completed != 5 || m.Failed+m.Aborted != 0 || m.VolumesLost != 0 {
+		t.Errorf("migrations %+v, want 5 completed, none failed, aborted or lost", m)
+	}
+	if rep.Pods.Running != 5 {
+		t.Errorf("pods %+v, want 5 running", rep.Pods)
+	}
+}
+
+// TestAbort: aborted in SyncReplica, the volume stays on the source and
+// its pod runs there again after the uncordon.
+func TestAbort(t *testing.T) {
+	rep, s := run(t, "abort")
+	if m := rep.Migrations; m.Aborted != 1 || m.Completed != 0 || m.VolumesLost != 0 {
+		t.Errorf("migrations %+v, want 1 aborted, none completed or lost", m)
+	}
+	if got := volumeNodes(t, s)["vol0-db-0"]; !slices.Equal(got, []string{"src-0"}) {
+		t.Errorf("volume on %v after the abort, want [src-0]", got)
+	}
+	if rep.Pods.Running != 1 {
+		t.Errorf("pods %+v, want the pod running on src-0 again", rep.Pods)
+	}
+	// The target's replica is deleted (its agent frees the data first).
+	testenv.Eventually(t, "the rollback leaves one replica", func() bool {
+		lvrs := &v1.LocalVolumeReplicaList{}
+		return s.Client.List(context.Background(), lvrs) == nil && len(lvrs.Items) == 1
+	})
+}
+
+// TestEvictionDisabled: no migration off a node labelled
+// eviction=disable; the pods run again there after the uncordon.
+func TestEvictionDisabled(t *testing.T) {
+	rep, s := run(t, "eviction-disabled")
+	if rep.Migrations.Started != 0 || rep.Migrations.VolumesLost != 0 {
+		t.Errorf("migrations %+v, want none", rep.Migrations)
+	}
+	if rep.Pods.Running != 2 {
+		t.Errorf("pods %+v, want 2 running after the uncordon", rep.Pods)
+	}
+	events, err := s.Clientset.CoreV1().Events("").List(context.Background(), metavOpts("involvedObject.name=pinned-0,reason=EvictionDisabled"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events.Items) == 0 {
+		t.Error("no EvictionDisabled Event on pinned-0")
+	}
+}
+
+// TestDrainGroupAndHA: the two volumes of a group move together to one
+// node; the HA volume ends with two replicas on two nodes, off the
+// drained ones.
+func TestDrainGroupAndHA(t *testing.T) {
+	rep, s := run(t, "drain-group-ha")
+	if m := rep.Migrations; m.Failed+m.Aborted != 0 || m.VolumesLost != 0 || m.Completed == 0 {
+		t.Errorf("migrations %+v, want all completed, none lost", m)
+	}
+	if rep.Pods.Running != 2 {
+		t.Errorf("pods %+v, want 2 running", rep.Pods)
+	}
+	nodes := volumeNodes(t, s)
+	a, b := nodes["vol0-app-0"], nodes["vol1-app-0"]
+	if len(a) != 1 || !slices.Equal(a, b) || a[0] == "a-0" || a[0] == "c-0" {
+		t.Errorf("group volumes on %v and %v, want both on the same node, off a-0 and c-0", a, b)
+	}
+	ha := nodes["vol0-queue-0"]
+	if len(ha) != 2 || ha[0] == ha[1] || slices.Contains(ha, "a-0") || slices.Contains(ha, "c-0") {
+		t.Errorf("HA volume on %v, want two replicas on two nodes off a-0 and c-0", ha)
 	}
 }

@@ -25,7 +25,8 @@ import (
 const usage = `usage:
   hwameistor-sim demo [--hold=true]
   hwameistor-sim run --scenario FILE --report OUT.json [--keep] [--ports 27370]
-  hwameistor-sim compare A.json B.json`
+  hwameistor-sim compare A.json B.json
+  hwameistor-sim validate FILE...`
 
 func main() {
 	if len(os.Args) < 2 {
@@ -33,11 +34,8 @@ func main() {
 		os.Exit(2)
 	}
 	switch os.Args[1] {
-	case "run", "compare":
-		f := run
-		if os.Args[1] == "compare" {
-			f = compare
-		}
+	case "run", "compare", "validate":
+		f := map[string]func([]string) error{"run": run, "compare": compare, "validate": validate}[os.Args[1]]
 		if err := f(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, os.Args[1]+":", err)
 			os.Exit(1)
@@ -75,7 +73,7 @@ func demo(hold bool) error {
 		return err
 	}
 	defer s.Down()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGPIPE)
 	defer stop()
 
 	kubectl := func(args ...string) error {

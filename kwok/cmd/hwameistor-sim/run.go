@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -54,7 +55,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGPIPE)
 	defer stop()
 	start := time.Now()
 	logf := func(format string, args ...any) {
@@ -111,4 +112,21 @@ func compare(args []string) error {
 	}
 	report.Compare(os.Stdout, a, b)
 	return nil
+}
+
+// validate is `hwameistor-sim validate FILE...`: checks scenario files
+// without running them.
+func validate(args []string) error {
+	if len(args) == 0 {
+		return fmt.Errorf("usage: hwameistor-sim validate FILE...")
+	}
+	var errs []error
+	for _, f := range args {
+		if _, err := scenario.Load(f); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		fmt.Printf("%s: ok\n", f)
+	}
+	return errors.Join(errs...)
 }
