@@ -48,7 +48,7 @@ cluster-down: ## Stop the local control plane and remove its state.
 	hack/cluster-down.sh
 
 .PHONY: demo
-demo: deps control-plane ## The local demo: control plane, 3 fake nodes, volumes scheduled and provisioned (Ctrl-C stops it).
+demo: deps control-plane ## The local demo: control plane, 20 fake nodes, volumes scheduled and provisioned, a drain that migrates them (Ctrl-C stops it).
 	go run ./kwok/cmd/hwameistor-sim demo
 
 .PHONY: clean

@@ -16,10 +16,9 @@ import (
 	"syscall"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/wait"
-
-	v1 "hwameistor.io/local/api/v1alpha1"
-	"hwameistor.io/local/internal/stack"
+	"hwameistor.io/local/internal/testenv"
+	"hwameistor.io/local/kwok/scenario"
+	"hwameistor.io/local/kwok/sim"
 )
 
 const usage = `usage:
@@ -59,98 +58,60 @@ func say(format string, args ...any) {
 	fmt.Printf("\n\033[1m==> "+format+"\033[0m\n", args...)
 }
 
+// demo runs kwok/scenarios/demo.yaml, shows the cluster it leaves with
+// kubectl, and prints the report's summary.
 func demo(hold bool) error {
+	root := testenv.RootDir()
+	sc, err := scenario.Load(filepath.Join(root, "kwok", "scenarios", "demo.yaml"))
+	if err != nil {
+		return err
+	}
 	assets, err := controlPlane()
 	if err != nil {
 		return err
 	}
-	s, err := stack.Up(stack.Options{
-		Name: "demo", Ports: 12370, Assets: assets,
-		Nodes: []string{"demo-0", "demo-1", "demo-2"}, Zones: []string{"zone-a", "zone-b", "zone-c"}, Pools: "HDD=20Gi,NVMe=10Gi",
-		Log: func(format string, args ...any) { say(format, args...) },
-	})
-	if err != nil {
-		return err
-	}
-	defer s.Down()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGPIPE)
 	defer stop()
-
-	kubectl := func(args ...string) error {
+	say("the demo: %d fake nodes, %d workloads, then %d action(s) (kwok/scenarios/demo.yaml)", len(sc.NodeNames()), len(sc.Workloads), len(sc.Actions))
+	start := time.Now()
+	rep, s, err := sim.Run(ctx, sc, sim.Options{Name: "demo", Ports: 12370, Assets: assets, Keep: true,
+		Log: func(format string, args ...any) {
+			fmt.Printf("[%5.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
+		}})
+	if s != nil {
+		defer s.Down()
+	}
+	if err != nil {
+		return err
+	}
+	kubectl := func(args ...string) {
 		cmd := exec.CommandContext(ctx, filepath.Join(assets, "kubectl"), append([]string{"--kubeconfig", s.Kubeconfig}, args...)...)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-		return cmd.Run()
+		_ = cmd.Run()
 	}
-	apply := func(yaml string) error {
-		cmd := exec.CommandContext(ctx, filepath.Join(assets, "kubectl"), "--kubeconfig", s.Kubeconfig, "apply", "-f", "-")
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(yaml), os.Stdout, os.Stderr
-		return cmd.Run()
-	}
-	rollout := func(what, sts string) error {
-		say("waiting for %s", what)
-		return kubectl("rollout", "status", "statefulset/"+sts, "-n", "demo", "--timeout=180s")
-	}
+	say("pools per node after placement (LocalStorageNodes)")
+	kubectl("get", "lsn")
+	say("pods and their nodes: the drained node's pods run elsewhere now")
+	kubectl("get", "pods", "-n", sim.Namespace, "-o", "custom-columns=POD:.metadata.name,NODE:.spec.nodeName,PHASE:.status.phase")
+	say("volumes and their replicas (the HA volume has two, in two zones; the group's two share a node)")
+	kubectl("get", "lv", "-o", "custom-columns=VOLUME:.metadata.name,CLAIM:.spec.pvcName,POOL:.spec.poolName,REPLICAS:.spec.config.replicas[*].hostname,STATE:.status.state")
+	say("the drain's migrations: every copy verified before the source was removed")
+	kubectl("get", "lvmigrate", "-o", "wide")
+	say("the pod too big for any pool stays Pending and says why")
+	kubectl("get", "pod", "-n", sim.Namespace, "too-big-0", "-o", "jsonpath={.status.conditions[?(@.type=='PodScheduled')].message}{'\\n'}")
 
-	say("waiting for the node agent to report three nodes")
-	err = wait.PollUntilContextTimeout(ctx, time.Second, 90*time.Second, true, func(ctx context.Context) (bool, error) {
-		list := &v1.LocalStorageNodeList{}
-		if err := s.Client.List(ctx, list); err != nil {
-			return false, nil
-		}
-		ready := 0
-		for _, n := range list.Items {
-			if n.Status.State == v1.StateReady {
-				ready++
-			}
-		}
-		return ready == len(s.Nodes), nil
-	})
-	if err != nil {
-		return fmt.Errorf("node agent did not report: %w\n%s", err, s.Logs())
-	}
-	say("three fake nodes, each with a 20Gi HDD and a 10Gi NVMe pool")
-	if err := kubectl("get", "nodes,lsn"); err != nil {
+	out := filepath.Join(root, "_output", "demo-report.json")
+	if err := rep.Write(out); err != nil {
 		return err
 	}
-
-	say("storage classes and a StatefulSet of 5 pods x 6Gi HDD (pods name no scheduler: the webhook routes them)")
-	if err := apply(demoObjects); err != nil {
+	chart := strings.TrimSuffix(out, ".json") + ".svg"
+	if err := rep.WriteChart(chart); err != nil {
 		return err
 	}
-	if err := rollout("every pod to run", "db"); err != nil {
-		_ = kubectl("get", "pods,pvc", "-n", "demo", "-o", "wide")
-		return fmt.Errorf("%w\n%s", err, s.Logs())
-	}
-	if err := rollout("the HA volume's pod", "queue"); err != nil {
-		return fmt.Errorf("%w\n%s", err, s.Logs())
-	}
-	say("pods, claims and where the scheduler put them (spread: most free space first)")
-	if err := kubectl("get", "pods", "-n", "demo", "-o", "custom-columns=POD:.metadata.name,SCHEDULER:.spec.schedulerName,NODE:.spec.nodeName,PHASE:.status.phase"); err != nil {
-		return err
-	}
-	if err := kubectl("get", "pvc", "-n", "demo"); err != nil {
-		return err
-	}
-	say("LocalVolumes (HA: 2 replicas on nodes in different zones), replicas, and the pools after placement")
-	if err := kubectl("get", "lv,lvr,lvg"); err != nil {
-		return err
-	}
-	if err := kubectl("get", "lsn"); err != nil {
-		return err
-	}
-
-	say("a pod asking for 30Gi, more than any pool has: it stays Pending and says why")
-	if err := apply(tooBig); err != nil {
-		return err
-	}
-	time.Sleep(3 * time.Second)
-	if err := kubectl("get", "pod", "-n", "demo", "too-big", "-o", "jsonpath={.status.conditions[?(@.type=='PodScheduled')].message}{'\\n'}"); err != nil {
-		return err
-	}
-
-	say("drain and migration are the next step of the project (docs/roadmap.md)")
-	fmt.Printf("\nThe system is running. In another terminal:\n  export KUBECONFIG=%s PATH=%s:$PATH\n  kubectl get lsn,lv,lvr,lvg\n  kubectl get pods,pvc -n demo\nComponent logs: %s/*.log\n",
-		s.Kubeconfig, assets, s.Work)
+	say("summary (report %s, chart %s)", out, chart)
+	rep.Summary(os.Stdout)
+	fmt.Printf("\nThe system is running. In another terminal:\n  export KUBECONFIG=%s PATH=%s:$PATH\n  kubectl get lsn,lv,lvr,lvg,lvmigrate\n  kubectl get pods,pvc -n %s\nComponent logs: %s/*.log\n",
+		s.Kubeconfig, assets, sim.Namespace, s.Work)
 	if !hold {
 		return nil
 	}
@@ -159,79 +120,3 @@ func demo(hold bool) error {
 	say("stopping")
 	return nil
 }
-
-const demoObjects = `
-apiVersion: v1
-kind: Namespace
-metadata: {name: demo}
----
-apiVersion: storage.k8s.io/v1
-kind: StorageClass
-metadata: {name: hwameistor-storage-lvm-hdd}
-provisioner: lvm.hwameistor.io
-volumeBindingMode: WaitForFirstConsumer
-allowVolumeExpansion: true
-parameters: {poolClass: HDD, poolType: REGULAR, volumeKind: LVM, replicaNumber: "1", csi.storage.k8s.io/fstype: xfs}
----
-apiVersion: storage.k8s.io/v1
-kind: StorageClass
-metadata: {name: hwameistor-storage-lvm-nvme-ha}
-provisioner: lvm.hwameistor.io
-volumeBindingMode: WaitForFirstConsumer
-allowVolumeExpansion: true
-parameters: {poolClass: NVMe, poolType: REGULAR, volumeKind: LVM, replicaNumber: "2", csi.storage.k8s.io/fstype: xfs}
----
-apiVersion: apps/v1
-kind: StatefulSet
-metadata: {name: db, namespace: demo}
-spec:
-  replicas: 5
-  podManagementPolicy: Parallel
-  selector: {matchLabels: {app: db}}
-  serviceName: db
-  template:
-    metadata: {labels: {app: db}}
-    spec:
-      containers: [{name: db, image: postgres}]
-  volumeClaimTemplates:
-  - metadata: {name: data}
-    spec:
-      accessModes: [ReadWriteOnce]
-      storageClassName: hwameistor-storage-lvm-hdd
-      resources: {requests: {storage: 6Gi}}
----
-apiVersion: apps/v1
-kind: StatefulSet
-metadata: {name: queue, namespace: demo}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: queue}}
-  serviceName: queue
-  template:
-    metadata: {labels: {app: queue}}
-    spec:
-      containers: [{name: queue, image: rabbitmq}]
-  volumeClaimTemplates:
-  - metadata: {name: data}
-    spec:
-      accessModes: [ReadWriteOnce]
-      storageClassName: hwameistor-storage-lvm-nvme-ha
-      resources: {requests: {storage: 4Gi}}
-`
-
-const tooBig = `
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: too-big, namespace: demo}
-spec:
-  accessModes: [ReadWriteOnce]
-  storageClassName: hwameistor-storage-lvm-hdd
-  resources: {requests: {storage: 30Gi}}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: too-big, namespace: demo}
-spec:
-  containers: [{name: c, image: busybox}]
-  volumes: [{name: data, persistentVolumeClaim: {claimName: too-big}}]
-`
