@@ -92,9 +92,28 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 		return nil
 	})
+	// A migration that leaves a copy slot wakes the queued ones at once.
+	queued := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		m, ok := o.(*v1.LocalVolumeMigrate)
+		if !ok || active(m) {
+			return nil
+		}
+		all := &v1.LocalVolumeMigrateList{}
+		if err := mgr.GetClient().List(ctx, all); err != nil {
+			return nil
+		}
+		var out []reconcile.Request
+		for i := range all.Items {
+			if st := all.Items[i].Status.State; all.Items[i].Name != m.Name && (st == "" || st == v1.OperationStateSubmitted) {
+				out = append(out, reconcile.Request{NamespacedName: client.ObjectKey{Name: all.Items[i].Name}})
+			}
+		}
+		return out
+	})
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("localvolumemigrate").
 		For(&v1.LocalVolumeMigrate{}).
+		Watches(&v1.LocalVolumeMigrate{}, queued).
 		Watches(&v1.LocalVolumeReplica{}, toMigration).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Complete(r)

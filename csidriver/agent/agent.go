@@ -232,9 +232,12 @@ func (a *Agent) ReportNode(ctx context.Context, node string) error {
 	} else if err != nil {
 		return err
 	}
+	// Merge patches: the node controller patches the same object, and an
+	// update from a lagging cache would conflict.
 	if a.Replication != nil && a.Replication.Endpoint != "" && lsn.Spec.StorageIP != a.Replication.Endpoint {
+		patch := client.MergeFrom(lsn.DeepCopy())
 		lsn.Spec.StorageIP = a.Replication.Endpoint
-		if err := a.Client.Update(ctx, lsn); err != nil {
+		if err := a.Client.Patch(ctx, lsn, patch); err != nil {
 			return err
 		}
 	}
@@ -255,8 +258,9 @@ func (a *Agent) ReportNode(ctx context.Context, node string) error {
 	if equality.Semantic.DeepEqual(st, &lsn.Status) {
 		return nil
 	}
+	patch := client.MergeFrom(lsn.DeepCopy())
 	lsn.Status = *st
-	return a.Client.Status().Update(ctx, lsn)
+	return a.Client.Status().Patch(ctx, lsn, patch)
 }
 
 func (a *Agent) zone(ctx context.Context, node string) string {

@@ -21,8 +21,7 @@ import (
 // createFakeNode registers a kwok-managed Node and the CSINode that kubelet
 // and node-driver-registrar would create on a real node (external-provisioner
 // needs its topology key).
-func (h *Stack) createFakeNode(nodeName, zone string) error {
-	ctx := context.Background()
+func (h *Stack) createFakeNode(ctx context.Context, nodeName, zone string) error {
 	res := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("32"), corev1.ResourceMemory: resource.MustParse("128Gi"), corev1.ResourcePods: resource.MustParse("110")}
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: nodeName,

@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -38,6 +39,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/controllers/migrate"
 	"hwameistor.io/local/internal/testenv"
 )
 
@@ -74,6 +76,9 @@ type Options struct {
 	// CopyRate limits each node agent's copy rate (a quantity of bytes per
 	// second, "0" or empty: unlimited).
 	CopyRate string
+	// MigrationsPerNode is the controllers' --migrate-max-per-node; their
+	// default when 0.
+	MigrationsPerNode int
 	// Baseline runs the stock setup instead of routing pods to
 	// hwameistor-scheduler: no webhook, a default-scheduler profile (the
 	// in-tree VolumeBinding alone), and capacity tracking on (CSIDriver
@@ -82,6 +87,17 @@ type Options struct {
 	Baseline bool
 	// Log receives progress lines; nil discards them.
 	Log func(format string, args ...any)
+	// Context, when set, stops a bring-up in progress when it ends
+	// (Ctrl-C); whatever started is stopped.
+	Context context.Context
+}
+
+// ctx is the bring-up's context.
+func (h *Stack) ctx() context.Context {
+	if h.Context != nil {
+		return h.Context
+	}
+	return context.Background()
 }
 
 // Stack is a running system.
@@ -130,7 +146,7 @@ func Up(o Options) (s *Stack, err error) {
 	clusterDir := filepath.Join(h.Work, "cluster")
 	h.Kubeconfig = filepath.Join(clusterDir, "kubeconfig")
 	o.Log("starting the control plane (etcd, kube-apiserver, kube-controller-manager, kwok)")
-	up := exec.Command(filepath.Join(root, "hack", "cluster-up.sh"))
+	up := exec.CommandContext(h.ctx(), filepath.Join(root, "hack", "cluster-up.sh"))
 	up.Env = append(os.Environ(), "HWAMEISTOR_CLUSTER_DIR="+clusterDir,
 		fmt.Sprintf("ETCD_PORT=%d", o.Ports), fmt.Sprintf("ETCD_PEER_PORT=%d", o.Ports+1), fmt.Sprintf("APISERVER_PORT=%d", o.Ports+2),
 		fmt.Sprintf("KCM_PORT=%d", o.Ports+3), fmt.Sprintf("KWOK_PORT=%d", o.Ports+4))
@@ -140,7 +156,7 @@ func Up(o Options) (s *Stack, err error) {
 	o.Log("building the hwameistor binaries")
 	ours := filepath.Join(h.Work, "bin")
 	// One go build for the four: their links run in parallel.
-	build := exec.Command("go", "build", "-o", ours+string(filepath.Separator),
+	build := exec.CommandContext(h.ctx(), "go", "build", "-o", ours+string(filepath.Separator),
 		"./scheduler", "./controllers/cmd/hwameistor-controllers", "./csidriver/cmd/hwameistor-csi-controller", "./csidriver/cmd/hwameistor-node")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
@@ -224,7 +240,8 @@ func (h *Stack) startComponents(ours string) error {
 	}
 	if err := h.start("controllers", filepath.Join(ours, "hwameistor-controllers"), []string{"POD_NAMESPACE=hwameistor", "KUBECONFIG=" + h.Kubeconfig},
 		"--webhook-cert-dir="+certDir, fmt.Sprintf("--webhook-port=%d", h.Ports+6),
-		"--metrics-bind-address=0", fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", h.Ports+7)); err != nil {
+		"--metrics-bind-address=0", fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", h.Ports+7),
+		fmt.Sprintf("--migrate-max-per-node=%d", cmp.Or(h.MigrationsPerNode, migrate.DefaultMaxPerNode))); err != nil {
 		return err
 	}
 	if !h.Baseline {
@@ -259,14 +276,23 @@ func (h *Stack) startComponents(ours string) error {
 	}
 
 	// The fake nodes and one agent for all of them.
+	// Many at once: a thousand nodes one by one take most of a minute.
+	g, ctx := errgroup.WithContext(h.ctx())
+	g.SetLimit(16)
 	for i, n := range h.Nodes {
 		zone := ""
 		if len(h.Zones) > 0 {
 			zone = h.Zones[i%len(h.Zones)]
 		}
-		if err := h.createFakeNode(n, zone); err != nil {
-			return err
-		}
+		g.Go(func() error {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return h.createFakeNode(ctx, n, zone)
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	// Group the nodes by pools: one agent per group ("node", "node-1", ...).
 	var order []string

@@ -75,6 +75,9 @@ type Migrations struct {
 	Aborted       int   `json:"aborted"`
 	BytesVerified int64 `json:"bytesVerified"`
 	VolumesLost   int   `json:"volumesLost"`
+	// DurationSeconds runs from the first migration created to the last
+	// one finished.
+	DurationSeconds float64 `json:"durationSeconds"`
 }
 
 type Component struct {
@@ -153,8 +156,8 @@ func (r *Report) Summary(w io.Writer) {
 	fmt.Fprintf(w, "  throughput  %.2f pods/s scheduled, %.2f pods/s running (end to end)\n", r.Throughput.SchedulingPodsPerSec, r.Throughput.EndToEndPodsPerSec)
 	fmt.Fprintf(w, "  pools       utilisation %.0f%%..%.0f%%, %d overfull\n", 100*r.Pools.UtilizationMin, 100*r.Pools.UtilizationMax, r.Pools.Overfull)
 	m := r.Migrations
-	fmt.Fprintf(w, "  migrations  %d started, %d completed, %d failed, %d aborted; %s verified, %d volumes lost\n",
-		m.Started, m.Completed, m.Failed, m.Aborted, formatBytes(m.BytesVerified), m.VolumesLost)
+	fmt.Fprintf(w, "  migrations  %d started, %d completed, %d failed, %d aborted in %.1fs; %s verified, %d volumes lost\n",
+		m.Started, m.Completed, m.Failed, m.Aborted, m.DurationSeconds, formatBytes(m.BytesVerified), m.VolumesLost)
 	if len(r.Components) > 0 {
 		names := make([]string, 0, len(r.Components))
 		for k := range r.Components {

@@ -30,6 +30,9 @@ type Scenario struct {
 	// CopyRate limits each node agent's migration copies, in bytes per
 	// second (a quantity); unlimited when unset.
 	CopyRate Size `json:"copyRate,omitempty"`
+	// MigrationsPerNode is the controllers' --migrate-max-per-node (the
+	// copies from one node at once); their default when 0.
+	MigrationsPerNode int `json:"migrationsPerNode,omitempty"`
 }
 
 // NodeGroup is Count nodes named NamePrefix-0 .. NamePrefix-(Count-1).
@@ -354,6 +357,9 @@ func (s *Scenario) Validate() []FieldError {
 			bad(p+".arrival.rate", "must be positive, got %v", w.Arrival.Rate)
 		}
 	}
+	if s.MigrationsPerNode < 0 {
+		bad("migrationsPerNode", "must not be negative, got %d", s.MigrationsPerNode)
+	}
 	if s.CopyRate != "" {
 		if msg := positiveSize(s.CopyRate); msg != "" {
 			bad("copyRate", "%s", msg)
@@ -464,7 +470,7 @@ var (
 	rateFields     = field{"rate": nil}
 	workloadFields = field{"name": nil, "kind": nil, "replicas": nil, "storageClass": nil, "volumes": nil, "writeBytes": nil, "arrival": &rateFields}
 	actionFields   = field{"drain": nil, "uncordon": nil, "restart": nil, "abort": nil, "wait": nil, "at": nil}
-	schema         = field{"name": nil, "timeout": nil, "copyRate": nil,
+	schema         = field{"name": nil, "timeout": nil, "copyRate": nil, "migrationsPerNode": nil,
 		"nodes":     &field{"[]": &nodeFields},
 		"workloads": &field{"[]": &workloadFields},
 		"actions":   &field{"[]": &actionFields}}

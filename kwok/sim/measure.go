@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -120,13 +119,4 @@ func (r *runner) sampleOvercommits(ctx context.Context) {
 		}
 		_ = r.overcommits.sample(ctx, r.s.Client, r.s.Clientset)
 	}
-}
-
-// podsOf lists the scenario's pods.
-func (r *runner) podsOf(ctx context.Context) ([]corev1.Pod, error) {
-	pods, err := r.s.Clientset.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, err
-	}
-	return pods.Items, nil
 }

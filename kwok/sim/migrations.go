@@ -165,8 +165,15 @@ func (r *runner) migrations(ctx context.Context) (report.Migrations, error) {
 	if err := r.s.Client.List(ctx, list); err != nil {
 		return m, err
 	}
+	var first, last time.Time
 	for _, x := range list.Items {
 		m.Started++
+		if c := x.CreationTimestamp.Time; first.IsZero() || c.Before(first) {
+			first = c
+		}
+		if x.Status.CompletionTime != nil && x.Status.CompletionTime.After(last) {
+			last = x.Status.CompletionTime.Time
+		}
 		switch x.Status.State {
 		case v1.OperationStateCompleted:
 			m.Completed++
@@ -176,6 +183,9 @@ func (r *runner) migrations(ctx context.Context) (report.Migrations, error) {
 		case v1.OperationStateAborted:
 			m.Aborted++
 		}
+	}
+	if !last.IsZero() {
+		m.DurationSeconds = last.Sub(first).Seconds()
 	}
 	lost, err := r.verifyData(ctx)
 	m.VolumesLost = lost

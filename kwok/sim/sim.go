@@ -21,8 +21,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	kubeinformers "k8s.io/client-go/informers"
+	corelisters "k8s.io/client-go/listers/core/v1"
 	"sigs.k8s.io/yaml"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
@@ -88,8 +91,8 @@ func Run(ctx context.Context, sc *scenario.Scenario, o Options) (rep *report.Rep
 		}
 	}
 	o.Log("phase: starting the stack (%d nodes)", len(nodes))
-	s, err = stack.Up(stack.Options{Name: o.Name, Ports: o.Ports, Assets: o.Assets, Nodes: nodes,
-		Pools: sc.Nodes[0].PoolsFlag(), NodePools: nodePools, NodeLabels: nodeLabels, Cordoned: cordoned, Baseline: o.Scheduler == Baseline, CopyRate: string(sc.CopyRate), Log: func(f string, a ...any) { o.Log("stack: "+f, a...) }})
+	s, err = stack.Up(stack.Options{Context: ctx, Name: o.Name, Ports: o.Ports, Assets: o.Assets, Nodes: nodes,
+		Pools: sc.Nodes[0].PoolsFlag(), NodePools: nodePools, NodeLabels: nodeLabels, Cordoned: cordoned, Baseline: o.Scheduler == Baseline, CopyRate: string(sc.CopyRate), MigrationsPerNode: sc.MigrationsPerNode, Log: func(f string, a ...any) { o.Log("stack: "+f, a...) }})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -103,6 +106,14 @@ func Run(ctx context.Context, sc *scenario.Scenario, o Options) (rep *report.Rep
 		}
 	}()
 	r := &runner{sc: sc, s: s, o: o, bound: map[types.UID]time.Time{}, running: map[types.UID]time.Time{}}
+	// The pods are watched, not listed over and over: at thousands of pods
+	// the lists would load the apiserver the run measures.
+	informers := kubeinformers.NewSharedInformerFactoryWithOptions(s.Clientset, 0, kubeinformers.WithNamespace(Namespace))
+	r.pods = informers.Core().V1().Pods().Lister()
+	ictx, stopInformers := context.WithCancel(ctx)
+	defer stopInformers()
+	informers.Start(ictx.Done())
+	informers.WaitForCacheSync(ictx.Done())
 	rep, err = r.run(ctx)
 	if err != nil && ctx.Err() == nil {
 		err = fmt.Errorf("%w\n%s", err, s.Logs())
@@ -121,6 +132,7 @@ type runner struct {
 	createErr      error
 	mu             sync.Mutex
 	bound, running map[types.UID]time.Time
+	pods           corelisters.PodLister
 
 	// throughput and timeline are measured when the workloads settle,
 	// before the actions (their pods are new ones).
@@ -366,18 +378,14 @@ func (r *runner) await(ctx context.Context, expected int, createdAll <-chan stru
 	lastChange, lastLog := time.Now(), time.Time{}
 	prev := ""
 	for {
-		pods, err := r.s.Clientset.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{})
+		pods, err := r.pods.Pods(Namespace).List(labels.Everything())
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			time.Sleep(time.Second)
-			continue
+			return err
 		}
 		now := time.Now()
 		boundN, runningN, unschedulable := 0, 0, 0
 		r.mu.Lock()
-		for _, p := range pods.Items {
+		for _, p := range pods {
 			if p.Spec.NodeName != "" {
 				boundN++
 				if _, ok := r.bound[p.UID]; !ok {
@@ -389,7 +397,7 @@ func (r *runner) await(ctx context.Context, expected int, createdAll <-chan stru
 				if _, ok := r.running[p.UID]; !ok {
 					r.running[p.UID] = now
 				}
-			} else if c := podScheduled(&p); c != nil && c.Status == corev1.ConditionFalse {
+			} else if c := podScheduled(p); c != nil && c.Status == corev1.ConditionFalse {
 				unschedulable++
 			}
 		}
@@ -400,12 +408,12 @@ func (r *runner) await(ctx context.Context, expected int, createdAll <-chan stru
 			done = true
 		default:
 		}
-		state := fmt.Sprintf("%d/%d/%d/%d", len(pods.Items), boundN, runningN, unschedulable)
+		state := fmt.Sprintf("%d/%d/%d/%d", len(pods), boundN, runningN, unschedulable)
 		if state != prev {
 			prev, lastChange = state, now
 		}
 		if now.Sub(lastLog) >= 5*time.Second || (done && runningN == expected) {
-			r.o.Log("pods: %d created, %d scheduled, %d running of %d; %d unschedulable", len(pods.Items), boundN, runningN, expected, unschedulable)
+			r.o.Log("pods: %d created, %d scheduled, %d running of %d; %d unschedulable", len(pods), boundN, runningN, expected, unschedulable)
 			lastLog = now
 		}
 		r.errMu.Lock()
@@ -414,10 +422,10 @@ func (r *runner) await(ctx context.Context, expected int, createdAll <-chan stru
 		switch {
 		case failed:
 			return nil
-		case done && runningN == expected && len(pods.Items) == expected:
+		case done && runningN == expected && len(pods) == expected:
 			r.o.Log("phase: every pod is running")
 			return nil
-		case done && len(pods.Items) == expected && runningN+unschedulable == expected && now.Sub(lastChange) >= r.o.Settle:
+		case done && len(pods) == expected && runningN+unschedulable == expected && now.Sub(lastChange) >= r.o.Settle:
 			r.o.Log("phase: settled, %d pods unschedulable", unschedulable)
 			return nil
 		case now.After(deadline):

@@ -130,9 +130,9 @@ func wantRBAC(capacityTracking bool) map[string][]string {
 		},
 		"hwameistor-node": {
 			grants("cluster", "hwameistor.io", l("localvolumereplicas"), l("get", "list", "watch", "update")),
-			grants("cluster", "hwameistor.io", l("localvolumereplicas/status", "localstoragenodes/status"), l("update")),
-			grants("cluster", "hwameistor.io", l("localvolumereplicas/status"), l("patch")),
-			grants("cluster", "hwameistor.io", l("localstoragenodes"), l("get", "list", "watch", "create", "update")),
+			grants("cluster", "hwameistor.io", l("localvolumereplicas/status"), l("update", "patch")),
+			grants("cluster", "hwameistor.io", l("localstoragenodes/status"), l("patch")),
+			grants("cluster", "hwameistor.io", l("localstoragenodes"), l("get", "list", "watch", "create", "patch")),
 			grants(Namespace, "", l("secrets"), l("create")),
 			grants(Namespace, "", l("secrets"), l("get"), "hwameistor-replication"),
 			grants("cluster", "", l("nodes"), read),
