@@ -86,11 +86,27 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Now == nil {
 		r.Now = time.Now
 	}
-	toMigration := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+	// A target replica names its migration; any other replica (a source
+	// being pruned) wakes the unfinished migrations of its volume.
+	toMigration := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 		if m := o.GetAnnotations()[v1.SyncPendingAnnotation]; m != "" {
 			return []reconcile.Request{{NamespacedName: client.ObjectKey{Name: m}}}
 		}
-		return nil
+		rep, ok := o.(*v1.LocalVolumeReplica)
+		if !ok {
+			return nil
+		}
+		all := &v1.LocalVolumeMigrateList{}
+		if err := mgr.GetClient().List(ctx, all); err != nil {
+			return nil
+		}
+		var out []reconcile.Request
+		for i := range all.Items {
+			if m := &all.Items[i]; !finished(m) && slices.Contains(m.Status.Volumes, rep.Spec.VolumeName) {
+				out = append(out, reconcile.Request{NamespacedName: client.ObjectKey{Name: m.Name}})
+			}
+		}
+		return out
 	})
 	// A migration that leaves a copy slot wakes the queued ones at once.
 	queued := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
