@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"regexp"
 	"sort"
 	"strconv"
@@ -335,18 +336,8 @@ func (c *Controller) ControllerExpandVolume(ctx context.Context, req *csi.Contro
 	}
 	nodeExpansion := req.GetVolumeCapability().GetBlock() == nil
 	if size > lv.Spec.RequiredCapacityBytes {
-		delta := size - lv.Spec.RequiredCapacityBytes
-		for _, n := range lv.Spec.Accessibility.Nodes {
-			if err := c.checkPool(ctx, n, lv.Spec.PoolName, delta); err != nil {
-				return nil, err
-			}
-		}
-		lv.Spec.RequiredCapacityBytes = size
-		if lv.Spec.Config != nil {
-			lv.Spec.Config.RequiredCapacityBytes = size
-		}
-		if err := c.Client.Update(ctx, lv); err != nil {
-			return nil, status.Errorf(codes.Aborted, "updating LocalVolume %s: %v", name, err)
+		if err := c.expand(ctx, lv, size); err != nil {
+			return nil, err
 		}
 	}
 	err = wait.PollUntilContextCancel(ctx, c.interval(), true, func(ctx context.Context) (bool, error) {
@@ -359,6 +350,44 @@ func (c *Controller) ControllerExpandVolume(ctx context.Context, req *csi.Contro
 		return nil, status.Errorf(codes.DeadlineExceeded, "volume %s has %d of %d bytes allocated; retry", name, lv.Status.AllocatedCapacityBytes, size)
 	}
 	return &csi.ControllerExpandVolumeResponse{CapacityBytes: lv.Status.AllocatedCapacityBytes, NodeExpansionRequired: nodeExpansion}, nil
+}
+
+// ExpandName names the LocalVolumeExpand that grows volume to bytes, so a
+// retried ControllerExpandVolume finds the one it made.
+func ExpandName(volume string, bytes int64) string { return fmt.Sprintf("%s-%x", volume, bytes) }
+
+// expand asks the LocalVolumeExpand controller to grow the volume and waits
+// for its verdict: it checks every replica's pool through the scheduler's
+// ledger (reservations in flight included) before the volume changes. A
+// refusal is ResourceExhausted with the controller's message (the
+// external-resizer puts it in an Event on the claim); the refused request
+// is deleted so a retry is checked afresh.
+func (c *Controller) expand(ctx context.Context, lv *v1.LocalVolume, size int64) error {
+	req := &v1.LocalVolumeExpand{
+		ObjectMeta: metav1.ObjectMeta{Name: ExpandName(lv.Name, size)},
+		Spec:       v1.LocalVolumeExpandSpec{VolumeName: lv.Name, RequiredCapacityBytes: size},
+	}
+	if err := c.Client.Create(ctx, req); err != nil && !apierrors.IsAlreadyExists(err) {
+		return status.Errorf(codes.Unavailable, "requesting the expansion of %s: %v", lv.Name, err)
+	}
+	err := wait.PollUntilContextCancel(ctx, c.interval(), true, func(ctx context.Context) (bool, error) {
+		if err := c.Client.Get(ctx, client.ObjectKey{Name: req.Name}, req); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		switch req.Status.State {
+		case v1.OperationStateCompleted, v1.OperationStateFailed, v1.OperationStateAborted:
+			return true, nil
+		}
+		return false, nil
+	})
+	if err != nil {
+		return status.Errorf(codes.DeadlineExceeded, "expansion %s of %s is %q: %s; retry", req.Name, lv.Name, req.Status.State, req.Status.Message)
+	}
+	if req.Status.State != v1.OperationStateCompleted {
+		_ = c.Client.Delete(ctx, req)
+		return status.Errorf(codes.ResourceExhausted, "cannot expand %s to %d bytes: %s", lv.Name, size, req.Status.Message)
+	}
+	return nil
 }
 
 // ValidateVolumeCapabilities confirms capabilities of an existing volume.

@@ -7,6 +7,10 @@ import (
 	"testing"
 	"time"
 
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"hwameistor.io/local/controllers/expand"
+
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -54,6 +58,18 @@ func readyWhenCreated(t *testing.T) {
 						lv.Status.State = v1.StateReady
 						lv.Status.AllocatedCapacityBytes = lv.Spec.RequiredCapacityBytes
 						_ = env.Client.Status().Update(ctx, lv)
+					}
+					// The replicas too, as the volume controller and agents make them.
+					for _, n := range lv.Spec.Accessibility.Nodes {
+						rep := &v1.LocalVolumeReplica{ObjectMeta: metav1.ObjectMeta{Name: v1.ReplicaName(lv.Name, n)},
+							Spec: v1.LocalVolumeReplicaSpec{VolumeName: lv.Name, NodeName: n, PoolName: lv.Spec.PoolName, RequiredCapacityBytes: lv.Spec.RequiredCapacityBytes}}
+						if err := env.Client.Get(ctx, client.ObjectKeyFromObject(rep), rep); apierrors.IsNotFound(err) {
+							_ = env.Client.Create(ctx, rep)
+						}
+						if rep.Status.AllocatedCapacityBytes < lv.Spec.RequiredCapacityBytes {
+							rep.Status = v1.LocalVolumeReplicaStatus{State: v1.StateReady, Synced: true, AllocatedCapacityBytes: lv.Spec.RequiredCapacityBytes}
+							_ = env.Client.Status().Update(ctx, rep)
+						}
 					}
 				}
 			}
@@ -171,6 +187,12 @@ func TestCreateVolume(t *testing.T) {
 
 func TestDeleteExpandListCapacity(t *testing.T) {
 	readyWhenCreated(t)
+	// Expansions go through the LocalVolumeExpand controller (its capacity
+	// check is the ledger's).
+	stop := env.StartManager(t, func(_ context.Context, mgr ctrl.Manager) error {
+		return (&expand.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("test"), RetryInterval: 100 * time.Millisecond}).SetupWithManager(mgr)
+	})
+	defer stop()
 	createLSN(t, "dx-a", 4*gi)
 	c := &Controller{Client: env.Client, PollInterval: 20 * time.Millisecond}
 	ctx := withTimeout()
@@ -185,8 +207,16 @@ func TestDeleteExpandListCapacity(t *testing.T) {
 	if err != nil || resp.CapacityBytes != 2*gi || !resp.NodeExpansionRequired {
 		t.Errorf("expand: %+v, %v", resp, err)
 	}
-	if _, err := c.ControllerExpandVolume(ctx, &csi.ControllerExpandVolumeRequest{VolumeId: "pvc-dx-1", CapacityRange: &csi.CapacityRange{RequiredBytes: 10 * gi}}); status.Code(err) != codes.ResourceExhausted {
-		t.Errorf("expand beyond the pool: %v, want ResourceExhausted", err)
+	_, err = c.ControllerExpandVolume(ctx, &csi.ControllerExpandVolumeRequest{VolumeId: "pvc-dx-1", CapacityRange: &csi.CapacityRange{RequiredBytes: 10 * gi}})
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "LocalStorage_PoolHDD") {
+		t.Errorf("expand beyond the pool: %v, want ResourceExhausted naming the pool", err)
+	}
+	lv := &v1.LocalVolume{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: "pvc-dx-1"}, lv); err != nil || lv.Spec.RequiredCapacityBytes != gi {
+		t.Errorf("a refused expansion changed the volume: %+v, %v", lv.Spec, err)
+	}
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: ExpandName("pvc-dx-1", 10*gi)}, &v1.LocalVolumeExpand{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the refused LocalVolumeExpand is kept (%v): a retry would never be checked again", err)
 	}
 	if _, err := c.ControllerExpandVolume(ctx, &csi.ControllerExpandVolumeRequest{VolumeId: "missing", CapacityRange: &csi.CapacityRange{RequiredBytes: gi}}); status.Code(err) != codes.NotFound {
 		t.Errorf("expand missing: %v, want NotFound", err)

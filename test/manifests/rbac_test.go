@@ -111,7 +111,7 @@ func wantRBAC(capacityTracking bool) map[string][]string {
 		},
 		"hwameistor-csi-controller": {
 			// hwameistor-csi-controller
-			grants("cluster", "hwameistor.io", l("localvolumes"), l("get", "list", "watch", "create", "update", "delete")),
+			grants("cluster", "hwameistor.io", l("localvolumes", "localvolumeexpands"), l("get", "list", "watch", "create", "delete")),
 			grants("cluster", "hwameistor.io", l("localvolumegroups", "localstoragenodes"), read),
 			// external-provisioner
 			grants("cluster", "", l("persistentvolumes"), l("get", "list", "watch", "create", "patch", "delete")),
