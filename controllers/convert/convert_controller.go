@@ -114,7 +114,7 @@ func (r *Reconciler) byVolume(ctx context.Context, o client.Object) []reconcile.
 	var out []reconcile.Request
 	for i := range list.Items {
 		c := &list.Items[i]
-		if !finished(c.Status.State) && slices.Contains(names, c.Spec.VolumeName) {
+		if !c.Status.State.Finished() && slices.Contains(names, c.Spec.VolumeName) {
 			out = append(out, reconcile.Request{NamespacedName: client.ObjectKey{Name: c.Name}})
 		}
 	}
@@ -218,7 +218,7 @@ func (r *Reconciler) submitted(ctx context.Context, c *v1.LocalVolumeConvert) (c
 	}
 	for i := range converts.Items {
 		o := &converts.Items[i]
-		if o.Name != c.Name && o.Spec.VolumeName == name && !finished(o.Status.State) && older(o, kindConvert, c, kindConvert) {
+		if o.Name != c.Name && o.Spec.VolumeName == name && !o.Status.State.Finished() && v1.OperationBefore(o, kindConvert, c, kindConvert) {
 			return r.fail(ctx, c, "volume %s is already being converted by %s", name, o.Name)
 		}
 	}
@@ -228,7 +228,7 @@ func (r *Reconciler) submitted(ctx context.Context, c *v1.LocalVolumeConvert) (c
 		}
 		return r.wait(ctx, c, v1.OperationStateSubmitted, "waiting: volume %s is being %s", name, by)
 	}
-	nodes := replicaNodes(lv)
+	nodes := lv.ReplicaNodes()
 	switch {
 	case len(nodes) == 0:
 		return r.wait(ctx, c, v1.OperationStateSubmitted, "waiting: volume %s has no replica yet (spec.config.replicas is empty)", name)
@@ -277,7 +277,7 @@ func (r *Reconciler) busy(ctx context.Context, c *v1.LocalVolumeConvert) (string
 	}
 	for i := range migrations.Items {
 		m := &migrations.Items[i]
-		if !finished(m.Status.State) && (m.Spec.VolumeName == name || slices.Contains(m.Status.Volumes, name)) {
+		if !m.Status.State.Finished() && (m.Spec.VolumeName == name || slices.Contains(m.Status.Volumes, name)) {
 			return "migrated by " + m.Name, nil
 		}
 	}
@@ -287,7 +287,7 @@ func (r *Reconciler) busy(ctx context.Context, c *v1.LocalVolumeConvert) (string
 	}
 	for i := range expands.Items {
 		e := &expands.Items[i]
-		if e.Spec.VolumeName == name && !finished(e.Status.State) && older(e, kindExpand, c, kindConvert) {
+		if e.Spec.VolumeName == name && !e.Status.State.Finished() && v1.OperationBefore(e, kindExpand, c, kindConvert) {
 			return "expanded by " + e.Name, nil
 		}
 	}
@@ -380,7 +380,7 @@ func (r *Reconciler) capacityView(ctx context.Context) (*placement.Cache, []v1.L
 // as a LocalVolumeReplica object (one being deleted included).
 func (r *Reconciler) holdingNodes(ctx context.Context, lv *v1.LocalVolume) (map[string]bool, error) {
 	out := map[string]bool{}
-	for _, n := range replicaNodes(lv) {
+	for _, n := range lv.ReplicaNodes() {
 		out[n] = true
 	}
 	reps := &v1.LocalVolumeReplicaList{}
@@ -411,8 +411,8 @@ func (r *Reconciler) addReplica(ctx context.Context, c *v1.LocalVolumeConvert) (
 		}
 		return ctrl.Result{}, err
 	}
-	if !slices.Contains(replicaNodes(lv), source) {
-		return r.rollback(ctx, c, v1.OperationStateFailed, fmt.Sprintf("volume %s no longer has its replica on %s (replicas on %s)", lv.Name, source, strings.Join(replicaNodes(lv), ", ")))
+	if !slices.Contains(lv.ReplicaNodes(), source) {
+		return r.rollback(ctx, c, v1.OperationStateFailed, fmt.Sprintf("volume %s no longer has its replica on %s (replicas on %s)", lv.Name, source, strings.Join(lv.ReplicaNodes(), ", ")))
 	}
 	rep, err := r.ensureReplica(ctx, c, lv, target, source)
 	if err != nil {
@@ -421,7 +421,7 @@ func (r *Reconciler) addReplica(ctx context.Context, c *v1.LocalVolumeConvert) (
 	if rep.Annotations[v1.SyncPendingAnnotation] != c.Name {
 		return r.rollback(ctx, c, v1.OperationStateFailed, fmt.Sprintf("a replica of %s on %s exists that this conversion did not create", lv.Name, target))
 	}
-	if err := r.editVolume(ctx, lv.Name, func(lv *v1.LocalVolume) { addReplicaNode(lv, target) }); err != nil {
+	if err := r.editVolume(ctx, lv.Name, func(lv *v1.LocalVolume) { lv.AddReplicaNode(target) }); err != nil {
 		return ctrl.Result{}, err
 	}
 	if err := r.editGroupNodes(ctx, lv, func(nodes []string) []string {
@@ -522,7 +522,7 @@ func (r *Reconciler) syncReplica(ctx context.Context, c *v1.LocalVolumeConvert) 
 	// Verified: the volume is HA from now on.
 	ha := false
 	if err := r.editVolume(ctx, lv.Name, func(lv *v1.LocalVolume) {
-		if nodes := replicaNodes(lv); slices.Contains(nodes, source) && slices.Contains(nodes, target) {
+		if nodes := lv.ReplicaNodes(); slices.Contains(nodes, source) && slices.Contains(nodes, target) {
 			lv.Spec.ReplicaNumber, ha = 2, true
 		}
 	}); err != nil {
@@ -584,8 +584,8 @@ func (r *Reconciler) rollback(ctx context.Context, c *v1.LocalVolumeConvert, sta
 	}
 	if started {
 		err := r.editVolume(ctx, c.Spec.VolumeName, func(lv *v1.LocalVolume) {
-			if lv.Spec.ReplicaNumber < 2 && slices.Contains(replicaNodes(lv), source) {
-				removeReplicaNode(lv, target)
+			if lv.Spec.ReplicaNumber < 2 && slices.Contains(lv.ReplicaNodes(), source) {
+				lv.RemoveReplicaNode(target)
 			}
 		})
 		if client.IgnoreNotFound(err) != nil {
@@ -705,81 +705,6 @@ func (r *Reconciler) editGroupNodes(ctx context.Context, lv *v1.LocalVolume, cha
 		}
 		return r.Client.Update(ctx, g)
 	})
-}
-
-func replicaNodes(lv *v1.LocalVolume) []string {
-	if lv.Spec.Config == nil {
-		return nil
-	}
-	out := make([]string, 0, len(lv.Spec.Config.Replicas))
-	for _, r := range lv.Spec.Config.Replicas {
-		out = append(out, r.Hostname)
-	}
-	return out
-}
-
-// addReplicaNode adds node to the volume's replicas (Version++) and
-// accessibility (copied from controllers/migrate).
-func addReplicaNode(lv *v1.LocalVolume, node string) {
-	if lv.Spec.Config == nil {
-		lv.Spec.Config = &v1.VolumeConfig{VolumeName: lv.Name, RequiredCapacityBytes: lv.Spec.RequiredCapacityBytes}
-	}
-	if slices.Contains(replicaNodes(lv), node) {
-		return
-	}
-	var id int64
-	for _, r := range lv.Spec.Config.Replicas {
-		id = max(id, r.ID)
-	}
-	lv.Spec.Config.Replicas = append(lv.Spec.Config.Replicas, v1.VolumeReplica{ID: id + 1, Hostname: node})
-	lv.Spec.Config.Version++
-	if !slices.Contains(lv.Spec.Accessibility.Nodes, node) {
-		lv.Spec.Accessibility.Nodes = append(lv.Spec.Accessibility.Nodes, node)
-	}
-}
-
-// removeReplicaNode drops node from the replicas and accessibility; the
-// first remaining replica becomes primary if node was (copied from
-// controllers/migrate).
-func removeReplicaNode(lv *v1.LocalVolume, node string) {
-	if lv.Spec.Config == nil || !slices.Contains(replicaNodes(lv), node) {
-		return
-	}
-	wasPrimary := false
-	lv.Spec.Config.Replicas = slices.DeleteFunc(lv.Spec.Config.Replicas, func(r v1.VolumeReplica) bool {
-		if r.Hostname == node {
-			wasPrimary = r.Primary
-			return true
-		}
-		return false
-	})
-	if wasPrimary && len(lv.Spec.Config.Replicas) > 0 {
-		lv.Spec.Config.Replicas[0].Primary = true
-	}
-	lv.Spec.Config.Version++
-	lv.Spec.Accessibility.Nodes = slices.DeleteFunc(lv.Spec.Accessibility.Nodes, func(n string) bool { return n == node })
-}
-
-func finished(s v1.State) bool {
-	switch s {
-	case v1.OperationStateCompleted, v1.OperationStateFailed, v1.OperationStateAborted:
-		return true
-	}
-	return false
-}
-
-// older orders the operations on a volume (conversions and expansions) by
-// creation, then kind, then name: the same total order in both
-// controllers, so of two operations exactly one goes first.
-func older(a metav1.Object, aKind string, b metav1.Object, bKind string) bool {
-	ta, tb := a.GetCreationTimestamp(), b.GetCreationTimestamp()
-	if !ta.Equal(&tb) {
-		return ta.Before(&tb)
-	}
-	if aKind != bKind {
-		return aKind < bKind
-	}
-	return a.GetName() < b.GetName()
 }
 
 const (

@@ -64,7 +64,7 @@ func TestHappyPath(t *testing.T) {
 			}
 			testenv.Eventually(t, "volume placed on src and b", func() bool {
 				lv := getVolume(t, volName)
-				return slices.Equal(replicaNodes(lv), []string{"src", "b"}) && slices.Equal(lv.Spec.Accessibility.Nodes, []string{"src", "b"})
+				return slices.Equal(lv.ReplicaNodes(), []string{"src", "b"}) && slices.Equal(lv.Spec.Accessibility.Nodes, []string{"src", "b"})
 			})
 			lv := getVolume(t, volName)
 			if lv.Spec.Config.Version != 2 || lv.Spec.ReplicaNumber != 1 || !lv.Spec.Config.Replicas[0].Primary || lv.Spec.Config.Replicas[1].Primary {
@@ -98,7 +98,7 @@ func TestHappyPath(t *testing.T) {
 				t.Errorf("message %q, want %q", c.Status.Message, want)
 			}
 			lv = getVolume(t, volName)
-			if lv.Spec.ReplicaNumber != 2 || !slices.Equal(replicaNodes(lv), []string{"src", "b"}) {
+			if lv.Spec.ReplicaNumber != 2 || !slices.Equal(lv.ReplicaNodes(), []string{"src", "b"}) {
 				t.Errorf("volume after: %s", volumeSnapshot(lv))
 			}
 			testenv.Eventually(t, "sync annotations removed", func() bool {
@@ -320,7 +320,7 @@ func TestAbort(t *testing.T) {
 			case v1.OperationStateAddReplica:
 				waitState(t, name, tc.at)
 				testenv.Eventually(t, "the new replica", func() bool { return getReplica(t, volName, "tgt") != nil })
-				testenv.Eventually(t, "volume on tgt", func() bool { return slices.Contains(replicaNodes(getVolume(t, volName)), "tgt") })
+				testenv.Eventually(t, "volume on tgt", func() bool { return slices.Contains(getVolume(t, volName).ReplicaNodes(), "tgt") })
 			case v1.OperationStateSyncReplica:
 				toSync(t, name, volName)
 				agentCopied(t, volName, "tgt", gi/4, "")
@@ -382,7 +382,7 @@ func TestAbort(t *testing.T) {
 		if c.Status.State != v1.OperationStateCompleted || !strings.HasSuffix(c.Status.Message, done.Status.Message) {
 			t.Errorf("status %+v", c.Status)
 		}
-		if lv := getVolume(t, "vol-done"); lv.Spec.ReplicaNumber != 2 || !slices.Equal(replicaNodes(lv), []string{"src", "tgt"}) {
+		if lv := getVolume(t, "vol-done"); lv.Spec.ReplicaNumber != 2 || !slices.Equal(lv.ReplicaNodes(), []string{"src", "tgt"}) {
 			t.Errorf("volume %s", volumeSnapshot(lv))
 		}
 		if getReplica(t, "vol-done", "tgt") == nil {
@@ -451,7 +451,7 @@ func TestRestart(t *testing.T) {
 		if rep := getReplica(t, "vol-restart", target); rep == nil || rep.UID != uid {
 			t.Errorf("the new replica was recreated: %+v", rep)
 		}
-		if lv := getVolume(t, "vol-restart"); lv.Spec.ReplicaNumber != 2 || !slices.Equal(replicaNodes(lv), []string{"src", target}) || lv.Spec.Config.Version != 2 {
+		if lv := getVolume(t, "vol-restart"); lv.Spec.ReplicaNumber != 2 || !slices.Equal(lv.ReplicaNodes(), []string{"src", target}) || lv.Spec.Config.Version != 2 {
 			t.Errorf("volume %s, version %d", volumeSnapshot(lv), lv.Spec.Config.Version)
 		}
 		g.stop()
@@ -472,7 +472,7 @@ func TestRestart(t *testing.T) {
 		editConvert(t, "cv-crash", true, func(c *v1.LocalVolumeConvert) { c.Status.State = v1.OperationStateAddReplica })
 		startController(t)
 		testenv.Eventually(t, "the replica on the recorded target", func() bool {
-			return slices.Equal(replicaNodes(getVolume(t, "vol-crash")), []string{"src", "tgt"}) && getReplica(t, "vol-crash", "tgt") != nil
+			return slices.Equal(getVolume(t, "vol-crash").ReplicaNodes(), []string{"src", "tgt"}) && getReplica(t, "vol-crash", "tgt") != nil
 		})
 		if got := replicaObjects(t, "vol-crash"); !slices.Equal(got, []string{"src", "tgt"}) {
 			t.Errorf("replica objects %v", got)

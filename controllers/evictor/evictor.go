@@ -230,7 +230,7 @@ var migrationEnded = predicate.Funcs{
 		if !ok1 || !ok2 {
 			return true
 		}
-		return finished(o) != finished(n)
+		return o.Status.State.Finished() != n.Status.State.Finished()
 	},
 }
 
@@ -684,7 +684,7 @@ func (r *Reconciler) migratingVolumes(ctx context.Context, node string) (map[str
 	busy := map[string]bool{}
 	for i := range list.Items {
 		m := &list.Items[i]
-		if finished(m) {
+		if m.Status.State.Finished() {
 			continue
 		}
 		busy[m.Spec.VolumeName] = true
@@ -693,15 +693,6 @@ func (r *Reconciler) migratingVolumes(ctx context.Context, node string) (map[str
 		}
 	}
 	return busy, nil
-}
-
-// finished says whether a migration has ended: Completed, Failed or Aborted.
-func finished(m *v1.LocalVolumeMigrate) bool {
-	switch m.Status.State {
-	case v1.OperationStateCompleted, v1.OperationStateFailed, v1.OperationStateAborted:
-		return true
-	}
-	return false
 }
 
 // create creates the migration of group g, or replaces a finished one of
@@ -719,7 +710,7 @@ func (r *Reconciler) create(ctx context.Context, req request, g *group) (created
 		return "", false, err
 	case old.DeletionTimestamp != nil:
 		return "", true, nil // being replaced (or deleted by a user): wait until it is gone
-	case !finished(old):
+	case !old.Status.State.Finished():
 		return "", false, nil // migrating already (listed under another source node?)
 	case old.Labels[TriggerLabel] == "" || !requestedAt(old).Before(req.at):
 		// Finished for this request (or not ours): it stays as it ended; a

@@ -16,7 +16,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -96,7 +95,7 @@ func (r *Reconciler) byVolume(ctx context.Context, o client.Object) []reconcile.
 	var out []reconcile.Request
 	for i := range list.Items {
 		e := &list.Items[i]
-		if !finished(e.Status.State) && slices.Contains(names, e.Spec.VolumeName) {
+		if !e.Status.State.Finished() && slices.Contains(names, e.Spec.VolumeName) {
 			out = append(out, reconcile.Request{NamespacedName: client.ObjectKey{Name: e.Name}})
 		}
 	}
@@ -197,7 +196,7 @@ func (r *Reconciler) submitted(ctx context.Context, e *v1.LocalVolumeExpand) (ct
 		}
 		return r.wait(ctx, e, "waiting: volume %s is being %s", name, by)
 	}
-	nodes := replicaNodes(lv)
+	nodes := lv.ReplicaNodes()
 	if len(nodes) == 0 {
 		return r.wait(ctx, e, "waiting: volume %s has no replica yet (spec.config.replicas is empty)", name)
 	}
@@ -232,7 +231,7 @@ func (r *Reconciler) busy(ctx context.Context, e *v1.LocalVolumeExpand) (string,
 	}
 	for i := range migrations.Items {
 		m := &migrations.Items[i]
-		if !finished(m.Status.State) && (m.Spec.VolumeName == name || slices.Contains(m.Status.Volumes, name)) {
+		if !m.Status.State.Finished() && (m.Spec.VolumeName == name || slices.Contains(m.Status.Volumes, name)) {
 			return "migrated by " + m.Name, nil
 		}
 	}
@@ -242,7 +241,7 @@ func (r *Reconciler) busy(ctx context.Context, e *v1.LocalVolumeExpand) (string,
 	}
 	for i := range converts.Items {
 		c := &converts.Items[i]
-		if c.Spec.VolumeName == name && !finished(c.Status.State) && older(c, kindConvert, e, kindExpand) {
+		if c.Spec.VolumeName == name && !c.Status.State.Finished() && v1.OperationBefore(c, kindConvert, e, kindExpand) {
 			return "converted by " + c.Name, nil
 		}
 	}
@@ -252,7 +251,7 @@ func (r *Reconciler) busy(ctx context.Context, e *v1.LocalVolumeExpand) (string,
 	}
 	for i := range expands.Items {
 		o := &expands.Items[i]
-		if o.Name != e.Name && o.Spec.VolumeName == name && !finished(o.Status.State) && older(o, kindExpand, e, kindExpand) {
+		if o.Name != e.Name && o.Spec.VolumeName == name && !o.Status.State.Finished() && v1.OperationBefore(o, kindExpand, e, kindExpand) {
 			return "expanded by " + o.Name, nil
 		}
 	}
@@ -367,7 +366,7 @@ func (r *Reconciler) inProgress(ctx context.Context, e *v1.LocalVolumeExpand, ch
 			return ctrl.Result{}, err
 		}
 		if cur := lv.Spec.RequiredCapacityBytes; want > cur {
-			problems, err := r.checkCapacity(ctx, lv, want, replicaNodes(lv))
+			problems, err := r.checkCapacity(ctx, lv, want, lv.ReplicaNodes())
 			if err != nil {
 				return ctrl.Result{}, err
 			}
@@ -409,7 +408,7 @@ func (r *Reconciler) inProgress(ctx context.Context, e *v1.LocalVolumeExpand, ch
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, lv); err != nil {
 		return ctrl.Result{}, err
 	}
-	nodes := replicaNodes(lv)
+	nodes := lv.ReplicaNodes()
 	var pending []string
 	allocated := int64(-1)
 	for _, node := range nodes {
@@ -467,45 +466,12 @@ func (r *Reconciler) setStatus(ctx context.Context, e *v1.LocalVolumeExpand, cha
 	return r.Client.Status().Update(ctx, e)
 }
 
-func replicaNodes(lv *v1.LocalVolume) []string {
-	if lv.Spec.Config == nil {
-		return nil
-	}
-	out := make([]string, 0, len(lv.Spec.Config.Replicas))
-	for _, r := range lv.Spec.Config.Replicas {
-		out = append(out, r.Hostname)
-	}
-	return out
-}
-
 // roundUp rounds bytes up to a multiple of extent (LVM allocates extents).
 func roundUp(bytes, extent int64) int64 {
 	if extent <= 1 {
 		return bytes
 	}
 	return (bytes + extent - 1) / extent * extent
-}
-
-func finished(s v1.State) bool {
-	switch s {
-	case v1.OperationStateCompleted, v1.OperationStateFailed, v1.OperationStateAborted:
-		return true
-	}
-	return false
-}
-
-// older orders the operations on a volume (conversions and expansions) by
-// creation, then kind, then name: the same total order as the convert
-// controller's, so of two operations exactly one goes first.
-func older(a metav1.Object, aKind string, b metav1.Object, bKind string) bool {
-	ta, tb := a.GetCreationTimestamp(), b.GetCreationTimestamp()
-	if !ta.Equal(&tb) {
-		return ta.Before(&tb)
-	}
-	if aKind != bKind {
-		return aKind < bKind
-	}
-	return a.GetName() < b.GetName()
 }
 
 const (

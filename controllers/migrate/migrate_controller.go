@@ -102,7 +102,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 		var out []reconcile.Request
 		for i := range all.Items {
-			if m := &all.Items[i]; !finished(m) && slices.Contains(m.Status.Volumes, rep.Spec.VolumeName) {
+			if m := &all.Items[i]; !m.Status.State.Finished() && slices.Contains(m.Status.Volumes, rep.Spec.VolumeName) {
 				out = append(out, reconcile.Request{NamespacedName: client.ObjectKey{Name: m.Name}})
 			}
 		}
@@ -204,8 +204,8 @@ func (r *Reconciler) submitted(ctx context.Context, m *v1.LocalVolumeMigrate) (c
 		}
 		return ctrl.Result{}, err
 	}
-	if !slices.Contains(replicaNodes(lv), m.Spec.SourceNode) {
-		return r.fail(ctx, m, "node %s holds no replica of volume %s (replicas on %s)", m.Spec.SourceNode, lv.Name, strings.Join(replicaNodes(lv), ", "))
+	if !slices.Contains(lv.ReplicaNodes(), m.Spec.SourceNode) {
+		return r.fail(ctx, m, "node %s holds no replica of volume %s (replicas on %s)", m.Spec.SourceNode, lv.Name, strings.Join(lv.ReplicaNodes(), ", "))
 	}
 	vols, err := r.groupVolumes(ctx, lv)
 	if err != nil {
@@ -215,7 +215,7 @@ func (r *Reconciler) submitted(ctx context.Context, m *v1.LocalVolumeMigrate) (c
 		return r.fail(ctx, m, "volume %s is in volume group %s with %d volumes, which live on one node: set spec.migrateAllVols to move them together", lv.Name, lv.Spec.VolumeGroup, len(vols))
 	}
 	for _, v := range vols {
-		if !slices.Contains(replicaNodes(v), m.Spec.SourceNode) {
+		if !slices.Contains(v.ReplicaNodes(), m.Spec.SourceNode) {
 			return r.fail(ctx, m, "volume %s of the group has no replica on %s", v.Name, m.Spec.SourceNode)
 		}
 	}
@@ -229,10 +229,10 @@ func (r *Reconciler) submitted(ctx context.Context, m *v1.LocalVolumeMigrate) (c
 	running, fromNode := 0, 0
 	for i := range all.Items {
 		o := &all.Items[i]
-		if o.Name == m.Name || finished(o) {
+		if o.Name == m.Name || o.Status.State.Finished() {
 			continue
 		}
-		if overlaps(o, names) && older(o, m) {
+		if overlaps(o, names) && v1.OperationBefore(o, "", m, "") {
 			if o.Spec.SourceNode == m.Spec.SourceNode {
 				return r.fail(ctx, m, "volume %s is already being migrated by %s", strings.Join(names, ", "), o.Name)
 			}
@@ -346,7 +346,7 @@ func (r *Reconciler) pickTarget(ctx context.Context, m *v1.LocalVolumeMigrate, l
 	holding := map[string]bool{}
 	var pvols []placement.Volume
 	for _, v := range vols {
-		for _, n := range replicaNodes(v) {
+		for _, n := range v.ReplicaNodes() {
 			holding[n] = true
 		}
 		pool, ok := placement.PoolByName(v.Spec.PoolName)
@@ -372,7 +372,7 @@ func (r *Reconciler) pickTarget(ctx context.Context, m *v1.LocalVolumeMigrate, l
 	}
 	// The replica that stays anchors the zone preference (HA); else the source.
 	anchor := m.Spec.SourceNode
-	for _, n := range replicaNodes(lv) {
+	for _, n := range lv.ReplicaNodes() {
 		if n != m.Spec.SourceNode {
 			anchor = n
 		}
@@ -402,7 +402,7 @@ func (r *Reconciler) addReplica(ctx context.Context, m *v1.LocalVolumeMigrate) (
 			return ctrl.Result{}, err
 		}
 		if err := r.editVolume(ctx, lv.Name, func(lv *v1.LocalVolume) {
-			addReplicaNode(lv, target)
+			lv.AddReplicaNode(target)
 			if lv.Spec.ReplicaNumber < 2 {
 				// The pod waits for the copy (an HA volume's pod runs on its
 				// other replica meanwhile).
@@ -549,7 +549,7 @@ func (r *Reconciler) pruneReplica(ctx context.Context, m *v1.LocalVolumeMigrate)
 	for i, name := range m.Status.Volumes {
 		tgt := targets[i]
 		if err := r.editVolume(ctx, name, func(lv *v1.LocalVolume) {
-			removeReplicaNode(lv, source)
+			lv.RemoveReplicaNode(source)
 			delete(lv.Annotations, v1.VolumeMigrateStateAnnotation)
 			delete(lv.Annotations, v1.MigrationProgressAnnotation)
 		}); err != nil && !apierrors.IsNotFound(err) {
@@ -621,8 +621,8 @@ func (r *Reconciler) rollback(ctx context.Context, m *v1.LocalVolumeMigrate, sta
 			break
 		}
 		err := r.writeVolume(ctx, name, true, func(lv *v1.LocalVolume) {
-			if slices.Contains(replicaNodes(lv), m.Spec.SourceNode) {
-				removeReplicaNode(lv, target)
+			if slices.Contains(lv.ReplicaNodes(), m.Spec.SourceNode) {
+				lv.RemoveReplicaNode(target)
 			}
 			delete(lv.Annotations, v1.VolumeMigrateStateAnnotation)
 			delete(lv.Annotations, v1.MigrationProgressAnnotation)
@@ -631,7 +631,7 @@ func (r *Reconciler) rollback(ctx context.Context, m *v1.LocalVolumeMigrate, sta
 			return ctrl.Result{}, err
 		}
 		lv := &v1.LocalVolume{}
-		if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, lv); err == nil && slices.Contains(replicaNodes(lv), m.Spec.SourceNode) {
+		if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, lv); err == nil && slices.Contains(lv.ReplicaNodes(), m.Spec.SourceNode) {
 			if err := r.editGroupNodes(ctx, lv, true, func(nodes []string) []string {
 				return slices.DeleteFunc(nodes, func(n string) bool { return n == target })
 			}); err != nil {
@@ -748,7 +748,7 @@ func (r *Reconciler) setStatus(ctx context.Context, m *v1.LocalVolumeMigrate, ch
 	if err := r.Client.Status().Update(ctx, m); err != nil {
 		return err
 	}
-	if finished(m) {
+	if m.Status.State.Finished() {
 		r.endedMu.Lock()
 		if r.ended == nil {
 			r.ended = map[types.UID]bool{}
@@ -767,7 +767,7 @@ func (r *Reconciler) lagsEnd(m *v1.LocalVolumeMigrate) bool {
 	if !r.ended[m.UID] {
 		return false
 	}
-	if finished(m) {
+	if m.Status.State.Finished() {
 		delete(r.ended, m.UID)
 		return false
 	}
@@ -775,57 +775,6 @@ func (r *Reconciler) lagsEnd(m *v1.LocalVolumeMigrate) bool {
 }
 
 func ptrNow(t time.Time) *metav1.Time { mt := metav1.NewTime(t); return &mt }
-
-func replicaNodes(lv *v1.LocalVolume) []string {
-	if lv.Spec.Config == nil {
-		return nil
-	}
-	out := make([]string, 0, len(lv.Spec.Config.Replicas))
-	for _, r := range lv.Spec.Config.Replicas {
-		out = append(out, r.Hostname)
-	}
-	return out
-}
-
-// addReplicaNode adds node to the volume's replicas and accessibility.
-func addReplicaNode(lv *v1.LocalVolume, node string) {
-	if lv.Spec.Config == nil {
-		lv.Spec.Config = &v1.VolumeConfig{VolumeName: lv.Name, RequiredCapacityBytes: lv.Spec.RequiredCapacityBytes}
-	}
-	if slices.Contains(replicaNodes(lv), node) {
-		return
-	}
-	var id int64
-	for _, r := range lv.Spec.Config.Replicas {
-		id = max(id, r.ID)
-	}
-	lv.Spec.Config.Replicas = append(lv.Spec.Config.Replicas, v1.VolumeReplica{ID: id + 1, Hostname: node})
-	lv.Spec.Config.Version++
-	if !slices.Contains(lv.Spec.Accessibility.Nodes, node) {
-		lv.Spec.Accessibility.Nodes = append(lv.Spec.Accessibility.Nodes, node)
-	}
-}
-
-// removeReplicaNode drops node from the replicas and accessibility; the
-// first remaining replica becomes primary if node was.
-func removeReplicaNode(lv *v1.LocalVolume, node string) {
-	if lv.Spec.Config == nil || !slices.Contains(replicaNodes(lv), node) {
-		return
-	}
-	wasPrimary := false
-	lv.Spec.Config.Replicas = slices.DeleteFunc(lv.Spec.Config.Replicas, func(r v1.VolumeReplica) bool {
-		if r.Hostname == node {
-			wasPrimary = r.Primary
-			return true
-		}
-		return false
-	})
-	if wasPrimary && len(lv.Spec.Config.Replicas) > 0 {
-		lv.Spec.Config.Replicas[0].Primary = true
-	}
-	lv.Spec.Config.Version++
-	lv.Spec.Accessibility.Nodes = slices.DeleteFunc(lv.Spec.Accessibility.Nodes, func(n string) bool { return n == node })
-}
 
 func setAnnotation(lv *v1.LocalVolume, k, v string) {
 	if lv.Annotations == nil {
@@ -840,14 +789,6 @@ func volumeNames(vols []*v1.LocalVolume) []string {
 		out = append(out, v.Name)
 	}
 	return out
-}
-
-func finished(m *v1.LocalVolumeMigrate) bool {
-	switch m.Status.State {
-	case v1.OperationStateCompleted, v1.OperationStateFailed, v1.OperationStateAborted:
-		return true
-	}
-	return false
 }
 
 // active migrations hold a copy slot.
@@ -872,11 +813,3 @@ func overlaps(o *v1.LocalVolumeMigrate, names []string) bool {
 	return false
 }
 
-// older orders migrations by creation, then name: of two migrations of the
-// same volume the older proceeds and the younger fails.
-func older(a, b *v1.LocalVolumeMigrate) bool {
-	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
-		return a.CreationTimestamp.Before(&b.CreationTimestamp)
-	}
-	return a.Name < b.Name
-}

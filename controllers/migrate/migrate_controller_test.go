@@ -38,7 +38,7 @@ func toSync(t *testing.T, name, volume string) string {
 
 func lvReplicas(t *testing.T, volume string) []string {
 	t.Helper()
-	return replicaNodes(getVolume(t, volume))
+	return getVolume(t, volume).ReplicaNodes()
 }
 
 // TestHappyPath walks one volume through every state, with the test in
@@ -73,7 +73,7 @@ func TestHappyPath(t *testing.T) {
 	}
 	testenv.Eventually(t, "volume placed on src and n1, annotated", func() bool {
 		lv := getVolume(t, "vol-happy")
-		return slices.Equal(replicaNodes(lv), []string{"src", "n1"}) &&
+		return slices.Equal(lv.ReplicaNodes(), []string{"src", "n1"}) &&
 			lv.Annotations[v1.VolumeMigrateStateAnnotation] == v1.VolumeMigrateStarted &&
 			lv.Annotations[v1.MigrationProgressAnnotation] == "src → n1, 0%"
 	})
@@ -107,7 +107,7 @@ func TestHappyPath(t *testing.T) {
 		t.Errorf("completed status %+v", m.Status)
 	}
 	lv := getVolume(t, "vol-happy")
-	if !slices.Equal(replicaNodes(lv), []string{"n1"}) || !slices.Equal(lv.Spec.Accessibility.Nodes, []string{"n1"}) || !lv.Spec.Config.Replicas[0].Primary {
+	if !slices.Equal(lv.ReplicaNodes(), []string{"n1"}) || !slices.Equal(lv.Spec.Accessibility.Nodes, []string{"n1"}) || !lv.Spec.Config.Replicas[0].Primary {
 		t.Errorf("volume after the migration: %s", volumeSnapshot(lv))
 	}
 	if _, ok := lv.Annotations[v1.VolumeMigrateStateAnnotation]; ok {
@@ -357,7 +357,7 @@ func TestHAVolume(t *testing.T) {
 			agentVerified(t, vol, "t")
 			waitState(t, mig, v1.OperationStateCompleted)
 			lv = getVolume(t, vol)
-			if !slices.Equal(replicaNodes(lv), []string{"b", "t"}) || !lv.Spec.Config.Replicas[0].Primary || lv.Spec.Config.Replicas[1].Primary {
+			if !slices.Equal(lv.ReplicaNodes(), []string{"b", "t"}) || !lv.Spec.Config.Replicas[0].Primary || lv.Spec.Config.Replicas[1].Primary {
 				t.Errorf("volume after: %s", volumeSnapshot(lv))
 			}
 			if got := replicaNodesOf(t, vol); !slices.Equal(got, []string{"b", "t"}) {

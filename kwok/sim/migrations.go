@@ -22,15 +22,6 @@ import (
 	"hwameistor.io/local/kwok/report"
 )
 
-// finished says whether a migration reached a final state.
-func finished(m *v1.LocalVolumeMigrate) bool {
-	switch m.Status.State {
-	case v1.OperationStateCompleted, v1.OperationStateFailed, v1.OperationStateAborted:
-		return true
-	}
-	return false
-}
-
 // awaitMigrationState blocks until some migration is in state (listing,
 // then watching from the list, so short states are seen); empty state
 // returns at once. It fails when every migration has been finished for
@@ -58,7 +49,7 @@ func (r *runner) awaitMigrationState(ctx context.Context, i int, state string) e
 			r.o.Log("action %d: migration %s is in %s", i, m.Name, state)
 			return nil
 		}
-		busy[m.Name] = !finished(m)
+		busy[m.Name] = !m.Status.State.Finished()
 	}
 	w, err := wc.Watch(ctx, &v1.LocalVolumeMigrateList{}, &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: list.ResourceVersion}})
 	if err != nil {
@@ -95,7 +86,7 @@ func (r *runner) awaitMigrationState(ctx context.Context, i int, state string) e
 				r.o.Log("action %d: migration %s is in %s", i, m.Name, state)
 				return nil
 			}
-			busy[m.Name] = !finished(m) && ev.Type != watch.Deleted
+			busy[m.Name] = !m.Status.State.Finished() && ev.Type != watch.Deleted
 		}
 	}
 }
@@ -109,7 +100,7 @@ func (r *runner) abort(ctx context.Context, i int, node string) error {
 	n := 0
 	for j := range list.Items {
 		m := &list.Items[j]
-		if m.Spec.SourceNode != node || finished(m) {
+		if m.Spec.SourceNode != node || m.Status.State.Finished() {
 			continue
 		}
 		patch := client.MergeFrom(m.DeepCopy())
@@ -138,7 +129,7 @@ func (r *runner) settleAfterActions(ctx context.Context, expected int) error {
 		busy := 0
 		for j := range list.Items {
 			counts[list.Items[j].Status.State]++
-			if !finished(&list.Items[j]) {
+			if !list.Items[j].Status.State.Finished() {
 				busy++
 			}
 		}
@@ -217,18 +208,6 @@ func (r *runner) volumesOf(ctx context.Context, workload string) ([]*v1.LocalVol
 	return out, nil
 }
 
-// replicaNodes are the nodes the volume's configuration places it on.
-func replicaNodes(lv *v1.LocalVolume) []string {
-	if lv.Spec.Config == nil {
-		return nil
-	}
-	var out []string
-	for _, rep := range lv.Spec.Config.Replicas {
-		out = append(out, rep.Hostname)
-	}
-	return out
-}
-
 // writeData plays the application: it writes writeBytes of random data
 // into every replica of every provisioned volume of the workloads that ask
 // for it (through the emulated backend, as a pod would through its mount)
@@ -252,7 +231,7 @@ func (r *runner) writeData(ctx context.Context) error {
 			data := make([]byte, n)
 			seeded := mathrand.NewChaCha8([32]byte([]byte(fmt.Sprintf("%-32.32s", lv.Name))))
 			_, _ = seeded.Read(data)
-			for _, node := range replicaNodes(lv) {
+			for _, node := range lv.ReplicaNodes() {
 				lv, node := lv, node
 				jobs = append(jobs, func() error {
 					sum, err := r.writeVolume(ctx, node, lv, data)
@@ -324,7 +303,7 @@ func (r *runner) verifyData(ctx context.Context) (int, error) {
 			continue
 		}
 		ok := false
-		for _, node := range replicaNodes(lv) {
+		for _, node := range lv.ReplicaNodes() {
 			got, err := r.readChecksum(ctx, node, lv)
 			if err == nil && got == want {
 				ok = true
