@@ -239,7 +239,7 @@ func (h *Stack) startComponents(ours string) error {
 		return err
 	}
 	if err := h.start("controllers", filepath.Join(ours, "hwameistor-controllers"), []string{"POD_NAMESPACE=hwameistor", "KUBECONFIG=" + h.Kubeconfig},
-		"--webhook-cert-dir="+certDir, fmt.Sprintf("--webhook-port=%d", h.Ports+6),
+		"--webhook-cert-dir="+certDir, fmt.Sprintf("--webhook-port=%d", h.Ports+6), "--kube-api-qps=100", "--kube-api-burst=200",
 		"--metrics-bind-address=0", fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", h.Ports+7),
 		fmt.Sprintf("--migrate-max-per-node=%d", cmp.Or(h.MigrationsPerNode, migrate.DefaultMaxPerNode))); err != nil {
 		return err
@@ -256,7 +256,7 @@ func (h *Stack) startComponents(ours string) error {
 	// CSI controller service with the real sidecars.
 	ctrlSock := filepath.Join(h.Work, "csi", "controller.sock")
 	if err := h.start("csi-controller", filepath.Join(ours, "hwameistor-csi-controller"), []string{"KUBECONFIG=" + h.Kubeconfig},
-		"--csi-address=unix://"+ctrlSock); err != nil {
+		"--csi-address=unix://"+ctrlSock, "--kube-api-qps=100", "--kube-api-burst=200"); err != nil {
 		return err
 	}
 	provArgs := []string{"--csi-address=" + ctrlSock, kc, "--feature-gates=Topology=true", "--extra-create-metadata",
@@ -310,7 +310,7 @@ func (h *Stack) startComponents(ours string) error {
 	for i, pools := range order {
 		nodes := groups[pools]
 		args := []string{"--backend=emulated", "--emulated-root=" + filepath.Join(h.Work, "pools"), "--emulated-pools=" + pools,
-			"--metrics-bind-address=0", "--report-interval=5s", fmt.Sprintf("--emulated-attach=%t", h.Mount),
+			"--metrics-bind-address=0", "--report-interval=5s", fmt.Sprintf("--emulated-attach=%t", h.Mount), "--kube-api-qps=100", "--kube-api-burst=200",
 			fmt.Sprintf("--replication-address=127.0.0.1:%d", h.Ports+10+i), "--replication-rate=" + cmp.Or(h.CopyRate, "0")}
 		if h.Mount && len(h.Nodes) == 1 {
 			h.NodeSocket = filepath.Join(h.Work, "csi", "node.sock")

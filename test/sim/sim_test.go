@@ -116,11 +116,11 @@ func TestDrain(t *testing.T) {
 func TestDrainWithRestarts(t *testing.T) {
 	rep, _ := run(t, "drain-restart")
 	m := rep.Migrations
-	if m.Completed != 5 || m.Failed+m.Aborted != 0 || m.VolumesLost != 0 {
-		t.Errorf("migrations %+v, want 5 completed, none failed, aborted or lost", m)
+	if m.Completed != 6 || m.Failed+m.Aborted != 0 || m.VolumesLost != 0 {
+		t.Errorf("migrations %+v, want 6 completed, none failed, aborted or lost", m)
 	}
-	if rep.Pods.Running != 5 {
-		t.Errorf("pods %+v, want 5 running", rep.Pods)
+	if rep.Pods.Running != 6 {
+		t.Errorf("pods %+v, want 6 running", rep.Pods)
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"hwameistor.io/local/internal/restconfig"
+
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -52,6 +54,8 @@ func main() {
 	flag.IntVar(&migrations.MaxPerNode, "migrate-max-per-node", migrate.DefaultMaxPerNode, "migrations copying from one node at once")
 	flag.IntVar(&migrations.MaxTotal, "migrate-max-total", migrate.DefaultMaxTotal, "migrations copying in the whole cluster at once")
 	flag.DurationVar(&migrations.Deadline, "migrate-deadline", migrate.DefaultDeadline, "how long a migration may take before it is rolled back and reported Failed")
+	var apiFlags restconfig.Flags
+	apiFlags.Bind(flag.CommandLine)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -75,7 +79,12 @@ func main() {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(v1alpha1.AddToScheme(scheme))
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	cfg, err := apiFlags.Config()
+	if err != nil {
+		log.Error(err, "Bad flags")
+		os.Exit(2)
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress:        probeAddr,

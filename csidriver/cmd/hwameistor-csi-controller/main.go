@@ -9,6 +9,8 @@ import (
 	"flag"
 	"os"
 
+	"hwameistor.io/local/internal/restconfig"
+
 	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -23,6 +25,8 @@ import (
 
 func main() {
 	endpoint := flag.String("csi-address", "unix:///csi/csi.sock", "CSI endpoint (unix:///path or tcp://host:port)")
+	var apiFlags restconfig.Flags
+	apiFlags.Bind(flag.CommandLine)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -32,7 +36,12 @@ func main() {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(v1.AddToScheme(scheme))
-	c, err := cluster.New(ctrl.GetConfigOrDie(), func(o *cluster.Options) { o.Scheme = scheme })
+	cfg, err := apiFlags.Config()
+	if err != nil {
+		log.Error(err, "Bad flags")
+		os.Exit(2)
+	}
+	c, err := cluster.New(cfg, func(o *cluster.Options) { o.Scheme = scheme })
 	if err != nil {
 		log.Error(err, "Cannot create the client")
 		os.Exit(1)

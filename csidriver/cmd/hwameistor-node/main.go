@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"hwameistor.io/local/internal/restconfig"
+
 	"github.com/go-logr/logr"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
@@ -59,6 +61,8 @@ func main() {
 	flag.StringVar(&replAdvertise, "replication-advertise", "", "host:port other agents reach --replication-address at (written to LocalStorageNode spec.storageIP); default --replication-address")
 	flag.StringVar(&replSecret, "replication-secret", "hwameistor-replication", "Secret (in $POD_NAMESPACE, default hwameistor) holding the key agents authenticate copies with; created when missing")
 	flag.StringVar(&replRate, "replication-rate", "0", "copy-rate limit per agent for the copies it serves, bytes per second as a quantity (e.g. 100Mi); 0 is unlimited")
+	var apiFlags restconfig.Flags
+	apiFlags.Bind(flag.CommandLine)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -87,7 +91,11 @@ func main() {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(v1.AddToScheme(scheme))
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: metricsAddr}})
+	cfg, err := apiFlags.Config()
+	if err != nil {
+		fail(log, err, "Bad flags")
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: metricsAddr}})
 	if err != nil {
 		fail(log, err, "Cannot create the manager")
 	}
