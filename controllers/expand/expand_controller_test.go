@@ -7,9 +7,9 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/util/retry"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/controllers/internal/fixture"
 	"hwameistor.io/local/internal/testenv"
 )
 
@@ -25,17 +25,17 @@ func TestHappyPath(t *testing.T) {
 		nodes    []node
 		replicas []string
 	}{
-		{name: "one replica", nodes: []node{{name: "a", free: 10 * gi}}, replicas: []string{"a"}},
-		{name: "HA: both replicas grow", nodes: []node{{name: "a", free: 10 * gi}, {name: "b", free: 3 * gi}}, replicas: []string{"a", "b"}},
+		{name: "one replica", nodes: []node{{Name: "a", Free: 10 * gi}}, replicas: []string{"a"}},
+		{name: "HA: both replicas grow", nodes: []node{{Name: "a", Free: 10 * gi}, {Name: "b", Free: 3 * gi}}, replicas: []string{"a", "b"}},
 		// The growth is no new volume: a pool without a free volume slot grows.
-		{name: "pool without free volume slots", nodes: []node{{name: "a", free: 10 * gi, slots: -1}}, replicas: []string{"a"}},
+		{name: "pool without free volume slots", nodes: []node{{Name: "a", Free: 10 * gi, Slots: -1}}, replicas: []string{"a"}},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			reset(t)
-			createNodes(t, tc.nodes...)
+			fixture.Reset(t, env.Client)
+			fixture.CreateNodes(t, env.Client, tc.nodes...)
 			volName, name := fmt.Sprintf("vol-happy-%d", i), fmt.Sprintf("exp-happy-%d", i)
-			createVolume(t, vol{name: volName, replicas: tc.replicas})
+			fixture.CreateVolume(t, env.Client, vol{Name: volName, Replicas: tc.replicas})
 			startController(t)
 			createExpand(t, name, volName, 4*gi)
 
@@ -45,7 +45,7 @@ func TestHappyPath(t *testing.T) {
 				t.Errorf("message %q", e.Status.Message)
 			}
 			testenv.Eventually(t, "volume grown", func() bool {
-				lv := getVolume(t, volName)
+				lv := fixture.GetVolume(t, env.Client, volName)
 				return lv.Spec.RequiredCapacityBytes == 4*gi && lv.Spec.Config.RequiredCapacityBytes == 4*gi
 			})
 			wait := "waiting for the replicas to grow to 4Gi: " + strings.Join(tc.replicas, " has 1Gi, ") + " has 1Gi"
@@ -65,7 +65,7 @@ func TestHappyPath(t *testing.T) {
 				t.Errorf("status %+v, want %q and 4Gi allocated", e.Status, want)
 			}
 			testenv.Eventually(t, "the volume controller reports 4Gi allocated", func() bool {
-				return getVolume(t, volName).Status.AllocatedCapacityBytes == 4*gi
+				return fixture.GetVolume(t, env.Client, volName).Status.AllocatedCapacityBytes == 4*gi
 			})
 			waitEvents(t, name, "Expanding", "Completed")
 		})
@@ -82,32 +82,32 @@ func TestCapacity(t *testing.T) {
 		other    *vol // another volume, placed
 		want     string
 	}{
-		{name: "pool too small", nodes: []node{{name: "hdd-1", free: 2 * gi}}, replicas: []string{"hdd-1"},
+		{name: "pool too small", nodes: []node{{Name: "hdd-1", Free: 2 * gi}}, replicas: []string{"hdd-1"},
 			want: "cannot grow vol-cap from 1Gi to 5Gi: node hdd-1 pool LocalStorage_PoolHDD: need 4Gi, free 2Gi"},
-		{name: "HA: the second node is short", nodes: []node{{name: "hdd-1", free: 10 * gi}, {name: "hdd-2", free: 2 * gi}},
+		{name: "HA: the second node is short", nodes: []node{{Name: "hdd-1", Free: 10 * gi}, {Name: "hdd-2", Free: 2 * gi}},
 			replicas: []string{"hdd-1", "hdd-2"},
 			want:     "cannot grow vol-cap from 1Gi to 5Gi: node hdd-2 pool LocalStorage_PoolHDD: need 4Gi, free 2Gi"},
-		{name: "HA: the first node is short", nodes: []node{{name: "hdd-1", free: 3 * gi}, {name: "hdd-2", free: 10 * gi}},
+		{name: "HA: the first node is short", nodes: []node{{Name: "hdd-1", Free: 3 * gi}, {Name: "hdd-2", Free: 10 * gi}},
 			replicas: []string{"hdd-1", "hdd-2"},
 			want:     "cannot grow vol-cap from 1Gi to 5Gi: node hdd-1 pool LocalStorage_PoolHDD: need 4Gi, free 3Gi"},
-		{name: "HA: both nodes are short", nodes: []node{{name: "hdd-1", free: 3 * gi}, {name: "hdd-2", free: 2 * gi}},
+		{name: "HA: both nodes are short", nodes: []node{{Name: "hdd-1", Free: 3 * gi}, {Name: "hdd-2", Free: 2 * gi}},
 			replicas: []string{"hdd-1", "hdd-2"},
 			want:     "cannot grow vol-cap from 1Gi to 5Gi: node hdd-1 pool LocalStorage_PoolHDD: need 4Gi, free 3Gi; node hdd-2 pool LocalStorage_PoolHDD: need 4Gi, free 2Gi"},
-		{name: "a placement the node does not count yet", nodes: []node{{name: "hdd-1", free: 6 * gi}}, replicas: []string{"hdd-1"},
-			other: &vol{name: "vol-new", size: 3 * gi, replicas: []string{"hdd-1"}, unlisted: true},
+		{name: "a placement the node does not count yet", nodes: []node{{Name: "hdd-1", Free: 6 * gi}}, replicas: []string{"hdd-1"},
+			other: &vol{Name: "vol-new", Size: 3 * gi, Replicas: []string{"hdd-1"}, Unlisted: true},
 			want:  "cannot grow vol-cap from 1Gi to 5Gi: node hdd-1 pool LocalStorage_PoolHDD: need 4Gi, free 3Gi (3Gi reserved in flight)"},
-		{name: "node NotReady", nodes: []node{{name: "hdd-1", free: 10 * gi, notReady: true}}, replicas: []string{"hdd-1"},
+		{name: "node NotReady", nodes: []node{{Name: "hdd-1", Free: 10 * gi, NotReady: true}}, replicas: []string{"hdd-1"},
 			want: "cannot grow vol-cap from 1Gi to 5Gi: node hdd-1: LocalStorageNode is NotReady, not Ready"},
-		{name: "volume size limit", nodes: []node{{name: "hdd-1", free: 10 * gi, limit: 3 * gi}}, replicas: []string{"hdd-1"},
+		{name: "volume size limit", nodes: []node{{Name: "hdd-1", Free: 10 * gi, Limit: 3 * gi}}, replicas: []string{"hdd-1"},
 			want: "cannot grow vol-cap from 1Gi to 5Gi: node hdd-1 pool LocalStorage_PoolHDD takes volumes up to 3Gi, 5Gi requested"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			reset(t)
-			createNodes(t, tc.nodes...)
-			createVolume(t, vol{name: "vol-cap", replicas: tc.replicas})
+			fixture.Reset(t, env.Client)
+			fixture.CreateNodes(t, env.Client, tc.nodes...)
+			fixture.CreateVolume(t, env.Client, vol{Name: "vol-cap", Replicas: tc.replicas})
 			if tc.other != nil {
-				createVolume(t, *tc.other)
+				fixture.CreateVolume(t, env.Client, *tc.other)
 			}
 			before := volumeSnapshot(t, "vol-cap")
 			startController(t)
@@ -128,10 +128,10 @@ func TestCapacity(t *testing.T) {
 // TestGrowthInFlight: a growth promised to one volume but not yet made by
 // the node's agent counts against the next expansion on that node.
 func TestGrowthInFlight(t *testing.T) {
-	reset(t)
-	createNodes(t, node{name: "hdd-1", free: 5 * gi})
-	createVolume(t, vol{name: "vol-1", replicas: []string{"hdd-1"}})
-	createVolume(t, vol{name: "vol-2", replicas: []string{"hdd-1"}})
+	fixture.Reset(t, env.Client)
+	fixture.CreateNodes(t, env.Client, node{Name: "hdd-1", Free: 5 * gi})
+	fixture.CreateVolume(t, env.Client, vol{Name: "vol-1", Replicas: []string{"hdd-1"}})
+	fixture.CreateVolume(t, env.Client, vol{Name: "vol-2", Replicas: []string{"hdd-1"}})
 	startController(t)
 	createExpand(t, "exp-1", "vol-1", 4*gi)
 	waitExpand(t, "exp-1", "waiting for the agent", hasPrefix("waiting for the replicas to grow"))
@@ -157,20 +157,12 @@ func TestGrowthInFlight(t *testing.T) {
 
 func setPoolFree(t *testing.T, node string, free int64) {
 	t.Helper()
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		lsn := &v1.LocalStorageNode{}
-		if err := env.Client.Get(t.Context(), clientKey(node), lsn); err != nil {
-			return err
-		}
+	fixture.EditStatus(t, env.Client, node, func(lsn *v1.LocalStorageNode) {
 		p := lsn.Status.Pools[v1.PoolNameHDD]
 		p.UsedCapacityBytes += p.FreeCapacityBytes - free
 		p.FreeCapacityBytes = free
 		lsn.Status.Pools[v1.PoolNameHDD] = p
-		return env.Client.Status().Update(t.Context(), lsn)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestBadInput: a missing volume fails; a request no larger than the
@@ -192,9 +184,9 @@ func TestBadInput(t *testing.T) {
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			reset(t)
-			createNodes(t, node{name: "a", free: 100 * gi})
-			createVolume(t, vol{name: "vol-big", size: 5 * gi, replicas: []string{"a"}})
+			fixture.Reset(t, env.Client)
+			fixture.CreateNodes(t, env.Client, node{Name: "a", Free: 100 * gi})
+			fixture.CreateVolume(t, env.Client, vol{Name: "vol-big", Size: 5 * gi, Replicas: []string{"a"}})
 			before := volumeSnapshot(t, "vol-big")
 			startController(t)
 			name := fmt.Sprintf("exp-bad-%d", i)
@@ -227,35 +219,21 @@ func TestWaiting(t *testing.T) {
 	}{
 		{name: "an unfinished migration",
 			setup: func(t *testing.T) {
-				create(t, &v1.LocalVolumeMigrate{ObjectMeta: metav1.ObjectMeta{Name: "mig-1"},
+				fixture.Create(t, env.Client, &v1.LocalVolumeMigrate{ObjectMeta: metav1.ObjectMeta{Name: "mig-1"},
 					Spec: v1.LocalVolumeMigrateSpec{VolumeName: "vol-wait", SourceNode: "a"}})
 			},
 			want: "waiting: volume vol-wait is being migrated by mig-1",
 			unblock: func(t *testing.T) {
-				m := &v1.LocalVolumeMigrate{}
-				testenv.Eventually(t, "migration completed by hand", func() bool {
-					if err := env.Client.Get(t.Context(), clientKey("mig-1"), m); err != nil {
-						return false
-					}
-					m.Status.State = v1.OperationStateCompleted
-					return env.Client.Status().Update(t.Context(), m) == nil
-				})
+				fixture.EditStatus(t, env.Client, "mig-1", func(m *v1.LocalVolumeMigrate) { m.Status.State = v1.OperationStateCompleted })
 			}},
 		{name: "an older unfinished conversion",
 			setup: func(t *testing.T) {
-				create(t, &v1.LocalVolumeConvert{ObjectMeta: metav1.ObjectMeta{Name: "cv-1"},
+				fixture.Create(t, env.Client, &v1.LocalVolumeConvert{ObjectMeta: metav1.ObjectMeta{Name: "cv-1"},
 					Spec: v1.LocalVolumeConvertSpec{VolumeName: "vol-wait", ReplicaNumber: 2}})
 			},
 			want: "waiting: volume vol-wait is being converted by cv-1",
 			unblock: func(t *testing.T) {
-				c := &v1.LocalVolumeConvert{}
-				testenv.Eventually(t, "conversion failed by hand", func() bool {
-					if err := env.Client.Get(t.Context(), clientKey("cv-1"), c); err != nil {
-						return false
-					}
-					c.Status.State = v1.OperationStateFailed
-					return env.Client.Status().Update(t.Context(), c) == nil
-				})
+				fixture.EditStatus(t, env.Client, "cv-1", func(c *v1.LocalVolumeConvert) { c.Status.State = v1.OperationStateFailed })
 			}},
 		{name: "an older unfinished expansion",
 			setup: func(t *testing.T) {
@@ -271,9 +249,9 @@ func TestWaiting(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			reset(t)
-			createNodes(t, node{name: "a", free: 10 * gi})
-			createVolume(t, vol{name: "vol-wait", replicas: []string{"a"}})
+			fixture.Reset(t, env.Client)
+			fixture.CreateNodes(t, env.Client, node{Name: "a", Free: 10 * gi})
+			fixture.CreateVolume(t, env.Client, vol{Name: "vol-wait", Replicas: []string{"a"}})
 			tc.setup(t)
 			createExpand(t, "exp-wait", "vol-wait", 3*gi)
 			startController(t)
@@ -281,13 +259,13 @@ func TestWaiting(t *testing.T) {
 			if e.Status.State != v1.OperationStateSubmitted || e.Status.Message != tc.want {
 				t.Fatalf("status %+v, want Submitted with %q", e.Status, tc.want)
 			}
-			if got := getVolume(t, "vol-wait").Spec.RequiredCapacityBytes; got > 2*gi {
+			if got := fixture.GetVolume(t, env.Client, "vol-wait").Spec.RequiredCapacityBytes; got > 2*gi {
 				t.Errorf("volume grown to %d bytes while waiting", got)
 			}
 			waitEvents(t, "exp-wait", "Waiting")
 			tc.unblock(t)
 			waitState(t, "exp-wait", v1.OperationStateInProgress)
-			testenv.Eventually(t, "volume grown", func() bool { return getVolume(t, "vol-wait").Spec.RequiredCapacityBytes == 3*gi })
+			testenv.Eventually(t, "volume grown", func() bool { return fixture.GetVolume(t, env.Client, "vol-wait").Spec.RequiredCapacityBytes == 3*gi })
 		})
 	}
 }
@@ -296,16 +274,16 @@ func TestWaiting(t *testing.T) {
 // changed; afterwards (volumes never shrink) it is ignored with a message.
 func TestAbort(t *testing.T) {
 	t.Run("while waiting in Submitted", func(t *testing.T) {
-		reset(t)
-		createNodes(t, node{name: "a", free: 10 * gi})
-		createVolume(t, vol{name: "vol-abort", replicas: []string{"a"}})
+		fixture.Reset(t, env.Client)
+		fixture.CreateNodes(t, env.Client, node{Name: "a", Free: 10 * gi})
+		fixture.CreateVolume(t, env.Client, vol{Name: "vol-abort", Replicas: []string{"a"}})
 		before := volumeSnapshot(t, "vol-abort")
-		create(t, &v1.LocalVolumeMigrate{ObjectMeta: metav1.ObjectMeta{Name: "mig-block"},
+		fixture.Create(t, env.Client, &v1.LocalVolumeMigrate{ObjectMeta: metav1.ObjectMeta{Name: "mig-block"},
 			Spec: v1.LocalVolumeMigrateSpec{VolumeName: "vol-abort", SourceNode: "a"}})
 		startController(t)
 		createExpand(t, "exp-abort", "vol-abort", 4*gi)
 		waitExpand(t, "exp-abort", "waiting", hasPrefix("waiting: volume vol-abort is being migrated"))
-		editExpand(t, "exp-abort", false, func(e *v1.LocalVolumeExpand) { e.Spec.Abort = true })
+		fixture.Edit(t, env.Client, "exp-abort", func(e *v1.LocalVolumeExpand) { e.Spec.Abort = true })
 		e := waitState(t, "exp-abort", v1.OperationStateAborted)
 		if e.Status.Message != "aborted by spec.abort; nothing was changed" {
 			t.Errorf("message %q", e.Status.Message)
@@ -316,13 +294,13 @@ func TestAbort(t *testing.T) {
 		waitEvents(t, "exp-abort", "Aborted")
 	})
 	t.Run("during InProgress, then Completed", func(t *testing.T) {
-		reset(t)
-		createNodes(t, node{name: "a", free: 10 * gi})
-		createVolume(t, vol{name: "vol-late", replicas: []string{"a"}})
+		fixture.Reset(t, env.Client)
+		fixture.CreateNodes(t, env.Client, node{Name: "a", Free: 10 * gi})
+		fixture.CreateVolume(t, env.Client, vol{Name: "vol-late", Replicas: []string{"a"}})
 		startController(t)
 		createExpand(t, "exp-late", "vol-late", 4*gi)
 		waitExpand(t, "exp-late", "waiting for the agent", hasPrefix("waiting for the replicas"))
-		editExpand(t, "exp-late", false, func(e *v1.LocalVolumeExpand) { e.Spec.Abort = true })
+		fixture.Edit(t, env.Client, "exp-late", func(e *v1.LocalVolumeExpand) { e.Spec.Abort = true })
 		e := waitExpand(t, "exp-late", "abort ignored", hasPrefix("abort ignored: the volume is already growing; waiting for the replicas to grow to 4Gi: a has 1Gi"))
 		if e.Status.State != v1.OperationStateInProgress {
 			t.Errorf("state %s", e.Status.State)
@@ -335,17 +313,17 @@ func TestAbort(t *testing.T) {
 		}
 	})
 	t.Run("after Completed", func(t *testing.T) {
-		reset(t)
-		createNodes(t, node{name: "a", free: 10 * gi})
-		createVolume(t, vol{name: "vol-done", replicas: []string{"a"}})
+		fixture.Reset(t, env.Client)
+		fixture.CreateNodes(t, env.Client, node{Name: "a", Free: 10 * gi})
+		fixture.CreateVolume(t, env.Client, vol{Name: "vol-done", Replicas: []string{"a"}})
 		startController(t)
 		createExpand(t, "exp-done", "vol-done", 2*gi)
 		waitState(t, "exp-done", v1.OperationStateInProgress)
 		agentGrows(t, "vol-done", "a", 2*gi)
 		waitState(t, "exp-done", v1.OperationStateCompleted)
-		editExpand(t, "exp-done", false, func(e *v1.LocalVolumeExpand) { e.Spec.Abort = true })
+		fixture.Edit(t, env.Client, "exp-done", func(e *v1.LocalVolumeExpand) { e.Spec.Abort = true })
 		e := waitExpand(t, "exp-done", "abort ignored", hasPrefix("abort ignored: the expansion already completed; volume vol-done is 2Gi on a"))
-		if e.Status.State != v1.OperationStateCompleted || getVolume(t, "vol-done").Spec.RequiredCapacityBytes != 2*gi {
+		if e.Status.State != v1.OperationStateCompleted || fixture.GetVolume(t, env.Client, "vol-done").Spec.RequiredCapacityBytes != 2*gi {
 			t.Errorf("status %+v", e.Status)
 		}
 	})
@@ -357,14 +335,14 @@ func TestAbort(t *testing.T) {
 // pools' room is refused and leaves the volume as it is.
 func TestRestart(t *testing.T) {
 	t.Run("mid-InProgress", func(t *testing.T) {
-		reset(t)
-		createNodes(t, node{name: "a", free: 10 * gi}, node{name: "b", free: 10 * gi})
-		createVolume(t, vol{name: "vol-restart", replicas: []string{"a", "b"}})
+		fixture.Reset(t, env.Client)
+		fixture.CreateNodes(t, env.Client, node{Name: "a", Free: 10 * gi}, node{Name: "b", Free: 10 * gi})
+		fixture.CreateVolume(t, env.Client, vol{Name: "vol-restart", Replicas: []string{"a", "b"}})
 		stop := startController(t)
 		createExpand(t, "exp-restart", "vol-restart", 4*gi)
 		waitExpand(t, "exp-restart", "waiting for the agents", hasPrefix("waiting for the replicas"))
 		testenv.Eventually(t, "replicas grown by the volume controller", func() bool {
-			return getReplica(t, "vol-restart", "a").Spec.RequiredCapacityBytes == 4*gi && getReplica(t, "vol-restart", "b").Spec.RequiredCapacityBytes == 4*gi
+			return fixture.GetReplica(t, env.Client, "vol-restart", "a").Spec.RequiredCapacityBytes == 4*gi && fixture.GetReplica(t, env.Client, "vol-restart", "b").Spec.RequiredCapacityBytes == 4*gi
 		})
 		stop()
 		agentGrows(t, "vol-restart", "a", 4*gi)
@@ -379,37 +357,37 @@ func TestRestart(t *testing.T) {
 		}
 	})
 	t.Run("InProgress recorded, volume not changed yet", func(t *testing.T) {
-		reset(t)
-		createNodes(t, node{name: "a", free: 10 * gi})
-		createVolume(t, vol{name: "vol-crash", replicas: []string{"a"}})
+		fixture.Reset(t, env.Client)
+		fixture.CreateNodes(t, env.Client, node{Name: "a", Free: 10 * gi})
+		fixture.CreateVolume(t, env.Client, vol{Name: "vol-crash", Replicas: []string{"a"}})
 		createExpand(t, "exp-crash", "vol-crash", 3*gi)
-		editExpand(t, "exp-crash", true, func(e *v1.LocalVolumeExpand) { e.Status.State = v1.OperationStateInProgress })
+		fixture.EditStatus(t, env.Client, "exp-crash", func(e *v1.LocalVolumeExpand) { e.Status.State = v1.OperationStateInProgress })
 		startController(t)
-		testenv.Eventually(t, "volume grown", func() bool { return getVolume(t, "vol-crash").Spec.RequiredCapacityBytes == 3*gi })
+		testenv.Eventually(t, "volume grown", func() bool { return fixture.GetVolume(t, env.Client, "vol-crash").Spec.RequiredCapacityBytes == 3*gi })
 		agentGrows(t, "vol-crash", "a", 3*gi)
 		waitState(t, "exp-crash", v1.OperationStateCompleted)
 	})
 	t.Run("request raised beyond the pool while InProgress", func(t *testing.T) {
-		reset(t)
-		createNodes(t, node{name: "a", free: 4 * gi})
-		createVolume(t, vol{name: "vol-raise", replicas: []string{"a"}})
+		fixture.Reset(t, env.Client)
+		fixture.CreateNodes(t, env.Client, node{Name: "a", Free: 4 * gi})
+		fixture.CreateVolume(t, env.Client, vol{Name: "vol-raise", Replicas: []string{"a"}})
 		stop := startController(t)
 		createExpand(t, "exp-raise", "vol-raise", 3*gi)
 		waitExpand(t, "exp-raise", "waiting for the agent", hasPrefix("waiting for the replicas"))
 		testenv.Eventually(t, "replica grown by the volume controller", func() bool {
-			return getReplica(t, "vol-raise", "a").Spec.RequiredCapacityBytes == 3*gi
+			return fixture.GetReplica(t, env.Client, "vol-raise", "a").Spec.RequiredCapacityBytes == 3*gi
 		})
 		stop()
 		// While no controller runs, the agent grows the replica and the
 		// user asks for more than the pool holds.
-		setReplicaStatus(t, "vol-raise", "a", func(st *v1.LocalVolumeReplicaStatus) { st.AllocatedCapacityBytes = 3 * gi })
-		editExpand(t, "exp-raise", false, func(e *v1.LocalVolumeExpand) { e.Spec.RequiredCapacityBytes = 20 * gi })
+		fixture.SetReplicaStatus(t, env.Client, "vol-raise", "a", func(st *v1.LocalVolumeReplicaStatus) { st.AllocatedCapacityBytes = 3 * gi })
+		fixture.Edit(t, env.Client, "exp-raise", func(e *v1.LocalVolumeExpand) { e.Spec.RequiredCapacityBytes = 20 * gi })
 		startController(t)
 		e := waitState(t, "exp-raise", v1.OperationStateFailed)
 		if want := "cannot grow vol-raise from 3Gi to 20Gi: node a pool LocalStorage_PoolHDD: need 17Gi, free 4Gi; the volume stays at 3Gi"; e.Status.Message != want {
 			t.Errorf("message %q\n want %q", e.Status.Message, want)
 		}
-		if got := getVolume(t, "vol-raise").Spec.RequiredCapacityBytes; got != 3*gi {
+		if got := fixture.GetVolume(t, env.Client, "vol-raise").Spec.RequiredCapacityBytes; got != 3*gi {
 			t.Errorf("volume is %d bytes, want 3Gi", got)
 		}
 	})

@@ -3,21 +3,15 @@ package expand
 import (
 	"context"
 	"fmt"
-	"slices"
-	"sort"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/controllers/internal/fixture"
 	"hwameistor.io/local/controllers/volume"
 	"hwameistor.io/local/internal/testenv"
 )
@@ -29,55 +23,7 @@ func TestMain(m *testing.M) {
 	testenv.Main(m, &env)
 }
 
-const gi = int64(1) << 30
-
-// reset deletes everything a test creates: the capacity check reads every
-// node, volume and group of the cluster, so each test starts from nothing.
-// The volume controller's finalizer is removed first (no controller runs
-// between tests).
-func reset(t *testing.T) {
-	t.Helper()
-	ctx := context.Background()
-	lvs := &v1.LocalVolumeList{}
-	if err := env.Client.List(ctx, lvs); err != nil {
-		t.Fatal(err)
-	}
-	for i := range lvs.Items {
-		if len(lvs.Items[i].Finalizers) > 0 {
-			lvs.Items[i].Finalizers = nil
-			if err := env.Client.Update(ctx, &lvs.Items[i]); client.IgnoreNotFound(err) != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	kinds := []struct {
-		obj   client.Object
-		list  client.ObjectList
-		count func(client.ObjectList) int
-	}{
-		{&v1.LocalVolumeConvert{}, &v1.LocalVolumeConvertList{}, func(l client.ObjectList) int { return len(l.(*v1.LocalVolumeConvertList).Items) }},
-		{&v1.LocalVolumeMigrate{}, &v1.LocalVolumeMigrateList{}, func(l client.ObjectList) int { return len(l.(*v1.LocalVolumeMigrateList).Items) }},
-		{&v1.LocalVolumeExpand{}, &v1.LocalVolumeExpandList{}, func(l client.ObjectList) int { return len(l.(*v1.LocalVolumeExpandList).Items) }},
-		{&v1.LocalVolumeReplica{}, &v1.LocalVolumeReplicaList{}, func(l client.ObjectList) int { return len(l.(*v1.LocalVolumeReplicaList).Items) }},
-		{&v1.LocalVolume{}, &v1.LocalVolumeList{}, func(l client.ObjectList) int { return len(l.(*v1.LocalVolumeList).Items) }},
-		{&v1.LocalVolumeGroup{}, &v1.LocalVolumeGroupList{}, func(l client.ObjectList) int { return len(l.(*v1.LocalVolumeGroupList).Items) }},
-		{&v1.LocalStorageNode{}, &v1.LocalStorageNodeList{}, func(l client.ObjectList) int { return len(l.(*v1.LocalStorageNodeList).Items) }},
-		{&corev1.Node{}, &corev1.NodeList{}, func(l client.ObjectList) int { return len(l.(*corev1.NodeList).Items) }},
-	}
-	for _, k := range kinds {
-		if err := env.Client.DeleteAllOf(ctx, k.obj); err != nil {
-			t.Fatalf("deleting %T: %v", k.obj, err)
-		}
-	}
-	if err := env.Client.DeleteAllOf(ctx, &corev1.Event{}, client.InNamespace(metav1.NamespaceDefault)); err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range kinds {
-		testenv.Eventually(t, fmt.Sprintf("no %T left", k.list), func() bool {
-			return env.Client.List(ctx, k.list) == nil && k.count(k.list) == 0
-		})
-	}
-}
+const gi = fixture.Gi
 
 // startController runs the expand Reconciler and the volume controller
 // (which grows the replicas' spec when the volume grows) in one manager
@@ -95,160 +41,28 @@ func startController(t *testing.T) (stop func()) {
 	})
 }
 
-func create(t *testing.T, obj client.Object) {
-	t.Helper()
-	if err := env.Client.Create(context.Background(), obj); err != nil {
-		t.Fatalf("creating %T %s: %v", obj, obj.GetName(), err)
-	}
-}
-
-// node describes a test node: a corev1 Node and its LocalStorageNode.
-type node struct {
-	name     string
-	free     int64 // free bytes of the HDD pool
-	slots    int64 // free volume count; 90 unless set, -1 for none
-	limit    int64 // volumeCapacityBytesLimit
-	notReady bool  // the LocalStorageNode is NotReady
-}
-
-// createNode creates the Node and a LocalStorageNode whose status has an
-// HDD pool, as the node agent reports it.
-func createNode(t *testing.T, n node) {
-	t.Helper()
-	create(t, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.name}})
-	lsn := &v1.LocalStorageNode{ObjectMeta: metav1.ObjectMeta{Name: n.name}, Spec: v1.LocalStorageNodeSpec{Hostname: n.name}}
-	create(t, lsn)
-	used := 10 * gi
-	slots := n.slots
-	switch slots {
-	case 0:
-		slots = 90
-	case -1:
-		slots = 0
-	}
-	lsn.Status = v1.LocalStorageNodeStatus{State: v1.StateReady, Pools: map[string]v1.LocalPool{v1.PoolNameHDD: {
-		Name: v1.PoolNameHDD, Class: v1.PoolClassHDD, Type: v1.PoolTypeRegular,
-		TotalCapacityBytes: n.free + used, UsedCapacityBytes: used, FreeCapacityBytes: n.free,
-		TotalVolumeCount: 100, UsedVolumeCount: 100 - slots, FreeVolumeCount: slots, VolumeCapacityBytesLimit: n.limit,
-	}}}
-	if n.notReady {
-		lsn.Status.State = v1.StateNotReady
-	}
-	if err := env.Client.Status().Update(context.Background(), lsn); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func createNodes(t *testing.T, nodes ...node) {
-	t.Helper()
-	for _, n := range nodes {
-		createNode(t, n)
-	}
-}
-
-// vol describes a test LocalVolume with its replicas (the first primary).
-type vol struct {
-	name     string
-	size     int64 // 1Gi unless set
-	group    string
-	replicas []string
-	unlisted bool // the nodes' pool status does not list it yet
-}
-
-// createVolume creates the LocalVolume as CreateVolume and the volume
-// controller leave it (Ready), its replicas as the volume controller makes
-// them (owned by the volume) and the node agent reports them (Ready, synced), and lists it in each node's pool status (its bytes are
-// counted in the pool's used bytes).
-func createVolume(t *testing.T, v vol) {
-	t.Helper()
-	ctx := context.Background()
-	size := v.size
-	if size == 0 {
-		size = gi
-	}
-	lv := &v1.LocalVolume{ObjectMeta: metav1.ObjectMeta{Name: v.name}, Spec: v1.LocalVolumeSpec{
-		PoolName: v1.PoolNameHDD, RequiredCapacityBytes: size, ReplicaNumber: int64(len(v.replicas)),
-		VolumeKind: v1.VolumeKindLVM, VolumeGroup: v.group,
-		Accessibility: v1.AccessibilityTopology{Nodes: slices.Clone(v.replicas)},
-		Config:        &v1.VolumeConfig{Version: 1, VolumeName: v.name, RequiredCapacityBytes: size},
-	}}
-	for i, n := range v.replicas {
-		lv.Spec.Config.Replicas = append(lv.Spec.Config.Replicas, v1.VolumeReplica{ID: int64(i + 1), Hostname: n, Primary: i == 0})
-	}
-	create(t, lv)
-	lv.Status = v1.LocalVolumeStatus{State: v1.StateReady, AllocatedCapacityBytes: size}
-	if err := env.Client.Status().Update(ctx, lv); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range v.replicas {
-		rep := &v1.LocalVolumeReplica{ObjectMeta: metav1.ObjectMeta{Name: v1.ReplicaName(v.name, n)}, Spec: v1.LocalVolumeReplicaSpec{
-			VolumeName: v.name, NodeName: n, PoolName: v1.PoolNameHDD, RequiredCapacityBytes: size, VolumeKind: v1.VolumeKindLVM,
-		}}
-		// Owned by the volume, as the volume controller makes them.
-		if err := controllerutil.SetControllerReference(lv, rep, env.Scheme); err != nil {
-			t.Fatal(err)
-		}
-		create(t, rep)
-		rep.Status = v1.LocalVolumeReplicaStatus{State: v1.StateReady, AllocatedCapacityBytes: size, Synced: true,
-			StoragePath: v1.PoolNameHDD + "/" + v.name, DevicePath: "/dev/" + v1.PoolNameHDD + "/" + v.name}
-		if err := env.Client.Status().Update(ctx, rep); err != nil {
-			t.Fatal(err)
-		}
-		if !v.unlisted {
-			listVolumeOnNode(t, n, v.name)
-		}
-	}
-}
-
-// listVolumeOnNode adds volume to the node's HDD pool status.
-func listVolumeOnNode(t *testing.T, node, volume string) {
-	t.Helper()
-	ctx := context.Background()
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		lsn := &v1.LocalStorageNode{}
-		if err := env.Client.Get(ctx, client.ObjectKey{Name: node}, lsn); err != nil {
-			return err
-		}
-		p := lsn.Status.Pools[v1.PoolNameHDD]
-		p.Volumes = append(p.Volumes, volume)
-		lsn.Status.Pools[v1.PoolNameHDD] = p
-		return env.Client.Status().Update(ctx, lsn)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
+// The kinds of the shared fixture, under the names the tests use.
+type (
+	node = fixture.Node
+	vol  = fixture.Volume
+)
 
 func createExpand(t *testing.T, name, volume string, size int64) {
 	t.Helper()
-	create(t, &v1.LocalVolumeExpand{ObjectMeta: metav1.ObjectMeta{Name: name},
+	fixture.Create(t, env.Client, &v1.LocalVolumeExpand{ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: v1.LocalVolumeExpandSpec{VolumeName: volume, RequiredCapacityBytes: size}})
 }
 
 func getExpand(t *testing.T, name string) *v1.LocalVolumeExpand {
 	t.Helper()
-	e := &v1.LocalVolumeExpand{}
-	if err := env.Client.Get(context.Background(), client.ObjectKey{Name: name}, e); err != nil {
-		t.Fatal(err)
-	}
-	return e
+	return fixture.Get[*v1.LocalVolumeExpand](t, env.Client, name)
 }
 
 // waitExpand waits until cond holds and returns the expansion; on a
 // timeout it logs the last status seen.
 func waitExpand(t *testing.T, name, what string, cond func(*v1.LocalVolumeExpand) bool) *v1.LocalVolumeExpand {
 	t.Helper()
-	var last *v1.LocalVolumeExpand
-	defer func() {
-		if t.Failed() && last != nil {
-			t.Logf("expansion %s, last status: %+v", name, last.Status)
-		}
-	}()
-	testenv.Eventually(t, fmt.Sprintf("expansion %s: %s", name, what), func() bool {
-		last = getExpand(t, name)
-		return cond(last)
-	})
-	return last
+	return fixture.Wait(t, env.Client, name, what, cond)
 }
 
 func waitState(t *testing.T, name string, state v1.State) *v1.LocalVolumeExpand {
@@ -256,81 +70,10 @@ func waitState(t *testing.T, name string, state v1.State) *v1.LocalVolumeExpand 
 	return waitExpand(t, name, "state "+string(state), func(e *v1.LocalVolumeExpand) bool { return e.Status.State == state })
 }
 
-// editExpand changes the expansion (or, with status, its status).
-func editExpand(t *testing.T, name string, status bool, change func(*v1.LocalVolumeExpand)) {
+// waitEvents waits for Events with each of reasons about the expansion.
+func waitEvents(t *testing.T, name string, reasons ...string) {
 	t.Helper()
-	ctx := context.Background()
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		e := &v1.LocalVolumeExpand{}
-		if err := env.Client.Get(ctx, client.ObjectKey{Name: name}, e); err != nil {
-			return err
-		}
-		change(e)
-		if status {
-			return env.Client.Status().Update(ctx, e)
-		}
-		return env.Client.Update(ctx, e)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-func getVolume(t *testing.T, name string) *v1.LocalVolume {
-	t.Helper()
-	lv := &v1.LocalVolume{}
-	if err := env.Client.Get(context.Background(), client.ObjectKey{Name: name}, lv); err != nil {
-		t.Fatal(err)
-	}
-	return lv
-}
-
-// getReplica returns the replica of volume on node, or nil.
-func getReplica(t *testing.T, volume, node string) *v1.LocalVolumeReplica {
-	t.Helper()
-	rep := &v1.LocalVolumeReplica{}
-	err := env.Client.Get(context.Background(), client.ObjectKey{Name: v1.ReplicaName(volume, node)}, rep)
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rep
-}
-
-// replicaObjects lists the nodes of every LocalVolumeReplica of volume.
-func replicaObjects(t *testing.T, volume string) []string {
-	t.Helper()
-	list := &v1.LocalVolumeReplicaList{}
-	if err := env.Client.List(context.Background(), list); err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, r := range list.Items {
-		if r.Spec.VolumeName == volume {
-			out = append(out, r.Spec.NodeName)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-// setReplicaStatus changes a replica's status as its node agent would.
-func setReplicaStatus(t *testing.T, volume, node string, change func(*v1.LocalVolumeReplicaStatus)) {
-	t.Helper()
-	ctx := context.Background()
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		rep := &v1.LocalVolumeReplica{}
-		if err := env.Client.Get(ctx, client.ObjectKey{Name: v1.ReplicaName(volume, node)}, rep); err != nil {
-			return err
-		}
-		change(&rep.Status)
-		return env.Client.Status().Update(ctx, rep)
-	})
-	if err != nil {
-		t.Fatalf("replica of %s on %s: %v", volume, node, err)
-	}
+	fixture.WaitEvents[*v1.LocalVolumeExpand](t, env.Client, name, reasons...)
 }
 
 // agentGrows plays the node agent of node: once the volume controller has
@@ -339,50 +82,19 @@ func setReplicaStatus(t *testing.T, volume, node string, change func(*v1.LocalVo
 func agentGrows(t *testing.T, volume, node string, size int64) {
 	t.Helper()
 	testenv.Eventually(t, fmt.Sprintf("replica of %s on %s grown to %d by the volume controller", volume, node, size), func() bool {
-		return getReplica(t, volume, node).Spec.RequiredCapacityBytes == size
+		return fixture.GetReplica(t, env.Client, volume, node).Spec.RequiredCapacityBytes == size
 	})
-	setReplicaStatus(t, volume, node, func(st *v1.LocalVolumeReplicaStatus) { st.AllocatedCapacityBytes, st.Message = size, "" })
-}
-
-// eventReasons lists the reasons of the Events about the conversion.
-func eventReasons(t *testing.T, name string) []string {
-	t.Helper()
-	list := &corev1.EventList{}
-	if err := env.Client.List(context.Background(), list); err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range list.Items {
-		if e.InvolvedObject.Kind == "LocalVolumeExpand" && e.InvolvedObject.Name == name {
-			out = append(out, e.Reason)
-		}
-	}
-	return out
-}
-
-func waitEvents(t *testing.T, name string, reasons ...string) {
-	t.Helper()
-	testenv.Eventually(t, fmt.Sprintf("events %v on %s", reasons, name), func() bool {
-		got := eventReasons(t, name)
-		for _, r := range reasons {
-			if !slices.Contains(got, r) {
-				return false
-			}
-		}
-		return true
-	})
+	fixture.SetReplicaStatus(t, env.Client, volume, node, func(st *v1.LocalVolumeReplicaStatus) { st.AllocatedCapacityBytes, st.Message = size, "" })
 }
 
 // volumeSnapshot is what a refused expansion must leave as it was: the
 // volume's sizes and its replicas' sizes.
 func volumeSnapshot(t *testing.T, volume string) string {
 	t.Helper()
-	lv := getVolume(t, volume)
+	lv := fixture.GetVolume(t, env.Client, volume)
 	out := fmt.Sprintf("spec=%d config=%d", lv.Spec.RequiredCapacityBytes, lv.Spec.Config.RequiredCapacityBytes)
-	for _, n := range replicaObjects(t, volume) {
-		out += fmt.Sprintf(" %s=%d", n, getReplica(t, volume, n).Spec.RequiredCapacityBytes)
+	for _, n := range fixture.ReplicaObjectNodes(t, env.Client, volume) {
+		out += fmt.Sprintf(" %s=%d", n, fixture.GetReplica(t, env.Client, volume, n).Spec.RequiredCapacityBytes)
 	}
 	return out
 }
-
-func clientKey(name string) client.ObjectKey { return client.ObjectKey{Name: name} }

@@ -812,4 +812,3 @@ func overlaps(o *v1.LocalVolumeMigrate, names []string) bool {
 	}
 	return false
 }
-

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/controllers/internal/fixture"
 	"hwameistor.io/local/internal/testenv"
 )
 
@@ -31,22 +32,22 @@ func migrationAt(t *testing.T, name string, state v1.State) string {
 func toSync(t *testing.T, name, volume string) string {
 	t.Helper()
 	target := migrationAt(t, name, v1.OperationStateAddReplica)
-	agentAllocates(t, volume, target)
+	fixture.AgentAllocates(t, env.Client, volume, target)
 	waitState(t, name, v1.OperationStateSyncReplica)
 	return target
 }
 
 func lvReplicas(t *testing.T, volume string) []string {
 	t.Helper()
-	return getVolume(t, volume).ReplicaNodes()
+	return fixture.GetVolume(t, env.Client, volume).ReplicaNodes()
 }
 
 // TestHappyPath walks one volume through every state, with the test in
 // the node agent's place.
 func TestHappyPath(t *testing.T) {
-	reset(t)
-	createNodes(t, node{name: "src", free: 50 * gi}, node{name: "n1", free: 80 * gi}, node{name: "n2", free: 40 * gi})
-	createVolume(t, volume{name: "vol-happy", replicas: []string{"src"}})
+	fixture.Reset(t, env.Client)
+	fixture.CreateNodes(t, env.Client, node{Name: "src", Free: 50 * gi}, node{Name: "n1", Free: 80 * gi}, node{Name: "n2", Free: 40 * gi})
+	fixture.CreateVolume(t, env.Client, volume{Name: "vol-happy", Replicas: []string{"src"}})
 	g := watchCluster(t)
 	startController(t)
 	createMigration(t, "mig-happy", "vol-happy", "src")
@@ -60,7 +61,7 @@ func TestHappyPath(t *testing.T) {
 		t.Errorf("status after the target choice: %+v", m.Status)
 	}
 	var tgt *v1.LocalVolumeReplica
-	testenv.Eventually(t, "target replica", func() bool { tgt = getReplica(t, "vol-happy", "n1"); return tgt != nil })
+	testenv.Eventually(t, "target replica", func() bool { tgt = fixture.GetReplica(t, env.Client, "vol-happy", "n1"); return tgt != nil })
 	if tgt.Annotations[v1.SyncPendingAnnotation] != "mig-happy" || tgt.Annotations[v1.SyncSourceAnnotation] != "src" {
 		t.Errorf("target annotations %v", tgt.Annotations)
 	}
@@ -72,12 +73,12 @@ func TestHappyPath(t *testing.T) {
 		t.Errorf("target owner %+v", tgt.OwnerReferences)
 	}
 	testenv.Eventually(t, "volume placed on src and n1, annotated", func() bool {
-		lv := getVolume(t, "vol-happy")
+		lv := fixture.GetVolume(t, env.Client, "vol-happy")
 		return slices.Equal(lv.ReplicaNodes(), []string{"src", "n1"}) &&
 			lv.Annotations[v1.VolumeMigrateStateAnnotation] == v1.VolumeMigrateStarted &&
 			lv.Annotations[v1.MigrationProgressAnnotation] == "src → n1, 0%"
 	})
-	if lv := getVolume(t, "vol-happy"); !slices.Equal(lv.Spec.Accessibility.Nodes, []string{"src", "n1"}) {
+	if lv := fixture.GetVolume(t, env.Client, "vol-happy"); !slices.Equal(lv.Spec.Accessibility.Nodes, []string{"src", "n1"}) {
 		t.Errorf("accessibility %v", lv.Spec.Accessibility.Nodes)
 	}
 	// It waits for the allocation.
@@ -86,27 +87,27 @@ func TestHappyPath(t *testing.T) {
 	})
 
 	// SyncReplica once the agent allocated the target.
-	agentAllocates(t, "vol-happy", "n1")
+	fixture.AgentAllocates(t, env.Client, "vol-happy", "n1")
 	waitState(t, "mig-happy", v1.OperationStateSyncReplica)
-	agentCopied(t, "vol-happy", "n1", gi/2)
+	fixture.AgentCopied(t, env.Client, "vol-happy", "n1", gi/2, "")
 	m = waitMigration(t, "mig-happy", "50%", func(m *v1.LocalVolumeMigrate) bool { return m.Status.Progress == "50%" })
 	if m.Status.BytesCopied != gi/2 || !strings.Contains(m.Status.Message, "0/1 volumes verified") {
 		t.Errorf("status while copying: %+v", m.Status)
 	}
 	testenv.Eventually(t, "volume progress annotation at 50%", func() bool {
-		return getVolume(t, "vol-happy").Annotations[v1.MigrationProgressAnnotation] == "src → n1, 50%"
+		return fixture.GetVolume(t, env.Client, "vol-happy").Annotations[v1.MigrationProgressAnnotation] == "src → n1, 50%"
 	})
-	if getReplica(t, "vol-happy", "src") == nil {
+	if fixture.GetReplica(t, env.Client, "vol-happy", "src") == nil {
 		t.Fatal("source removed before the copy was verified")
 	}
 
 	// PruneReplica and Completed once the copy is verified.
-	agentVerified(t, "vol-happy", "n1")
+	fixture.AgentVerified(t, env.Client, "vol-happy", "n1")
 	m = waitState(t, "mig-happy", v1.OperationStateCompleted)
 	if m.Status.CompletionTime == nil || m.Status.Progress != "100%" || m.Status.BytesCopied != gi || m.Status.Message != "moved to n1; data verified" {
 		t.Errorf("completed status %+v", m.Status)
 	}
-	lv := getVolume(t, "vol-happy")
+	lv := fixture.GetVolume(t, env.Client, "vol-happy")
 	if !slices.Equal(lv.ReplicaNodes(), []string{"n1"}) || !slices.Equal(lv.Spec.Accessibility.Nodes, []string{"n1"}) || !lv.Spec.Config.Replicas[0].Primary {
 		t.Errorf("volume after the migration: %s", volumeSnapshot(lv))
 	}
@@ -116,10 +117,10 @@ func TestHappyPath(t *testing.T) {
 	if _, ok := lv.Annotations[v1.MigrationProgressAnnotation]; ok {
 		t.Errorf("progress annotation left: %v", lv.Annotations)
 	}
-	if getReplica(t, "vol-happy", "src") != nil {
+	if fixture.GetReplica(t, env.Client, "vol-happy", "src") != nil {
 		t.Error("source replica not deleted")
 	}
-	tgt = getReplica(t, "vol-happy", "n1")
+	tgt = fixture.GetReplica(t, env.Client, "vol-happy", "n1")
 	if tgt == nil || tgt.Annotations[v1.SyncPendingAnnotation] != "" || tgt.Annotations[v1.SyncSourceAnnotation] != "" {
 		t.Errorf("target replica after the migration: %+v", tgt)
 	}
@@ -145,58 +146,58 @@ func TestTargetChoice(t *testing.T) {
 		waiting   string // no target: the migration waits with this message
 	}{
 		{name: "most free space wins",
-			nodes: []node{{name: "a", free: 40 * gi}, {name: "b", free: 60 * gi}, {name: "c", free: 50 * gi}}, want: "b"},
+			nodes: []node{{Name: "a", Free: 40 * gi}, {Name: "b", Free: 60 * gi}, {Name: "c", Free: 50 * gi}}, want: "b"},
 		{name: "the source is never chosen",
-			nodes: []node{{name: "src", free: 900 * gi}, {name: "a", free: 40 * gi}}, want: "a"},
+			nodes: []node{{Name: "src", Free: 900 * gi}, {Name: "a", Free: 40 * gi}}, want: "a"},
 		{name: "cordoned node skipped",
-			nodes: []node{{name: "big", free: 500 * gi, cordoned: true}, {name: "a", free: 40 * gi}}, want: "a"},
+			nodes: []node{{Name: "big", Free: 500 * gi, Cordoned: true}, {Name: "a", Free: 40 * gi}}, want: "a"},
 		{name: "NotReady LocalStorageNode skipped",
-			nodes: []node{{name: "big", free: 500 * gi, notReady: true}, {name: "a", free: 40 * gi}}, want: "a"},
+			nodes: []node{{Name: "big", Free: 500 * gi, NotReady: true}, {Name: "a", Free: 40 * gi}}, want: "a"},
 		{name: "node without LocalStorageNode skipped",
-			nodes: []node{{name: "big", noLSN: true}, {name: "a", free: 40 * gi}}, want: "a"},
+			nodes: []node{{Name: "big", NoLSN: true}, {Name: "a", Free: 40 * gi}}, want: "a"},
 		{name: "node holding a replica skipped",
-			nodes:    []node{{name: "holder", free: 500 * gi}, {name: "a", free: 40 * gi}},
+			nodes:    []node{{Name: "holder", Free: 500 * gi}, {Name: "a", Free: 40 * gi}},
 			replicas: []string{"src", "holder"}, want: "a"},
 		{name: "pool without free volume slots skipped",
-			nodes: []node{{name: "full", free: 500 * gi, slots: -1}, {name: "a", free: 40 * gi}}, want: "a"},
+			nodes: []node{{Name: "full", Free: 500 * gi, Slots: -1}, {Name: "a", Free: 40 * gi}}, want: "a"},
 		{name: "node without the volume's pool skipped",
-			nodes: []node{{name: "ssd", free: 500 * gi, pool: v1.PoolNameSSD}, {name: "a", free: 40 * gi}}, want: "a"},
+			nodes: []node{{Name: "ssd", Free: 500 * gi, Pool: v1.PoolNameSSD}, {Name: "a", Free: 40 * gi}}, want: "a"},
 		{name: "pool too small: no target, the migration waits",
-			nodes: []node{{name: "small", free: 5 * gi}}, size: 10 * gi,
+			nodes: []node{{Name: "small", Free: 5 * gi}}, size: 10 * gi,
 			waiting: "waiting for a target: no candidate node (1 checked) can hold 10Gi in LocalStorage_PoolHDD"},
 		{name: "only unusable nodes: the migration waits",
-			nodes:   []node{{name: "big", free: 500 * gi, cordoned: true}},
+			nodes:   []node{{Name: "big", Free: 500 * gi, Cordoned: true}},
 			waiting: "waiting for a target: no Ready, schedulable node without a replica of the volumes"},
 		{name: "targetNodesSuggested restricts the choice",
-			nodes: []node{{name: "a", free: 40 * gi}, {name: "b", free: 60 * gi}}, suggested: []string{"a"}, want: "a"},
+			nodes: []node{{Name: "a", Free: 40 * gi}, {Name: "b", Free: 60 * gi}}, suggested: []string{"a"}, want: "a"},
 		{name: "a group's persisted placement is used capacity",
-			nodes:  []node{{name: "a", free: 60 * gi}, {name: "b", free: 50 * gi}},
+			nodes:  []node{{Name: "a", Free: 60 * gi}, {Name: "b", Free: 50 * gi}},
 			groups: []v1.VolumeInfo{{PersistentVolumeClaimName: "other", LocalVolumeName: "pvc-other", Nodes: []string{"a"}, RequiredCapacityBytes: 20 * gi}},
 			want:   "b"},
 		{name: "HA: another zone than the replica that stays",
-			nodes: []node{{name: "src", free: 10 * gi, zone: "z1"}, {name: "peer", free: 10 * gi, zone: "z1"},
-				{name: "a", free: 100 * gi, zone: "z1"}, {name: "b", free: 40 * gi, zone: "z2"}},
+			nodes: []node{{Name: "src", Free: 10 * gi, Zone: "z1"}, {Name: "peer", Free: 10 * gi, Zone: "z1"},
+				{Name: "a", Free: 100 * gi, Zone: "z1"}, {Name: "b", Free: 40 * gi, Zone: "z2"}},
 			replicas: []string{"src", "peer"}, want: "b"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			reset(t)
+			fixture.Reset(t, env.Client)
 			nodes := tc.nodes
-			if !slices.ContainsFunc(nodes, func(n node) bool { return n.name == "src" }) {
-				nodes = append([]node{{name: "src", free: 10 * gi}}, nodes...)
+			if !slices.ContainsFunc(nodes, func(n node) bool { return n.Name == "src" }) {
+				nodes = append([]node{{Name: "src", Free: 10 * gi}}, nodes...)
 			}
-			if tc.replicas != nil && !slices.ContainsFunc(nodes, func(n node) bool { return n.name == tc.replicas[1] }) {
-				nodes = append(nodes, node{name: tc.replicas[1], free: 10 * gi})
+			if tc.replicas != nil && !slices.ContainsFunc(nodes, func(n node) bool { return n.Name == tc.replicas[1] }) {
+				nodes = append(nodes, node{Name: tc.replicas[1], Free: 10 * gi})
 			}
-			createNodes(t, nodes...)
+			fixture.CreateNodes(t, env.Client, nodes...)
 			replicas := tc.replicas
 			if replicas == nil {
 				replicas = []string{"src"}
 			}
 			vol, mig := fmt.Sprintf("vol-choice-%d", i), fmt.Sprintf("mig-choice-%d", i)
-			createVolume(t, volume{name: vol, size: tc.size, replicas: replicas})
+			fixture.CreateVolume(t, env.Client, volume{Name: vol, Size: tc.size, Replicas: replicas})
 			if tc.groups != nil {
-				createGroup(t, fmt.Sprintf("grp-choice-%d", i), tc.groups...)
+				fixture.CreateGroup(t, env.Client, fmt.Sprintf("grp-choice-%d", i), tc.groups...)
 			}
 			startController(t)
 			createMigration(t, mig, vol, "src", func(s *v1.LocalVolumeMigrateSpec) { s.TargetNodesSuggested = tc.suggested })
@@ -205,7 +206,7 @@ func TestTargetChoice(t *testing.T) {
 				if m.Status.State != v1.OperationStateSubmitted || m.Status.Message != tc.waiting || m.Status.TargetNode != "" {
 					t.Fatalf("status %+v, want Submitted with %q", m.Status, tc.waiting)
 				}
-				if got := replicaNodesOf(t, vol); len(got) != len(replicas) {
+				if got := fixture.ReplicaObjectNodes(t, env.Client, vol); len(got) != len(replicas) {
 					t.Errorf("replicas %v created while waiting", got)
 				}
 				return
@@ -221,18 +222,18 @@ func TestTargetChoice(t *testing.T) {
 // placement following; without migrateAllVols nothing moves.
 func TestVolumeGroup(t *testing.T) {
 	setup := func(t *testing.T) {
-		reset(t)
-		createNodes(t, node{name: "src", free: 10 * gi}, node{name: "tgt", free: 80 * gi}, node{name: "other", free: 40 * gi})
-		createVolume(t, volume{name: "grp-a", group: "grp", replicas: []string{"src"}})
-		createVolume(t, volume{name: "grp-b", group: "grp", replicas: []string{"src"}, size: 2 * gi})
-		createGroup(t, "grp",
+		fixture.Reset(t, env.Client)
+		fixture.CreateNodes(t, env.Client, node{Name: "src", Free: 10 * gi}, node{Name: "tgt", Free: 80 * gi}, node{Name: "other", Free: 40 * gi})
+		fixture.CreateVolume(t, env.Client, volume{Name: "grp-a", Group: "grp", Replicas: []string{"src"}})
+		fixture.CreateVolume(t, env.Client, volume{Name: "grp-b", Group: "grp", Replicas: []string{"src"}, Size: 2 * gi})
+		fixture.CreateGroup(t, env.Client, "grp",
 			v1.VolumeInfo{PersistentVolumeClaimName: "data-a", LocalVolumeName: "grp-a", Nodes: []string{"src"}},
 			v1.VolumeInfo{PersistentVolumeClaimName: "data-b", LocalVolumeName: "grp-b", Nodes: []string{"src"}, RequiredCapacityBytes: 2 * gi})
 	}
 	groupIs := func(t *testing.T, nodes ...string) {
 		t.Helper()
 		testenv.Eventually(t, fmt.Sprintf("group entries on %v", nodes), func() bool {
-			return slices.Equal(groupNodes(t, "grp", "grp-a"), nodes) && slices.Equal(groupNodes(t, "grp", "grp-b"), nodes)
+			return slices.Equal(fixture.GroupNodes(t, env.Client, "grp", "grp-a"), nodes) && slices.Equal(fixture.GroupNodes(t, env.Client, "grp", "grp-b"), nodes)
 		})
 	}
 
@@ -248,35 +249,35 @@ func TestVolumeGroup(t *testing.T) {
 		groupIs(t, "src", "tgt")
 		for _, v := range []string{"grp-a", "grp-b"} {
 			testenv.Eventually(t, v+" placed on src and tgt", func() bool {
-				return slices.Equal(lvReplicas(t, v), []string{"src", "tgt"}) && getReplica(t, v, "tgt") != nil
+				return slices.Equal(lvReplicas(t, v), []string{"src", "tgt"}) && fixture.GetReplica(t, env.Client, v, "tgt") != nil
 			})
 		}
 		// One allocated is not enough.
-		agentAllocates(t, "grp-a", "tgt")
+		fixture.AgentAllocates(t, env.Client, "grp-a", "tgt")
 		waitMigration(t, "mig-grp", "1/2 allocated", func(m *v1.LocalVolumeMigrate) bool {
 			return m.Status.Message == "allocating on tgt: 1/2 replicas ready"
 		})
-		agentAllocates(t, "grp-b", "tgt")
+		fixture.AgentAllocates(t, env.Client, "grp-b", "tgt")
 		waitState(t, "mig-grp", v1.OperationStateSyncReplica)
 		// One verified is not enough either: the group switches together.
-		agentVerified(t, "grp-a", "tgt")
+		fixture.AgentVerified(t, env.Client, "grp-a", "tgt")
 		m = waitMigration(t, "mig-grp", "1/2 verified", func(m *v1.LocalVolumeMigrate) bool {
 			return strings.Contains(m.Status.Message, "1/2 volumes verified")
 		})
 		if m.Status.Progress != "33%" || m.Status.State != v1.OperationStateSyncReplica {
 			t.Errorf("status with one of two verified: %+v", m.Status)
 		}
-		if getReplica(t, "grp-a", "src") == nil || getReplica(t, "grp-b", "src") == nil {
+		if fixture.GetReplica(t, env.Client, "grp-a", "src") == nil || fixture.GetReplica(t, env.Client, "grp-b", "src") == nil {
 			t.Fatal("a source removed before the whole group was verified")
 		}
-		agentVerified(t, "grp-b", "tgt")
+		fixture.AgentVerified(t, env.Client, "grp-b", "tgt")
 		waitState(t, "mig-grp", v1.OperationStateCompleted)
 		groupIs(t, "tgt")
 		for _, v := range []string{"grp-a", "grp-b"} {
 			if got := lvReplicas(t, v); !slices.Equal(got, []string{"tgt"}) {
 				t.Errorf("%s replicas %v", v, got)
 			}
-			if got := replicaNodesOf(t, v); !slices.Equal(got, []string{"tgt"}) {
+			if got := fixture.ReplicaObjectNodes(t, env.Client, v); !slices.Equal(got, []string{"tgt"}) {
 				t.Errorf("%s replica objects on %v", v, got)
 			}
 		}
@@ -285,18 +286,18 @@ func TestVolumeGroup(t *testing.T) {
 
 	t.Run("without migrateAllVols it fails and changes nothing", func(t *testing.T) {
 		setup(t)
-		before := volumeSnapshot(getVolume(t, "grp-b"))
+		before := volumeSnapshot(fixture.GetVolume(t, env.Client, "grp-b"))
 		startController(t)
 		createMigration(t, "mig-grp-one", "grp-b", "src")
 		m := waitState(t, "mig-grp-one", v1.OperationStateFailed)
 		if !strings.Contains(m.Status.Message, "migrateAllVols") || !strings.Contains(m.Status.Message, "volume group grp") || m.Status.CompletionTime == nil {
 			t.Errorf("status %+v", m.Status)
 		}
-		if got := volumeSnapshot(getVolume(t, "grp-b")); got != before {
+		if got := volumeSnapshot(fixture.GetVolume(t, env.Client, "grp-b")); got != before {
 			t.Errorf("volume changed: %s, was %s", got, before)
 		}
 		for _, v := range []string{"grp-a", "grp-b"} {
-			if got := replicaNodesOf(t, v); !slices.Equal(got, []string{"src"}) {
+			if got := fixture.ReplicaObjectNodes(t, env.Client, v); !slices.Equal(got, []string{"src"}) {
 				t.Errorf("%s replica objects on %v", v, got)
 			}
 		}
@@ -318,14 +319,14 @@ func TestHAVolume(t *testing.T) {
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			reset(t)
-			createNodes(t, node{name: "a", free: 100 * gi}, node{name: "b", free: 90 * gi}, node{name: "t", free: 40 * gi}, node{name: "u", free: 30 * gi})
+			fixture.Reset(t, env.Client)
+			fixture.CreateNodes(t, env.Client, node{Name: "a", Free: 100 * gi}, node{Name: "b", Free: 90 * gi}, node{Name: "t", Free: 40 * gi}, node{Name: "u", Free: 30 * gi})
 			vol, mig, grp := fmt.Sprintf("vol-ha-%d", i), fmt.Sprintf("mig-ha-%d", i), ""
 			if tc.group {
 				grp = fmt.Sprintf("grp-ha-%d", i)
-				createGroup(t, grp, v1.VolumeInfo{PersistentVolumeClaimName: "data", LocalVolumeName: vol, Nodes: []string{"a", "b"}})
+				fixture.CreateGroup(t, env.Client, grp, v1.VolumeInfo{PersistentVolumeClaimName: "data", LocalVolumeName: vol, Nodes: []string{"a", "b"}})
 			}
-			createVolume(t, volume{name: vol, group: grp, replicas: []string{"a", "b"}})
+			fixture.CreateVolume(t, env.Client, volume{Name: vol, Group: grp, Replicas: []string{"a", "b"}})
 			g := watchCluster(t)
 			startController(t)
 			createMigration(t, mig, vol, "a", func(s *v1.LocalVolumeMigrateSpec) { s.MigrateAllVols = tc.group })
@@ -339,33 +340,33 @@ func TestHAVolume(t *testing.T) {
 			if tc.group {
 				// The entry already lists two nodes, its most: the target
 				// replaces the source there at the switch.
-				if got := groupNodes(t, grp, vol); !slices.Equal(got, []string{"a", "b"}) {
+				if got := fixture.GroupNodes(t, env.Client, grp, vol); !slices.Equal(got, []string{"a", "b"}) {
 					t.Errorf("group entry during the copy: %v", got)
 				}
 			}
-			agentAllocates(t, vol, "t")
+			fixture.AgentAllocates(t, env.Client, vol, "t")
 			waitState(t, mig, v1.OperationStateSyncReplica)
-			agentCopied(t, vol, "t", gi/2)
+			fixture.AgentCopied(t, env.Client, vol, "t", gi/2, "")
 			waitMigration(t, mig, "50%", func(m *v1.LocalVolumeMigrate) bool { return m.Status.Progress == "50%" })
-			lv := getVolume(t, vol)
+			lv := fixture.GetVolume(t, env.Client, vol)
 			if _, ok := lv.Annotations[v1.VolumeMigrateStateAnnotation]; ok {
 				t.Errorf("HA volume annotated migrating: %v", lv.Annotations)
 			}
 			if _, ok := lv.Annotations[v1.MigrationProgressAnnotation]; ok {
 				t.Errorf("HA volume annotated with progress: %v", lv.Annotations)
 			}
-			agentVerified(t, vol, "t")
+			fixture.AgentVerified(t, env.Client, vol, "t")
 			waitState(t, mig, v1.OperationStateCompleted)
-			lv = getVolume(t, vol)
+			lv = fixture.GetVolume(t, env.Client, vol)
 			if !slices.Equal(lv.ReplicaNodes(), []string{"b", "t"}) || !lv.Spec.Config.Replicas[0].Primary || lv.Spec.Config.Replicas[1].Primary {
 				t.Errorf("volume after: %s", volumeSnapshot(lv))
 			}
-			if got := replicaNodesOf(t, vol); !slices.Equal(got, []string{"b", "t"}) {
+			if got := fixture.ReplicaObjectNodes(t, env.Client, vol); !slices.Equal(got, []string{"b", "t"}) {
 				t.Errorf("replica objects on %v", got)
 			}
 			if tc.group {
 				testenv.Eventually(t, "group entry on b and t", func() bool {
-					nodes := slices.Clone(groupNodes(t, grp, vol))
+					nodes := slices.Clone(fixture.GroupNodes(t, env.Client, grp, vol))
 					slices.Sort(nodes)
 					return slices.Equal(nodes, []string{"b", "t"})
 				})
@@ -379,10 +380,10 @@ func TestHAVolume(t *testing.T) {
 // migration off the second waits for the older one off the first, then
 // moves too (never both at once, so they do not pick one target).
 func TestHABothReplicasDrained(t *testing.T) {
-	reset(t)
-	createNodes(t, node{name: "a", free: 100 * gi, cordoned: true}, node{name: "b", free: 90 * gi, cordoned: true},
-		node{name: "t", free: 40 * gi}, node{name: "u", free: 30 * gi})
-	createVolume(t, volume{name: "vol-ha2", replicas: []string{"a", "b"}})
+	fixture.Reset(t, env.Client)
+	fixture.CreateNodes(t, env.Client, node{Name: "a", Free: 100 * gi, Cordoned: true}, node{Name: "b", Free: 90 * gi, Cordoned: true},
+		node{Name: "t", Free: 40 * gi}, node{Name: "u", Free: 30 * gi})
+	fixture.CreateVolume(t, env.Client, volume{Name: "vol-ha2", Replicas: []string{"a", "b"}})
 	g := watchCluster(t)
 	startController(t)
 	createMigration(t, "mig-ha2-a", "vol-ha2", "a")
@@ -393,21 +394,21 @@ func TestHABothReplicasDrained(t *testing.T) {
 	waitMigration(t, "mig-ha2-b", "waiting for the older migration", func(m *v1.LocalVolumeMigrate) bool {
 		return m.Status.State == v1.OperationStateSubmitted && m.Status.Message == "waiting for mig-ha2-a, which moves the volume's replica on a"
 	})
-	agentAllocates(t, "vol-ha2", "t")
+	fixture.AgentAllocates(t, env.Client, "vol-ha2", "t")
 	waitState(t, "mig-ha2-a", v1.OperationStateSyncReplica)
-	agentVerified(t, "vol-ha2", "t")
+	fixture.AgentVerified(t, env.Client, "vol-ha2", "t")
 	waitState(t, "mig-ha2-a", v1.OperationStateCompleted)
 	if target := migrationAt(t, "mig-ha2-b", v1.OperationStateAddReplica); target != "u" {
 		t.Fatalf("second target %s, want u", target)
 	}
-	agentAllocates(t, "vol-ha2", "u")
+	fixture.AgentAllocates(t, env.Client, "vol-ha2", "u")
 	waitState(t, "mig-ha2-b", v1.OperationStateSyncReplica)
-	agentVerified(t, "vol-ha2", "u")
+	fixture.AgentVerified(t, env.Client, "vol-ha2", "u")
 	waitState(t, "mig-ha2-b", v1.OperationStateCompleted)
 	if got := lvReplicas(t, "vol-ha2"); !slices.Equal(got, []string{"t", "u"}) {
 		t.Errorf("replicas %v, want [t u]", got)
 	}
-	if got := replicaNodesOf(t, "vol-ha2"); !slices.Equal(got, []string{"t", "u"}) {
+	if got := fixture.ReplicaObjectNodes(t, env.Client, "vol-ha2"); !slices.Equal(got, []string{"t", "u"}) {
 		t.Errorf("replica objects on %v", got)
 	}
 	g.check(t)
@@ -418,12 +419,12 @@ func TestHABothReplicasDrained(t *testing.T) {
 func TestAbort(t *testing.T) {
 	for i, at := range []v1.State{v1.OperationStateSubmitted, v1.OperationStateAddReplica, v1.OperationStateSyncReplica} {
 		t.Run("during "+string(at), func(t *testing.T) {
-			reset(t)
-			createNodes(t, node{name: "src", free: 10 * gi}, node{name: "tgt", free: 80 * gi})
+			fixture.Reset(t, env.Client)
+			fixture.CreateNodes(t, env.Client, node{Name: "src", Free: 10 * gi}, node{Name: "tgt", Free: 80 * gi})
 			vol, mig := fmt.Sprintf("vol-abort-%d", i), fmt.Sprintf("mig-abort-%d", i)
-			createVolume(t, volume{name: vol, replicas: []string{"src"}})
-			before := volumeSnapshot(getVolume(t, vol))
-			srcVersion := getReplica(t, vol, "src").ResourceVersion
+			fixture.CreateVolume(t, env.Client, volume{Name: vol, Replicas: []string{"src"}})
+			before := volumeSnapshot(fixture.GetVolume(t, env.Client, vol))
+			srcVersion := fixture.GetReplica(t, env.Client, vol, "src").ResourceVersion
 			g := watchCluster(t)
 			startController(t, func(r *Reconciler) {
 				if at == v1.OperationStateSubmitted {
@@ -436,24 +437,24 @@ func TestAbort(t *testing.T) {
 				waitMigration(t, mig, "queued", func(m *v1.LocalVolumeMigrate) bool { return strings.HasPrefix(m.Status.Message, "queued") })
 			case v1.OperationStateAddReplica:
 				migrationAt(t, mig, at)
-				testenv.Eventually(t, "target replica", func() bool { return getReplica(t, vol, "tgt") != nil })
+				testenv.Eventually(t, "target replica", func() bool { return fixture.GetReplica(t, env.Client, vol, "tgt") != nil })
 			case v1.OperationStateSyncReplica:
 				toSync(t, mig, vol)
-				agentCopied(t, vol, "tgt", gi/4)
+				fixture.AgentCopied(t, env.Client, vol, "tgt", gi/4, "")
 				waitMigration(t, mig, "25%", func(m *v1.LocalVolumeMigrate) bool { return m.Status.Progress == "25%" })
 			}
-			editMigration(t, mig, false, func(m *v1.LocalVolumeMigrate) { m.Spec.Abort = true })
+			fixture.Edit(t, env.Client, mig, func(m *v1.LocalVolumeMigrate) { m.Spec.Abort = true })
 			m := waitState(t, mig, v1.OperationStateAborted)
 			if !strings.Contains(m.Status.Message, "aborted") || m.Status.CompletionTime == nil {
 				t.Errorf("status %+v", m.Status)
 			}
-			if getReplica(t, vol, "tgt") != nil {
+			if fixture.GetReplica(t, env.Client, vol, "tgt") != nil {
 				t.Error("target replica not deleted")
 			}
-			if got := volumeSnapshot(getVolume(t, vol)); got != before {
+			if got := volumeSnapshot(fixture.GetVolume(t, env.Client, vol)); got != before {
 				t.Errorf("volume %s, want %s", got, before)
 			}
-			if src := getReplica(t, vol, "src"); src == nil || src.ResourceVersion != srcVersion {
+			if src := fixture.GetReplica(t, env.Client, vol, "src"); src == nil || src.ResourceVersion != srcVersion {
 				t.Errorf("source replica touched: %+v", src)
 			}
 			waitEvents(t, mig, "Aborted")
@@ -462,15 +463,15 @@ func TestAbort(t *testing.T) {
 	}
 
 	t.Run("after Completed", func(t *testing.T) {
-		reset(t)
-		createNodes(t, node{name: "src", free: 10 * gi}, node{name: "tgt", free: 80 * gi})
-		createVolume(t, volume{name: "vol-abort-done", replicas: []string{"src"}})
+		fixture.Reset(t, env.Client)
+		fixture.CreateNodes(t, env.Client, node{Name: "src", Free: 10 * gi}, node{Name: "tgt", Free: 80 * gi})
+		fixture.CreateVolume(t, env.Client, volume{Name: "vol-abort-done", Replicas: []string{"src"}})
 		startController(t)
 		createMigration(t, "mig-abort-done", "vol-abort-done", "src")
 		toSync(t, "mig-abort-done", "vol-abort-done")
-		agentVerified(t, "vol-abort-done", "tgt")
+		fixture.AgentVerified(t, env.Client, "vol-abort-done", "tgt")
 		done := waitState(t, "mig-abort-done", v1.OperationStateCompleted)
-		editMigration(t, "mig-abort-done", false, func(m *v1.LocalVolumeMigrate) { m.Spec.Abort = true })
+		fixture.Edit(t, env.Client, "mig-abort-done", func(m *v1.LocalVolumeMigrate) { m.Spec.Abort = true })
 		m := waitMigration(t, "mig-abort-done", "abort ignored", func(m *v1.LocalVolumeMigrate) bool {
 			return strings.HasPrefix(m.Status.Message, "abort ignored")
 		})
@@ -480,7 +481,7 @@ func TestAbort(t *testing.T) {
 		if got := lvReplicas(t, "vol-abort-done"); !slices.Equal(got, []string{"tgt"}) {
 			t.Errorf("replicas %v", got)
 		}
-		if getReplica(t, "vol-abort-done", "tgt") == nil {
+		if fixture.GetReplica(t, env.Client, "vol-abort-done", "tgt") == nil {
 			t.Error("the migrated replica was deleted")
 		}
 	})
@@ -508,11 +509,11 @@ func TestBadInput(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			reset(t)
-			createNodes(t, node{name: "src", free: 10 * gi}, node{name: "small", free: 5 * gi}, node{name: "big", free: 80 * gi},
-				node{name: "cordoned", free: 100 * gi, cordoned: true})
-			createVolume(t, volume{name: "vol-bad", size: 10 * gi, replicas: []string{"src"}})
-			before := volumeSnapshot(getVolume(t, "vol-bad"))
+			fixture.Reset(t, env.Client)
+			fixture.CreateNodes(t, env.Client, node{Name: "src", Free: 10 * gi}, node{Name: "small", Free: 5 * gi}, node{Name: "big", Free: 80 * gi},
+				node{Name: "cordoned", Free: 100 * gi, Cordoned: true})
+			fixture.CreateVolume(t, env.Client, volume{Name: "vol-bad", Size: 10 * gi, Replicas: []string{"src"}})
+			before := volumeSnapshot(fixture.GetVolume(t, env.Client, "vol-bad"))
 			startController(t)
 			mig := "mig-bad"
 			if tc.older {
@@ -532,18 +533,18 @@ func TestBadInput(t *testing.T) {
 			if tc.older {
 				// Only the older migration's target exists.
 				older := migrationAt(t, "mig-bad-a", v1.OperationStateAddReplica)
-				testenv.Eventually(t, "older's target replica", func() bool { return getReplica(t, "vol-bad", older) != nil })
-				if got := replicaNodesOf(t, "vol-bad"); !slices.Equal(got, []string{"big", "src"}) {
+				testenv.Eventually(t, "older's target replica", func() bool { return fixture.GetReplica(t, env.Client, "vol-bad", older) != nil })
+				if got := fixture.ReplicaObjectNodes(t, env.Client, "vol-bad"); !slices.Equal(got, []string{"big", "src"}) {
 					t.Errorf("replica objects on %v", got)
 				}
-				if rep := getReplica(t, "vol-bad", older); rep.Annotations[v1.SyncPendingAnnotation] != "mig-bad-a" {
+				if rep := fixture.GetReplica(t, env.Client, "vol-bad", older); rep.Annotations[v1.SyncPendingAnnotation] != "mig-bad-a" {
 					t.Errorf("target annotations %v", rep.Annotations)
 				}
 			} else {
-				if got := replicaNodesOf(t, "vol-bad"); !slices.Equal(got, []string{"src"}) {
+				if got := fixture.ReplicaObjectNodes(t, env.Client, "vol-bad"); !slices.Equal(got, []string{"src"}) {
 					t.Errorf("replica objects on %v", got)
 				}
-				if got := volumeSnapshot(getVolume(t, "vol-bad")); got != before {
+				if got := volumeSnapshot(fixture.GetVolume(t, env.Client, "vol-bad")); got != before {
 					t.Errorf("volume %s, was %s", got, before)
 				}
 			}
@@ -567,12 +568,12 @@ func TestConcurrencyLimit(t *testing.T) {
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			reset(t)
-			createNodes(t, node{name: "src", free: 10 * gi}, node{name: "src2", free: 10 * gi}, node{name: "tgt", free: 80 * gi})
+			fixture.Reset(t, env.Client)
+			fixture.CreateNodes(t, env.Client, node{Name: "src", Free: 10 * gi}, node{Name: "src2", Free: 10 * gi}, node{Name: "tgt", Free: 80 * gi})
 			vols := [2]string{fmt.Sprintf("vol-limit-%d-0", i), fmt.Sprintf("vol-limit-%d-1", i)}
 			migs := [2]string{fmt.Sprintf("mig-limit-%d-0", i), fmt.Sprintf("mig-limit-%d-1", i)}
 			for j := range vols {
-				createVolume(t, volume{name: vols[j], replicas: []string{tc.sources[j]}})
+				fixture.CreateVolume(t, env.Client, volume{Name: vols[j], Replicas: []string{tc.sources[j]}})
 			}
 			g := watchCluster(t)
 			startController(t, func(r *Reconciler) { r.MaxPerNode, r.MaxTotal = tc.maxPerNode, tc.maxTotal })
@@ -602,21 +603,21 @@ func TestConcurrencyLimit(t *testing.T) {
 			if m := getMigration(t, migs[second]); !strings.Contains(m.Status.Message, tc.want) || m.Status.TargetNode != "" {
 				t.Errorf("queued status %+v", m.Status)
 			}
-			if got := replicaNodesOf(t, vols[second]); !slices.Equal(got, []string{tc.sources[second]}) {
+			if got := fixture.ReplicaObjectNodes(t, env.Client, vols[second]); !slices.Equal(got, []string{tc.sources[second]}) {
 				t.Errorf("queued migration created replicas: %v", got)
 			}
-			agentAllocates(t, vols[first], "tgt")
+			fixture.AgentAllocates(t, env.Client, vols[first], "tgt")
 			waitState(t, migs[first], v1.OperationStateSyncReplica)
 			if m := getMigration(t, migs[second]); m.Status.State != v1.OperationStateSubmitted {
 				t.Fatalf("second started while the first copies: %+v", m.Status)
 			}
-			agentVerified(t, vols[first], "tgt")
+			fixture.AgentVerified(t, env.Client, vols[first], "tgt")
 			waitState(t, migs[first], v1.OperationStateCompleted)
 			// The slot is free: the queued one proceeds.
 			target := migrationAt(t, migs[second], v1.OperationStateAddReplica)
-			agentAllocates(t, vols[second], target)
+			fixture.AgentAllocates(t, env.Client, vols[second], target)
 			waitState(t, migs[second], v1.OperationStateSyncReplica)
-			agentVerified(t, vols[second], target)
+			fixture.AgentVerified(t, env.Client, vols[second], target)
 			waitState(t, migs[second], v1.OperationStateCompleted)
 			g.check(t)
 			total, perNode := g.maxConcurrent()
@@ -632,11 +633,11 @@ func TestConcurrencyLimit(t *testing.T) {
 func TestDeadline(t *testing.T) {
 	for i, at := range []v1.State{v1.OperationStateAddReplica, v1.OperationStateSyncReplica} {
 		t.Run("in "+string(at), func(t *testing.T) {
-			reset(t)
-			createNodes(t, node{name: "src", free: 10 * gi}, node{name: "tgt", free: 80 * gi})
+			fixture.Reset(t, env.Client)
+			fixture.CreateNodes(t, env.Client, node{Name: "src", Free: 10 * gi}, node{Name: "tgt", Free: 80 * gi})
 			vol, mig := fmt.Sprintf("vol-deadline-%d", i), fmt.Sprintf("mig-deadline-%d", i)
-			createVolume(t, volume{name: vol, replicas: []string{"src"}})
-			before := volumeSnapshot(getVolume(t, vol))
+			fixture.CreateVolume(t, env.Client, volume{Name: vol, Replicas: []string{"src"}})
+			before := volumeSnapshot(fixture.GetVolume(t, env.Client, vol))
 			clock := newFakeClock()
 			g := watchCluster(t)
 			startController(t, func(r *Reconciler) { r.Now, r.Deadline = clock.Now, 10*time.Minute })
@@ -645,22 +646,22 @@ func TestDeadline(t *testing.T) {
 				toSync(t, mig, vol)
 			} else {
 				migrationAt(t, mig, at)
-				testenv.Eventually(t, "target replica", func() bool { return getReplica(t, vol, "tgt") != nil })
+				testenv.Eventually(t, "target replica", func() bool { return fixture.GetReplica(t, env.Client, vol, "tgt") != nil })
 			}
 			clock.Advance(11 * time.Minute)
 			// The agent's next report wakes the controller.
-			agentCopied(t, vol, "tgt", gi/10)
+			fixture.AgentCopied(t, env.Client, vol, "tgt", gi/10, "")
 			m := waitState(t, mig, v1.OperationStateFailed)
 			if want := fmt.Sprintf("deadline 10m0s exceeded in state %s; rolled back, the volume stays on src", at); m.Status.Message != want {
 				t.Errorf("message %q, want %q", m.Status.Message, want)
 			}
-			if getReplica(t, vol, "tgt") != nil {
+			if fixture.GetReplica(t, env.Client, vol, "tgt") != nil {
 				t.Error("target replica not deleted")
 			}
-			if getReplica(t, vol, "src") == nil {
+			if fixture.GetReplica(t, env.Client, vol, "src") == nil {
 				t.Error("source replica deleted")
 			}
-			if got := volumeSnapshot(getVolume(t, vol)); got != before {
+			if got := volumeSnapshot(fixture.GetVolume(t, env.Client, vol)); got != before {
 				t.Errorf("volume %s, want %s", got, before)
 			}
 			waitEvents(t, mig, "MigrationFailed")
@@ -680,14 +681,14 @@ func TestFailureRollsBack(t *testing.T) {
 	}{
 		{name: "allocation fails for capacity", at: v1.OperationStateAddReplica,
 			breakIt: func(t *testing.T, v string) {
-				setReplicaStatus(t, v, "tgt", func(st *v1.LocalVolumeReplicaStatus) {
+				fixture.SetReplicaStatus(t, env.Client, v, "tgt", func(st *v1.LocalVolumeReplicaStatus) {
 					st.State, st.Message = v1.StateNotReady, "creating volume: insufficient capacity"
 				})
 			},
 			want: "target tgt could not allocate %s: creating volume: insufficient capacity"},
 		{name: "target replica deleted during the copy", at: v1.OperationStateSyncReplica,
 			breakIt: func(t *testing.T, v string) {
-				if err := env.Client.Delete(context.Background(), getReplica(t, v, "tgt")); err != nil {
+				if err := env.Client.Delete(context.Background(), fixture.GetReplica(t, env.Client, v, "tgt")); err != nil {
 					t.Fatal(err)
 				}
 			},
@@ -695,11 +696,11 @@ func TestFailureRollsBack(t *testing.T) {
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			reset(t)
-			createNodes(t, node{name: "src", free: 10 * gi}, node{name: "tgt", free: 80 * gi})
+			fixture.Reset(t, env.Client)
+			fixture.CreateNodes(t, env.Client, node{Name: "src", Free: 10 * gi}, node{Name: "tgt", Free: 80 * gi})
 			vol, mig := fmt.Sprintf("vol-fail-%d", i), fmt.Sprintf("mig-fail-%d", i)
-			createVolume(t, volume{name: vol, replicas: []string{"src"}})
-			before := volumeSnapshot(getVolume(t, vol))
+			fixture.CreateVolume(t, env.Client, volume{Name: vol, Replicas: []string{"src"}})
+			before := volumeSnapshot(fixture.GetVolume(t, env.Client, vol))
 			g := watchCluster(t)
 			startController(t)
 			createMigration(t, mig, vol, "src")
@@ -707,20 +708,20 @@ func TestFailureRollsBack(t *testing.T) {
 				toSync(t, mig, vol)
 			} else {
 				migrationAt(t, mig, tc.at)
-				testenv.Eventually(t, "target replica", func() bool { return getReplica(t, vol, "tgt") != nil })
+				testenv.Eventually(t, "target replica", func() bool { return fixture.GetReplica(t, env.Client, vol, "tgt") != nil })
 			}
 			tc.breakIt(t, vol)
 			m := waitState(t, mig, v1.OperationStateFailed)
 			if want := fmt.Sprintf(tc.want, vol); m.Status.Message != want {
 				t.Errorf("message %q, want %q", m.Status.Message, want)
 			}
-			if getReplica(t, vol, "tgt") != nil {
+			if fixture.GetReplica(t, env.Client, vol, "tgt") != nil {
 				t.Error("target replica left")
 			}
-			if getReplica(t, vol, "src") == nil {
+			if fixture.GetReplica(t, env.Client, vol, "src") == nil {
 				t.Error("source replica deleted")
 			}
-			if got := volumeSnapshot(getVolume(t, vol)); got != before {
+			if got := volumeSnapshot(fixture.GetVolume(t, env.Client, vol)); got != before {
 				t.Errorf("volume %s, want %s", got, before)
 			}
 			g.check(t)
@@ -740,28 +741,28 @@ func TestFailureRollsBack(t *testing.T) {
 func TestRestartBeforeVolumeEdit(t *testing.T) {
 	for i, group := range []bool{false, true} {
 		t.Run(fmt.Sprintf("group=%v", group), func(t *testing.T) {
-			reset(t)
+			fixture.Reset(t, env.Client)
 			ctx := context.Background()
 			vol, mig, grp := fmt.Sprintf("vol-early-%d", i), fmt.Sprintf("mig-early-%d", i), ""
-			createNodes(t, node{name: "src", free: 10 * gi}, node{name: "tgt", free: 80 * gi})
+			fixture.CreateNodes(t, env.Client, node{Name: "src", Free: 10 * gi}, node{Name: "tgt", Free: 80 * gi})
 			if group {
 				grp = fmt.Sprintf("grp-early-%d", i)
-				createGroup(t, grp, v1.VolumeInfo{PersistentVolumeClaimName: "data", LocalVolumeName: vol, Nodes: []string{"src"}})
+				fixture.CreateGroup(t, env.Client, grp, v1.VolumeInfo{PersistentVolumeClaimName: "data", LocalVolumeName: vol, Nodes: []string{"src"}})
 			}
-			createVolume(t, volume{name: vol, group: grp, replicas: []string{"src"}})
-			before := volumeSnapshot(getVolume(t, vol))
+			fixture.CreateVolume(t, env.Client, volume{Name: vol, Group: grp, Replicas: []string{"src"}})
+			before := volumeSnapshot(fixture.GetVolume(t, env.Client, vol))
 			createMigration(t, mig, vol, "src", func(s *v1.LocalVolumeMigrateSpec) { s.MigrateAllVols = group })
-			editMigration(t, mig, true, func(m *v1.LocalVolumeMigrate) {
+			fixture.EditStatus(t, env.Client, mig, func(m *v1.LocalVolumeMigrate) {
 				m.Status = v1.LocalVolumeMigrateStatus{State: v1.OperationStateAddReplica, TargetNode: "tgt", Volumes: []string{vol},
 					ReplicaNumber: 1, TotalBytes: gi, Progress: "0%", StartTime: ptrNow(time.Now())}
 			})
 			rep := &v1.LocalVolumeReplica{ObjectMeta: metav1.ObjectMeta{Name: v1.ReplicaName(vol, "tgt"),
 				Annotations: map[string]string{v1.SyncPendingAnnotation: mig, v1.SyncSourceAnnotation: "src"}},
 				Spec: v1.LocalVolumeReplicaSpec{VolumeName: vol, NodeName: "tgt", PoolName: v1.PoolNameHDD, RequiredCapacityBytes: gi, VolumeKind: v1.VolumeKindLVM}}
-			if err := controllerutil.SetControllerReference(getVolume(t, vol), rep, env.Scheme); err != nil {
+			if err := controllerutil.SetControllerReference(fixture.GetVolume(t, env.Client, vol), rep, env.Scheme); err != nil {
 				t.Fatal(err)
 			}
-			create(t, rep)
+			fixture.Create(t, env.Client, rep)
 			rep.Status = v1.LocalVolumeReplicaStatus{State: v1.StateNotReady, Message: "creating volume: insufficient capacity"}
 			if err := env.Client.Status().Update(ctx, rep); err != nil {
 				t.Fatal(err)
@@ -772,12 +773,12 @@ func TestRestartBeforeVolumeEdit(t *testing.T) {
 			if want := "target tgt could not allocate " + vol + ": creating volume: insufficient capacity"; m.Status.Message != want {
 				t.Errorf("message %q, want %q", m.Status.Message, want)
 			}
-			testenv.Eventually(t, "target replica deleted", func() bool { return getReplica(t, vol, "tgt") == nil })
-			if got := volumeSnapshot(getVolume(t, vol)); got != before {
+			testenv.Eventually(t, "target replica deleted", func() bool { return fixture.GetReplica(t, env.Client, vol, "tgt") == nil })
+			if got := volumeSnapshot(fixture.GetVolume(t, env.Client, vol)); got != before {
 				t.Errorf("volume %s, want %s", got, before)
 			}
 			if group {
-				if got := groupNodes(t, grp, vol); !slices.Equal(got, []string{"src"}) {
+				if got := fixture.GroupNodes(t, env.Client, grp, vol); !slices.Equal(got, []string{"src"}) {
 					t.Errorf("group entry %v, want [src]", got)
 				}
 			}
@@ -790,40 +791,40 @@ func TestRestartBeforeVolumeEdit(t *testing.T) {
 // and in SyncReplica; no second target appears, and the source goes only
 // after the target's copy is verified (the guard sees every change).
 func TestRestart(t *testing.T) {
-	reset(t)
-	createNodes(t, node{name: "src", free: 10 * gi}, node{name: "tgt", free: 80 * gi}, node{name: "alt", free: 70 * gi})
-	createVolume(t, volume{name: "vol-restart", replicas: []string{"src"}})
+	fixture.Reset(t, env.Client)
+	fixture.CreateNodes(t, env.Client, node{Name: "src", Free: 10 * gi}, node{Name: "tgt", Free: 80 * gi}, node{Name: "alt", Free: 70 * gi})
+	fixture.CreateVolume(t, env.Client, volume{Name: "vol-restart", Replicas: []string{"src"}})
 	g := watchCluster(t)
 
 	stop := startController(t)
 	createMigration(t, "mig-restart", "vol-restart", "src")
 	target := migrationAt(t, "mig-restart", v1.OperationStateAddReplica)
-	testenv.Eventually(t, "target replica", func() bool { return getReplica(t, "vol-restart", target) != nil })
-	uid := getReplica(t, "vol-restart", target).UID
+	testenv.Eventually(t, "target replica", func() bool { return fixture.GetReplica(t, env.Client, "vol-restart", target) != nil })
+	uid := fixture.GetReplica(t, env.Client, "vol-restart", target).UID
 	stop()
 
 	// Restart in AddReplica; the agent allocates while no controller runs.
-	agentAllocates(t, "vol-restart", target)
+	fixture.AgentAllocates(t, env.Client, "vol-restart", target)
 	stop = startController(t)
 	waitState(t, "mig-restart", v1.OperationStateSyncReplica)
 	stop()
 
 	// Restart in SyncReplica, with progress made meanwhile.
-	agentCopied(t, "vol-restart", target, gi/2)
+	fixture.AgentCopied(t, env.Client, "vol-restart", target, gi/2, "")
 	stop = startController(t)
 	waitMigration(t, "mig-restart", "50%", func(m *v1.LocalVolumeMigrate) bool { return m.Status.Progress == "50%" })
 	if getMigration(t, "mig-restart").Status.TargetNode != target {
 		t.Fatal("the target changed across restarts")
 	}
-	if getReplica(t, "vol-restart", "src") == nil {
+	if fixture.GetReplica(t, env.Client, "vol-restart", "src") == nil {
 		t.Fatal("source gone before the copy was verified")
 	}
 	stop()
 
-	agentVerified(t, "vol-restart", target)
+	fixture.AgentVerified(t, env.Client, "vol-restart", target)
 	startController(t)
 	waitState(t, "mig-restart", v1.OperationStateCompleted)
-	if rep := getReplica(t, "vol-restart", target); rep == nil || rep.UID != uid {
+	if rep := fixture.GetReplica(t, env.Client, "vol-restart", target); rep == nil || rep.UID != uid {
 		t.Errorf("the target replica was recreated: %+v", rep)
 	}
 	if got := lvReplicas(t, "vol-restart"); !slices.Equal(got, []string{target}) {
@@ -844,21 +845,21 @@ func TestInvariant(t *testing.T) {
 		name  string
 		agent func(t *testing.T, volume, node string) // the target's state when forced
 	}{
-		{name: "Ready, not synced", agent: func(t *testing.T, v, n string) { agentCopied(t, v, n, gi/2) }},
+		{name: "Ready, not synced", agent: func(t *testing.T, v, n string) { fixture.AgentCopied(t, env.Client, v, n, gi/2, "") }},
 		{name: "synced without checksum", agent: func(t *testing.T, v, n string) {
-			setReplicaStatus(t, v, n, func(st *v1.LocalVolumeReplicaStatus) { st.Synced = true })
+			fixture.SetReplicaStatus(t, env.Client, v, n, func(st *v1.LocalVolumeReplicaStatus) { st.Synced = true })
 		}},
 		{name: "verified but NotReady", agent: func(t *testing.T, v, n string) {
-			agentVerified(t, v, n)
-			setReplicaStatus(t, v, n, func(st *v1.LocalVolumeReplicaStatus) { st.State, st.Message = v1.StateNotReady, "disk gone" })
+			fixture.AgentVerified(t, env.Client, v, n)
+			fixture.SetReplicaStatus(t, env.Client, v, n, func(st *v1.LocalVolumeReplicaStatus) { st.State, st.Message = v1.StateNotReady, "disk gone" })
 		}},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			reset(t)
-			createNodes(t, node{name: "src", free: 10 * gi}, node{name: "tgt", free: 80 * gi})
+			fixture.Reset(t, env.Client)
+			fixture.CreateNodes(t, env.Client, node{Name: "src", Free: 10 * gi}, node{Name: "tgt", Free: 80 * gi})
 			vol, mig := fmt.Sprintf("vol-inv-%d", i), fmt.Sprintf("mig-inv-%d", i)
-			createVolume(t, volume{name: vol, replicas: []string{"src"}})
+			fixture.CreateVolume(t, env.Client, volume{Name: vol, Replicas: []string{"src"}})
 			g := watchCluster(t)
 			stop := startController(t)
 			createMigration(t, mig, vol, "src")
@@ -868,27 +869,27 @@ func TestInvariant(t *testing.T) {
 				stop()
 			}
 			tc.agent(t, vol, "tgt")
-			editMigration(t, mig, true, func(m *v1.LocalVolumeMigrate) { m.Status.State = v1.OperationStatePruneReplica })
+			fixture.EditStatus(t, env.Client, mig, func(m *v1.LocalVolumeMigrate) { m.Status.State = v1.OperationStatePruneReplica })
 			stop()
 			stop = startController(t)
 			hold := fmt.Sprintf("holding the source: the replica of %s on tgt is not verified and ready", vol)
 			waitMigration(t, mig, "holding", func(m *v1.LocalVolumeMigrate) bool { return m.Status.Message == hold })
-			if getReplica(t, vol, "src") == nil || !slices.Contains(lvReplicas(t, vol), "src") {
+			if fixture.GetReplica(t, env.Client, vol, "src") == nil || !slices.Contains(lvReplicas(t, vol), "src") {
 				t.Fatal("source released without a verified copy")
 			}
 			// A restart holds as well.
 			stop()
 			startController(t)
-			editMigration(t, mig, true, func(m *v1.LocalVolumeMigrate) { m.Status.Message = "" })
+			fixture.EditStatus(t, env.Client, mig, func(m *v1.LocalVolumeMigrate) { m.Status.Message = "" })
 			waitMigration(t, mig, "holding after a restart", func(m *v1.LocalVolumeMigrate) bool { return m.Status.Message == hold })
-			if getReplica(t, vol, "src") == nil {
+			if fixture.GetReplica(t, env.Client, vol, "src") == nil {
 				t.Fatal("source deleted")
 			}
 			// Once verified and Ready it completes.
-			agentVerified(t, vol, "tgt")
-			setReplicaStatus(t, vol, "tgt", func(st *v1.LocalVolumeReplicaStatus) { st.State, st.Message = v1.StateReady, "" })
+			fixture.AgentVerified(t, env.Client, vol, "tgt")
+			fixture.SetReplicaStatus(t, env.Client, vol, "tgt", func(st *v1.LocalVolumeReplicaStatus) { st.State, st.Message = v1.StateReady, "" })
 			waitState(t, mig, v1.OperationStateCompleted)
-			if getReplica(t, vol, "src") != nil {
+			if fixture.GetReplica(t, env.Client, vol, "src") != nil {
 				t.Error("source not pruned")
 			}
 			g.check(t)
@@ -899,43 +900,43 @@ func TestInvariant(t *testing.T) {
 // TestInvariantGroup: forced to PruneReplica with one volume of the group
 // verified and the other not, no volume switches: the group moves whole.
 func TestInvariantGroup(t *testing.T) {
-	reset(t)
-	createNodes(t, node{name: "src", free: 10 * gi}, node{name: "tgt", free: 80 * gi})
-	createVolume(t, volume{name: "inv-a", group: "inv-grp", replicas: []string{"src"}})
-	createVolume(t, volume{name: "inv-b", group: "inv-grp", replicas: []string{"src"}})
-	createGroup(t, "inv-grp",
+	fixture.Reset(t, env.Client)
+	fixture.CreateNodes(t, env.Client, node{Name: "src", Free: 10 * gi}, node{Name: "tgt", Free: 80 * gi})
+	fixture.CreateVolume(t, env.Client, volume{Name: "inv-a", Group: "inv-grp", Replicas: []string{"src"}})
+	fixture.CreateVolume(t, env.Client, volume{Name: "inv-b", Group: "inv-grp", Replicas: []string{"src"}})
+	fixture.CreateGroup(t, env.Client, "inv-grp",
 		v1.VolumeInfo{PersistentVolumeClaimName: "data-a", LocalVolumeName: "inv-a", Nodes: []string{"src"}},
 		v1.VolumeInfo{PersistentVolumeClaimName: "data-b", LocalVolumeName: "inv-b", Nodes: []string{"src"}})
 	g := watchCluster(t)
 	startController(t)
 	createMigration(t, "mig-inv-grp", "inv-a", "src", func(s *v1.LocalVolumeMigrateSpec) { s.MigrateAllVols = true })
 	migrationAt(t, "mig-inv-grp", v1.OperationStateAddReplica)
-	agentAllocates(t, "inv-a", "tgt")
-	agentAllocates(t, "inv-b", "tgt")
+	fixture.AgentAllocates(t, env.Client, "inv-a", "tgt")
+	fixture.AgentAllocates(t, env.Client, "inv-b", "tgt")
 	waitState(t, "mig-inv-grp", v1.OperationStateSyncReplica)
 	// The first volume sorts first: verified; the second is not.
-	agentVerified(t, "inv-a", "tgt")
-	agentCopied(t, "inv-b", "tgt", gi/2)
+	fixture.AgentVerified(t, env.Client, "inv-a", "tgt")
+	fixture.AgentCopied(t, env.Client, "inv-b", "tgt", gi/2, "")
 	waitMigration(t, "mig-inv-grp", "1/2 verified", func(m *v1.LocalVolumeMigrate) bool { return m.Status.Progress == "75%" })
-	editMigration(t, "mig-inv-grp", true, func(m *v1.LocalVolumeMigrate) { m.Status.State = v1.OperationStatePruneReplica })
+	fixture.EditStatus(t, env.Client, "mig-inv-grp", func(m *v1.LocalVolumeMigrate) { m.Status.State = v1.OperationStatePruneReplica })
 	waitMigration(t, "mig-inv-grp", "holding", func(m *v1.LocalVolumeMigrate) bool {
 		return m.Status.Message == "holding the source: the replica of inv-b on tgt is not verified and ready"
 	})
 	for _, v := range []string{"inv-a", "inv-b"} {
-		if getReplica(t, v, "src") == nil {
+		if fixture.GetReplica(t, env.Client, v, "src") == nil {
 			t.Errorf("source of %s deleted while inv-b is not verified", v)
 		}
 		if got := lvReplicas(t, v); !slices.Equal(got, []string{"src", "tgt"}) {
 			t.Errorf("%s switched while inv-b is not verified: %v", v, got)
 		}
-		if got := groupNodes(t, "inv-grp", v); !slices.Equal(got, []string{"src", "tgt"}) {
+		if got := fixture.GroupNodes(t, env.Client, "inv-grp", v); !slices.Equal(got, []string{"src", "tgt"}) {
 			t.Errorf("group entry of %s: %v", v, got)
 		}
 	}
-	agentVerified(t, "inv-b", "tgt")
+	fixture.AgentVerified(t, env.Client, "inv-b", "tgt")
 	waitState(t, "mig-inv-grp", v1.OperationStateCompleted)
 	for _, v := range []string{"inv-a", "inv-b"} {
-		if got := replicaNodesOf(t, v); !slices.Equal(got, []string{"tgt"}) {
+		if got := fixture.ReplicaObjectNodes(t, env.Client, v); !slices.Equal(got, []string{"tgt"}) {
 			t.Errorf("%s replica objects on %v", v, got)
 		}
 	}
