@@ -110,14 +110,19 @@ func (m *PodSchedulerMutator) Handle(ctx context.Context, req admission.Request)
 
 	l := &lookup{m: m, log: log, ns: ns}
 	volume, err := l.firstOurVolume(ctx, pod)
-	if volume == "" {
-		if err != nil {
-			log.Error(err, "Cannot tell whether the pod uses hwameistor volumes; admitting it unchanged (fail-open)")
-			return admission.Allowed("").WithWarnings(warning(err))
-		}
+	var warnings []string
+	switch {
+	case volume == "" && err != nil:
+		// A claim could not be read (the API server is slow under a burst
+		// of pods). Route the pod anyway: hwameistor-scheduler runs every
+		// default plugin, so a pod whose claims are not ours is placed as
+		// default-scheduler would place it, while a pod whose claims are
+		// ours must not go where no ledger checks the pools.
+		log.Error(err, "Cannot tell whether the pod uses hwameistor volumes; routing it to "+v1alpha1.SchedulerName)
+		volume, warnings = "(unresolved)", []string{routedWarning(err)}
+	case volume == "":
 		return admission.Allowed("pod uses no " + v1alpha1.DriverName + " volume")
-	}
-	if err != nil {
+	case err != nil:
 		// Another volume failed to resolve, but one is ours: route anyway.
 		log.V(1).Info("Some volumes could not be resolved", "error", err.Error())
 	}
@@ -127,7 +132,12 @@ func (m *PodSchedulerMutator) Handle(ctx context.Context, req admission.Request)
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("patching pod: %w", err))
 	}
 	log.V(1).Info("Routing pod to "+v1alpha1.SchedulerName, "volume", volume)
-	return admission.PatchResponseFromRaw(req.Object.Raw, patched)
+	return admission.PatchResponseFromRaw(req.Object.Raw, patched).WithWarnings(warnings...)
+}
+
+// routedWarning is what kubectl shows when a claim could not be checked.
+func routedWarning(err error) string {
+	return fmt.Sprintf("hwameistor webhook could not check this pod's claims (%v); it is routed to %s, which places pods without hwameistor volumes as the default scheduler does", err, v1alpha1.SchedulerName)
 }
 
 // warning is what kubectl shows the user when the webhook had to fail open.

@@ -207,9 +207,9 @@ func TestPodSchedulerMutator(t *testing.T) {
 			c.Namespace = ownNS
 			return c
 		}()}, pod: func() *corev1.Pod { p := pod("", claimVolume("v", "data")); p.Namespace = ownNS; return p }()},
-		{name: "PVC lookup error fails open with a warning", objects: []client.Object{pvc("data", ours, "")},
+		{name: "PVC lookup error routes to hwameistor-scheduler with a warning", objects: []client.Object{pvc("data", ours, "")},
 			intercept: ptr(failGet(&corev1.PersistentVolumeClaim{})),
-			pod:       pod("", claimVolume("v", "data")), warning: true},
+			pod:       pod("", claimVolume("v", "data")), patched: true, warning: true},
 		{name: "namespace lookup error fails open with a warning", objects: []client.Object{pvc("data", ours, "")},
 			intercept: ptr(failGet(&corev1.Namespace{})),
 			pod:       pod("", claimVolume("v", "data")), warning: true},
