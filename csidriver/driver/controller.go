@@ -352,6 +352,10 @@ func (c *Controller) ControllerExpandVolume(ctx context.Context, req *csi.Contro
 	return &csi.ControllerExpandVolumeResponse{CapacityBytes: lv.Status.AllocatedCapacityBytes, NodeExpansionRequired: nodeExpansion}, nil
 }
 
+// ExpandTimeout bounds how long ControllerExpandVolume waits for the
+// LocalVolumeExpand controller's verdict; the resizer retries after it.
+const ExpandTimeout = 2 * time.Minute
+
 // ExpandName names the LocalVolumeExpand that grows volume to bytes, so a
 // retried ControllerExpandVolume finds the one it made.
 func ExpandName(volume string, bytes int64) string { return fmt.Sprintf("%s-%x", volume, bytes) }
@@ -370,6 +374,10 @@ func (c *Controller) expand(ctx context.Context, lv *v1.LocalVolume, size int64)
 	if err := c.Client.Create(ctx, req); err != nil && !apierrors.IsAlreadyExists(err) {
 		return status.Errorf(codes.Unavailable, "requesting the expansion of %s: %v", lv.Name, err)
 	}
+	// Bounded even when the caller's context is not: without the
+	// controllers nothing would ever answer.
+	ctx, cancel := context.WithTimeout(ctx, ExpandTimeout)
+	defer cancel()
 	err := wait.PollUntilContextCancel(ctx, c.interval(), true, func(ctx context.Context) (bool, error) {
 		if err := c.Client.Get(ctx, client.ObjectKey{Name: req.Name}, req); err != nil {
 			return false, client.IgnoreNotFound(err)
@@ -381,7 +389,7 @@ func (c *Controller) expand(ctx context.Context, lv *v1.LocalVolume, size int64)
 		return false, nil
 	})
 	if err != nil {
-		return status.Errorf(codes.DeadlineExceeded, "expansion %s of %s is %q: %s; retry", req.Name, lv.Name, req.Status.State, req.Status.Message)
+		return status.Errorf(codes.DeadlineExceeded, "expansion %s of %s is %q after %s: %s (is hwameistor-controllers running?); retry", req.Name, lv.Name, req.Status.State, ExpandTimeout, req.Status.Message)
 	}
 	if req.Status.State != v1.OperationStateCompleted {
 		_ = c.Client.Delete(ctx, req)

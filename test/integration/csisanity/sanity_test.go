@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"hwameistor.io/local/controllers/expand"
+
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/kubernetes-csi/csi-test/v5/pkg/sanity"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -60,6 +62,9 @@ func TestSanity(t *testing.T) {
 	}
 	rec := record.NewFakeRecorder(10000)
 	if err := (&volume.Reconciler{Client: mgr.GetClient(), Recorder: rec}).SetupWithManager(ctx, mgr); err != nil {
+		t.Fatal(err)
+	}
+	if err := (&expand.Reconciler{Client: mgr.GetClient(), Recorder: rec}).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
 	a := &agent.Agent{Client: mgr.GetClient(), Recorder: rec, Backends: map[string]backend.Backend{node: be}, Zones: map[string]string{node: "a"}}
