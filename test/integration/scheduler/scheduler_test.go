@@ -280,7 +280,7 @@ func createBoundVolume(t *testing.T, ns, claim, class, volume, node string, byte
 	if err := env.Client.Create(ctx, lvr); err != nil {
 		t.Fatal(err)
 	}
-	lvr.Status.State = v1.StateReady
+	lvr.Status.State, lvr.Status.Synced = v1.StateReady, true // as the node agent reports a new replica
 	if err := env.Client.Status().Update(ctx, lvr); err != nil {
 		t.Fatal(err)
 	}
