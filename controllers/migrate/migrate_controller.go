@@ -232,8 +232,11 @@ func (r *Reconciler) submitted(ctx context.Context, m *v1.LocalVolumeMigrate) (c
 		if o.Name == m.Name || o.Status.State.Finished() {
 			continue
 		}
-		if overlaps(o, names) && v1.OperationBefore(o, "", m, "") {
-			if o.Spec.SourceNode == m.Spec.SourceNode {
+		// The other one goes first when it is older, or already started
+		// (admitted by this process, or seen active): two moves of one
+		// volume at once could pick the same target.
+		if overlaps(o, names) && (v1.OperationBefore(o, "", m, "") || active(o) || r.admitted[o.Name]) {
+			if o.Spec.SourceNode == m.Spec.SourceNode && v1.OperationBefore(o, "", m, "") {
 				return r.fail(ctx, m, "volume %s is already being migrated by %s", strings.Join(names, ", "), o.Name)
 			}
 			// Another replica of the volume (HA) is moving off another
@@ -447,6 +450,11 @@ func (r *Reconciler) ensureTargetReplica(ctx context.Context, m *v1.LocalVolumeM
 	rep := &v1.LocalVolumeReplica{}
 	err := r.Client.Get(ctx, client.ObjectKey{Name: name}, rep)
 	if err == nil {
+		if owner := rep.Annotations[v1.SyncPendingAnnotation]; owner != "" && owner != m.Name {
+			// Never adopt another migration's target: both would prune
+			// their source and the volume would lose a replica.
+			return nil, fmt.Errorf("replica %s on %s is the target of migration %s", name, m.Status.TargetNode, owner)
+		}
 		return rep, nil
 	}
 	if !apierrors.IsNotFound(err) {
