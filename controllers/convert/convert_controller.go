@@ -20,7 +20,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -28,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/controllers/internal/volumes"
 	"hwameistor.io/local/internal/placement"
 )
 
@@ -351,29 +351,11 @@ func (r *Reconciler) pickTarget(ctx context.Context, lv *v1.LocalVolume, source 
 // status overlaid with every placement persisted in LocalVolumes and
 // LocalVolumeGroups, read uncached.
 func (r *Reconciler) capacityView(ctx context.Context) (*placement.Cache, []v1.LocalStorageNode, error) {
-	cache := placement.NewCache(0)
-	lsns := &v1.LocalStorageNodeList{}
-	if err := r.reader().List(ctx, lsns); err != nil {
+	view, err := volumes.LoadCapacity(ctx, r.reader())
+	if err != nil {
 		return nil, nil, err
 	}
-	for i := range lsns.Items {
-		cache.UpsertNode(&lsns.Items[i])
-	}
-	lvs := &v1.LocalVolumeList{}
-	if err := r.reader().List(ctx, lvs); err != nil {
-		return nil, nil, err
-	}
-	for i := range lvs.Items {
-		cache.UpsertVolume(&lvs.Items[i])
-	}
-	groups := &v1.LocalVolumeGroupList{}
-	if err := r.reader().List(ctx, groups); err != nil {
-		return nil, nil, err
-	}
-	for i := range groups.Items {
-		cache.UpsertGroup(&groups.Items[i])
-	}
-	return cache, lsns.Items, nil
+	return view.Cache, view.Nodes, nil
 }
 
 // holdingNodes are the nodes with a replica of lv: in its configuration or
@@ -421,11 +403,11 @@ func (r *Reconciler) addReplica(ctx context.Context, c *v1.LocalVolumeConvert) (
 	if rep.Annotations[v1.SyncPendingAnnotation] != c.Name {
 		return r.rollback(ctx, c, v1.OperationStateFailed, fmt.Sprintf("a replica of %s on %s exists that this conversion did not create", lv.Name, target))
 	}
-	if err := r.editVolume(ctx, lv.Name, func(lv *v1.LocalVolume) { lv.AddReplicaNode(target) }); err != nil {
+	if err := volumes.Edit(ctx, r.Client, lv.Name, false, func(lv *v1.LocalVolume) { lv.AddReplicaNode(target) }); err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := r.editGroupNodes(ctx, lv, func(nodes []string) []string {
-		if !slices.Contains(nodes, target) && len(nodes) < maxGroupNodes {
+	if err := volumes.EditGroupNodes(ctx, r.Client, lv, false, func(nodes []string) []string {
+		if !slices.Contains(nodes, target) && len(nodes) < volumes.MaxGroupNodes {
 			nodes = append(nodes, target)
 		}
 		return nodes
@@ -521,7 +503,7 @@ func (r *Reconciler) syncReplica(ctx context.Context, c *v1.LocalVolumeConvert) 
 	}
 	// Verified: the volume is HA from now on.
 	ha := false
-	if err := r.editVolume(ctx, lv.Name, func(lv *v1.LocalVolume) {
+	if err := volumes.Edit(ctx, r.Client, lv.Name, false, func(lv *v1.LocalVolume) {
 		if nodes := lv.ReplicaNodes(); slices.Contains(nodes, source) && slices.Contains(nodes, target) {
 			lv.Spec.ReplicaNumber, ha = 2, true
 		}
@@ -583,7 +565,7 @@ func (r *Reconciler) rollback(ctx context.Context, c *v1.LocalVolumeConvert, sta
 		}
 	}
 	if started {
-		err := r.editVolume(ctx, c.Spec.VolumeName, func(lv *v1.LocalVolume) {
+		err := volumes.Edit(ctx, r.Client, c.Spec.VolumeName, false, func(lv *v1.LocalVolume) {
 			if lv.Spec.ReplicaNumber < 2 && slices.Contains(lv.ReplicaNodes(), source) {
 				lv.RemoveReplicaNode(target)
 			}
@@ -593,7 +575,7 @@ func (r *Reconciler) rollback(ctx context.Context, c *v1.LocalVolumeConvert, sta
 		}
 		lv := &v1.LocalVolume{}
 		if err := r.Client.Get(ctx, client.ObjectKey{Name: c.Spec.VolumeName}, lv); err == nil && lv.Spec.ReplicaNumber < 2 {
-			if err := r.editGroupNodes(ctx, lv, func(nodes []string) []string {
+			if err := volumes.EditGroupNodes(ctx, r.Client, lv, false, func(nodes []string) []string {
 				if !slices.Contains(nodes, source) {
 					return nodes
 				}
@@ -655,56 +637,6 @@ func (r *Reconciler) setStatus(ctx context.Context, c *v1.LocalVolumeConvert, ch
 	}
 	c.Status = *st
 	return r.Client.Status().Update(ctx, c)
-}
-
-// editVolume applies change to the current volume and updates it when it
-// changed, retrying on conflicts (copied from controllers/migrate).
-func (r *Reconciler) editVolume(ctx context.Context, name string, change func(*v1.LocalVolume)) error {
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		lv := &v1.LocalVolume{}
-		if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, lv); err != nil {
-			return err
-		}
-		before := lv.DeepCopy()
-		change(lv)
-		if equality.Semantic.DeepEqual(before, lv) {
-			return nil
-		}
-		return r.Client.Update(ctx, lv)
-	})
-}
-
-// maxGroupNodes is the most nodes a LocalVolumeGroup entry lists.
-const maxGroupNodes = 2
-
-// editGroupNodes changes the persisted placement (nodes) of lv's entry in
-// its LocalVolumeGroup, which the scheduler's ledger and CreateVolume read
-// (copied from controllers/migrate).
-func (r *Reconciler) editGroupNodes(ctx context.Context, lv *v1.LocalVolume, change func([]string) []string) error {
-	if lv.Spec.VolumeGroup == "" {
-		return nil
-	}
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		g := &v1.LocalVolumeGroup{}
-		if err := r.Client.Get(ctx, client.ObjectKey{Name: lv.Spec.VolumeGroup}, g); err != nil {
-			return client.IgnoreNotFound(err)
-		}
-		changed := false
-		for i := range g.Spec.Volumes {
-			e := &g.Spec.Volumes[i]
-			if e.LocalVolumeName != lv.Name || len(e.Nodes) == 0 {
-				continue
-			}
-			nodes := change(slices.Clone(e.Nodes))
-			if !slices.Equal(nodes, e.Nodes) && len(nodes) > 0 {
-				e.Nodes, changed = nodes, true
-			}
-		}
-		if !changed {
-			return nil
-		}
-		return r.Client.Update(ctx, g)
-	})
 }
 
 const (

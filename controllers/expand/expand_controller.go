@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/controllers/internal/volumes"
 	"hwameistor.io/local/internal/placement"
 )
 
@@ -272,33 +273,20 @@ func (r *Reconciler) checkCapacity(ctx context.Context, lv *v1.LocalVolume, want
 	if !ok {
 		return []string{fmt.Sprintf("unknown pool %s", lv.Spec.PoolName)}, nil
 	}
-	cache := placement.NewCache(0)
-	lsns := &v1.LocalStorageNodeList{}
-	if err := r.reader().List(ctx, lsns); err != nil {
+	view, err := volumes.LoadCapacity(ctx, r.reader())
+	if err != nil {
 		return nil, err
 	}
+	cache := view.Cache
 	byNode := map[string]*v1.LocalStorageNode{}
-	for i := range lsns.Items {
-		cache.UpsertNode(&lsns.Items[i])
-		byNode[lsns.Items[i].Name] = &lsns.Items[i]
-	}
-	lvs := &v1.LocalVolumeList{}
-	if err := r.reader().List(ctx, lvs); err != nil {
-		return nil, err
+	for i := range view.Nodes {
+		byNode[view.Nodes[i].Name] = &view.Nodes[i]
 	}
 	size := map[string]int64{}
-	for i := range lvs.Items {
-		cache.UpsertVolume(&lvs.Items[i])
-		if lvs.Items[i].DeletionTimestamp == nil && !lvs.Items[i].Spec.Delete {
-			size[lvs.Items[i].Name] = lvs.Items[i].Spec.RequiredCapacityBytes
+	for _, v := range view.Volumes {
+		if v.DeletionTimestamp == nil && !v.Spec.Delete {
+			size[v.Name] = v.Spec.RequiredCapacityBytes
 		}
-	}
-	groups := &v1.LocalVolumeGroupList{}
-	if err := r.reader().List(ctx, groups); err != nil {
-		return nil, err
-	}
-	for i := range groups.Items {
-		cache.UpsertGroup(&groups.Items[i])
 	}
 	reps := &v1.LocalVolumeReplicaList{}
 	if err := r.reader().List(ctx, reps); err != nil {

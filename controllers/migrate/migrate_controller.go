@@ -21,7 +21,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -30,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/controllers/internal/volumes"
 	"hwameistor.io/local/internal/placement"
 )
 
@@ -316,11 +316,11 @@ func findMigration(list *v1.LocalVolumeMigrateList, name string) *v1.LocalVolume
 // whole group fits net of every persisted reservation, preferring another
 // zone than the replica that stays (HA) and the most free space.
 func (r *Reconciler) pickTarget(ctx context.Context, m *v1.LocalVolumeMigrate, lv *v1.LocalVolume, vols []*v1.LocalVolume) (string, string, error) {
-	cache := placement.NewCache(0)
-	lsns := &v1.LocalStorageNodeList{}
-	if err := r.Client.List(ctx, lsns); err != nil {
+	view, err := volumes.LoadCapacity(ctx, r.Client)
+	if err != nil {
 		return "", "", err
 	}
+	cache := view.Cache
 	nodes := &corev1.NodeList{}
 	if err := r.Client.List(ctx, nodes); err != nil {
 		return "", "", err
@@ -328,23 +328,6 @@ func (r *Reconciler) pickTarget(ctx context.Context, m *v1.LocalVolumeMigrate, l
 	schedulable := map[string]bool{}
 	for _, n := range nodes.Items {
 		schedulable[n.Name] = !n.Spec.Unschedulable
-	}
-	for i := range lsns.Items {
-		cache.UpsertNode(&lsns.Items[i])
-	}
-	lvs := &v1.LocalVolumeList{}
-	if err := r.Client.List(ctx, lvs); err != nil {
-		return "", "", err
-	}
-	for i := range lvs.Items {
-		cache.UpsertVolume(&lvs.Items[i])
-	}
-	groups := &v1.LocalVolumeGroupList{}
-	if err := r.Client.List(ctx, groups); err != nil {
-		return "", "", err
-	}
-	for i := range groups.Items {
-		cache.UpsertGroup(&groups.Items[i])
 	}
 	holding := map[string]bool{}
 	var pvols []placement.Volume
@@ -359,9 +342,9 @@ func (r *Reconciler) pickTarget(ctx context.Context, m *v1.LocalVolumeMigrate, l
 		pvols = append(pvols, placement.Volume{Key: v.Name, Pool: pool, Bytes: v.Spec.RequiredCapacityBytes})
 	}
 	var candidates []string
-	for i := range lsns.Items {
-		n := lsns.Items[i].Name
-		if holding[n] || !schedulable[n] || lsns.Items[i].Status.State != v1.StateReady {
+	for i := range view.Nodes {
+		n := view.Nodes[i].Name
+		if holding[n] || !schedulable[n] || view.Nodes[i].Status.State != v1.StateReady {
 			continue
 		}
 		if len(m.Spec.TargetNodesSuggested) > 0 && !slices.Contains(m.Spec.TargetNodesSuggested, n) {
@@ -404,7 +387,7 @@ func (r *Reconciler) addReplica(ctx context.Context, m *v1.LocalVolumeMigrate) (
 		if err != nil {
 			return ctrl.Result{}, err
 		}
-		if err := r.editVolume(ctx, lv.Name, func(lv *v1.LocalVolume) {
+		if err := volumes.Edit(ctx, r.Client, lv.Name, false, func(lv *v1.LocalVolume) {
 			lv.AddReplicaNode(target)
 			if lv.Spec.ReplicaNumber < 2 {
 				// The pod waits for the copy (an HA volume's pod runs on its
@@ -415,10 +398,10 @@ func (r *Reconciler) addReplica(ctx context.Context, m *v1.LocalVolumeMigrate) (
 		}); err != nil {
 			return ctrl.Result{}, err
 		}
-		if err := r.editGroupNodes(ctx, lv, false, func(nodes []string) []string {
+		if err := volumes.EditGroupNodes(ctx, r.Client, lv, false, func(nodes []string) []string {
 			// An entry holds at most two nodes (the CRD's maxItems): an HA
 			// volume's entry gets the target when the source leaves it.
-			if !slices.Contains(nodes, target) && len(nodes) < maxGroupNodes {
+			if !slices.Contains(nodes, target) && len(nodes) < volumes.MaxGroupNodes {
 				nodes = append(nodes, target)
 			}
 			return nodes
@@ -507,7 +490,7 @@ func (r *Reconciler) syncReplica(ctx context.Context, m *v1.LocalVolumeMigrate) 
 	progress := fmt.Sprintf("%d%%", pct)
 	for _, name := range m.Status.Volumes {
 		annotation := fmt.Sprintf("%s → %s, %s", m.Spec.SourceNode, m.Status.TargetNode, progress)
-		if err := r.editVolume(ctx, name, func(lv *v1.LocalVolume) {
+		if err := volumes.Edit(ctx, r.Client, name, false, func(lv *v1.LocalVolume) {
 			if lv.Annotations[v1.VolumeMigrateStateAnnotation] == v1.VolumeMigrateStarted {
 				setAnnotation(lv, v1.MigrationProgressAnnotation, annotation)
 			}
@@ -556,7 +539,7 @@ func (r *Reconciler) pruneReplica(ctx context.Context, m *v1.LocalVolumeMigrate)
 	remaining := 0
 	for i, name := range m.Status.Volumes {
 		tgt := targets[i]
-		if err := r.editVolume(ctx, name, func(lv *v1.LocalVolume) {
+		if err := volumes.Edit(ctx, r.Client, name, false, func(lv *v1.LocalVolume) {
 			lv.RemoveReplicaNode(source)
 			delete(lv.Annotations, v1.VolumeMigrateStateAnnotation)
 			delete(lv.Annotations, v1.MigrationProgressAnnotation)
@@ -565,7 +548,7 @@ func (r *Reconciler) pruneReplica(ctx context.Context, m *v1.LocalVolumeMigrate)
 		}
 		lv := &v1.LocalVolume{}
 		if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, lv); err == nil {
-			if err := r.editGroupNodes(ctx, lv, false, func(nodes []string) []string {
+			if err := volumes.EditGroupNodes(ctx, r.Client, lv, false, func(nodes []string) []string {
 				nodes = slices.DeleteFunc(nodes, func(n string) bool { return n == source })
 				if !slices.Contains(nodes, target) {
 					nodes = append(nodes, target)
@@ -628,7 +611,7 @@ func (r *Reconciler) rollback(ctx context.Context, m *v1.LocalVolumeMigrate, sta
 		if target == "" {
 			break
 		}
-		err := r.writeVolume(ctx, name, true, func(lv *v1.LocalVolume) {
+		err := volumes.Edit(ctx, r.Client, name, true, func(lv *v1.LocalVolume) {
 			if slices.Contains(lv.ReplicaNodes(), m.Spec.SourceNode) {
 				lv.RemoveReplicaNode(target)
 			}
@@ -640,7 +623,7 @@ func (r *Reconciler) rollback(ctx context.Context, m *v1.LocalVolumeMigrate, sta
 		}
 		lv := &v1.LocalVolume{}
 		if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, lv); err == nil && slices.Contains(lv.ReplicaNodes(), m.Spec.SourceNode) {
-			if err := r.editGroupNodes(ctx, lv, true, func(nodes []string) []string {
+			if err := volumes.EditGroupNodes(ctx, r.Client, lv, true, func(nodes []string) []string {
 				return slices.DeleteFunc(nodes, func(n string) bool { return n == target })
 			}); err != nil {
 				return ctrl.Result{}, err
@@ -684,65 +667,6 @@ func (r *Reconciler) groupVolumes(ctx context.Context, lv *v1.LocalVolume) ([]*v
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
-}
-
-// editVolume applies change to the current volume and updates it when it
-// changed, retrying on conflicts.
-func (r *Reconciler) editVolume(ctx context.Context, name string, change func(*v1.LocalVolume)) error {
-	return r.writeVolume(ctx, name, false, change)
-}
-
-// writeVolume is editVolume; with always it updates even when change
-// changed nothing. The rollback undoes this process's own recent edits, which
-// the cache may not show yet: a copy without them looks already undone. The
-// update carries the resourceVersion read, so a stale copy fails with a
-// conflict and is read again; on a current one the update is a no-op.
-func (r *Reconciler) writeVolume(ctx context.Context, name string, always bool, change func(*v1.LocalVolume)) error {
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		lv := &v1.LocalVolume{}
-		if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, lv); err != nil {
-			return err
-		}
-		before := lv.DeepCopy()
-		change(lv)
-		if !always && equality.Semantic.DeepEqual(before, lv) {
-			return nil
-		}
-		return r.Client.Update(ctx, lv)
-	})
-}
-
-// maxGroupNodes is the most nodes a LocalVolumeGroup entry lists.
-const maxGroupNodes = 2
-
-// editGroupNodes changes the persisted placement (nodes) of lv's entry in
-// its LocalVolumeGroup, which the scheduler's ledger and CreateVolume read.
-// always updates even when nothing changed, as writeVolume's.
-func (r *Reconciler) editGroupNodes(ctx context.Context, lv *v1.LocalVolume, always bool, change func([]string) []string) error {
-	if lv.Spec.VolumeGroup == "" {
-		return nil
-	}
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		g := &v1.LocalVolumeGroup{}
-		if err := r.Client.Get(ctx, client.ObjectKey{Name: lv.Spec.VolumeGroup}, g); err != nil {
-			return client.IgnoreNotFound(err)
-		}
-		changed := false
-		for i := range g.Spec.Volumes {
-			e := &g.Spec.Volumes[i]
-			if e.LocalVolumeName != lv.Name || len(e.Nodes) == 0 {
-				continue
-			}
-			nodes := change(slices.Clone(e.Nodes))
-			if !slices.Equal(nodes, e.Nodes) && len(nodes) > 0 {
-				e.Nodes, changed = nodes, true
-			}
-		}
-		if !changed && !always {
-			return nil
-		}
-		return r.Client.Update(ctx, g)
-	})
 }
 
 // setStatus applies change to m's status and writes it when it changed.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	mathrand "math/rand/v2"
+	"os"
 	"sync"
 	"time"
 
@@ -249,17 +250,25 @@ func (r *runner) writeData(ctx context.Context) error {
 	return runAll(jobs, 8)
 }
 
-// writeVolume writes data at the start of the volume's replica on node.
-func (r *runner) writeVolume(ctx context.Context, node string, lv *v1.LocalVolume, data []byte) (string, error) {
+// openReplica opens the data of the volume's replica on node through the
+// emulated backend, as the application would see it, and returns its size.
+func (r *runner) openReplica(ctx context.Context, node string, lv *v1.LocalVolume, write bool) (*os.File, int64, error) {
 	be, err := emulated.New(r.s.PoolDir(node), nil, emulated.WithoutLoop())
 	if err != nil {
-		return "", err
+		return nil, 0, err
 	}
 	vol, err := be.GetVolume(ctx, lv.Spec.PoolName, lv.Name)
 	if err != nil {
-		return "", err
+		return nil, 0, err
 	}
-	f, err := be.OpenData(ctx, lv.Spec.PoolName, lv.Name, true)
+	f, err := be.OpenData(ctx, lv.Spec.PoolName, lv.Name, write)
+	return f, vol.SizeBytes, err
+}
+
+// writeVolume writes data at the start of the volume's replica on node and
+// returns the replica's checksum.
+func (r *runner) writeVolume(ctx context.Context, node string, lv *v1.LocalVolume, data []byte) (string, error) {
+	f, size, err := r.openReplica(ctx, node, lv, true)
 	if err != nil {
 		return "", err
 	}
@@ -270,25 +279,17 @@ func (r *runner) writeVolume(ctx context.Context, node string, lv *v1.LocalVolum
 	if err := f.Sync(); err != nil {
 		return "", err
 	}
-	return replication.Checksum(f, vol.SizeBytes)
+	return replication.Checksum(f, size)
 }
 
 // readChecksum is the checksum of the volume's replica on node.
 func (r *runner) readChecksum(ctx context.Context, node string, lv *v1.LocalVolume) (string, error) {
-	be, err := emulated.New(r.s.PoolDir(node), nil, emulated.WithoutLoop())
-	if err != nil {
-		return "", err
-	}
-	vol, err := be.GetVolume(ctx, lv.Spec.PoolName, lv.Name)
-	if err != nil {
-		return "", err
-	}
-	f, err := be.OpenData(ctx, lv.Spec.PoolName, lv.Name, false)
+	f, size, err := r.openReplica(ctx, node, lv, false)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
-	return replication.Checksum(f, vol.SizeBytes)
+	return replication.Checksum(f, size)
 }
 
 // verifyData counts the written volumes none of whose current replicas
