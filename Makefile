@@ -39,6 +39,10 @@ verify: ## gofmt, go vet and pin checks.
 test: deps control-plane verify ## Unit and integration tests (real etcd + kube-apiserver), -race where it matters.
 	hack/test.sh
 
+.PHONY: bench
+bench: deps control-plane ## Benchmarks (hours): scale scenarios with both schedulers, Go benchmarks, scheduler_perf; rewrites docs/benchmarks.md (kwok/benchdoc/README.md).
+	hack/bench.sh
+
 .PHONY: cluster-up
 cluster-up: deps ## Start a local control plane (etcd, apiserver, controller-manager, kwok) with the CRDs.
 	hack/cluster-up.sh

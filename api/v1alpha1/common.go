@@ -116,6 +116,13 @@ const (
 	SyncPendingAnnotation = "hwameistor.io/sync-pending"
 	SyncSourceAnnotation  = "hwameistor.io/sync-source"
 
+	// VolumeFinalizer keeps a LocalVolume until its replicas are gone (the
+	// volume controller removes it); ReplicaFinalizer keeps a replica until
+	// its node agent has freed the data. Whoever creates the object sets
+	// them, which saves the owner an update per object.
+	VolumeFinalizer  = "hwameistor.io/volume-protection"
+	ReplicaFinalizer = "hwameistor.io/replica-data"
+
 	// SchedulerName and DriverName are the names users put in their objects.
 	SchedulerName = "hwameistor-scheduler"
 	DriverName    = "lvm.hwameistor.io"

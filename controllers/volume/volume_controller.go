@@ -27,7 +27,7 @@ import (
 )
 
 // Finalizer keeps a LocalVolume until its replicas are gone.
-const Finalizer = "hwameistor.io/volume-protection"
+const Finalizer = v1.VolumeFinalizer
 
 // ConditionReplicasReady says whether every wanted replica is Ready.
 const ConditionReplicasReady = "ReplicasReady"
@@ -128,7 +128,7 @@ func (r *Reconciler) ensureReplicas(ctx context.Context, lv *v1.LocalVolume, exi
 		cur := byNode[node]
 		if cur == nil {
 			rep := &v1.LocalVolumeReplica{
-				ObjectMeta: metav1.ObjectMeta{Name: ReplicaName(lv.Name, node)},
+				ObjectMeta: metav1.ObjectMeta{Name: ReplicaName(lv.Name, node), Finalizers: []string{v1.ReplicaFinalizer}},
 				Spec: v1.LocalVolumeReplicaSpec{
 					VolumeName: lv.Name, NodeName: node, PoolName: lv.Spec.PoolName,
 					RequiredCapacityBytes: lv.Spec.RequiredCapacityBytes, VolumeKind: v1.VolumeKindLVM, Striped: lv.Spec.Striped,
@@ -140,7 +140,8 @@ func (r *Reconciler) ensureReplicas(ctx context.Context, lv *v1.LocalVolume, exi
 			if err := r.Client.Create(ctx, rep); err != nil && !apierrors.IsAlreadyExists(err) {
 				return fmt.Errorf("creating replica on %s: %w", node, err)
 			}
-			r.Recorder.Eventf(lv, corev1.EventTypeNormal, "ReplicaCreated", "Replica %s on node %s", rep.Name, node)
+			// No event: the replica's own Allocated event and the
+			// volume's StateReady say it, and every event is an API write.
 			continue
 		}
 		if cur.Spec.RequiredCapacityBytes < lv.Spec.RequiredCapacityBytes {
@@ -200,18 +201,24 @@ func (r *Reconciler) updateStatus(ctx context.Context, lv *v1.LocalVolume, repli
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "ReplicasNotReady", fmt.Sprintf("%d/%d replicas ready: %s", ready, len(want), notReady)
 	}
 	meta.SetStatusCondition(&st.Conditions, cond)
-	if st.State != lv.Status.State {
+	if equality.Semantic.DeepEqual(&lv.Status, st) {
+		return nil
+	}
+	from := lv.Status.State
+	lv.Status = *st
+	if err := r.Client.Status().Update(ctx, lv); err != nil {
+		return err
+	}
+	// After the write, so a conflict does not repeat the event; Creating
+	// is where every volume starts, so only the news gets one.
+	if st.State != from && st.State != v1.StateCreating {
 		eventType := corev1.EventTypeNormal
 		if st.State == v1.StateNotReady {
 			eventType = corev1.EventTypeWarning
 		}
 		r.Recorder.Eventf(lv, eventType, "State"+string(st.State), "Volume is %s. %s", st.State, st.Message)
 	}
-	if equality.Semantic.DeepEqual(&lv.Status, st) {
-		return nil
-	}
-	lv.Status = *st
-	return r.Client.Status().Update(ctx, lv)
+	return nil
 }
 
 // delete removes the replicas (the node agents free their data) and then

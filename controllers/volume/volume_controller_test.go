@@ -3,6 +3,7 @@ package volume
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -104,6 +105,9 @@ func TestVolumeLifecycle(t *testing.T) {
 		if owner := metav1.GetControllerOf(&r); owner == nil || owner.Name != "pvc-life" {
 			t.Errorf("replica %s is not owned by its volume", r.Name)
 		}
+		if !slices.Equal(r.Finalizers, []string{v1.ReplicaFinalizer}) {
+			t.Errorf("replica %s finalizers %v, want the node agent's from creation", r.Name, r.Finalizers)
+		}
 	}
 	testenv.Eventually(t, "state Creating with the finalizer", func() bool {
 		v := getVolume(t, "pvc-life")
@@ -147,6 +151,25 @@ func TestVolumeLifecycle(t *testing.T) {
 
 	if err := env.Client.Delete(ctx, getVolume(t, "pvc-life")); err != nil {
 		t.Fatal(err)
+	}
+	// The replicas wait for their node agent to free the data; play it.
+	testenv.Eventually(t, "replicas deleting", func() bool {
+		reps := replicas(t, "pvc-life")
+		for _, r := range reps {
+			if r.DeletionTimestamp == nil {
+				return false
+			}
+		}
+		return len(reps) == 2
+	})
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: "pvc-life"}, &v1.LocalVolume{}); err != nil {
+		t.Fatalf("the volume went before its replicas: %v", err)
+	}
+	for _, r := range replicas(t, "pvc-life") {
+		r.Finalizers = nil
+		if err := env.Client.Update(ctx, &r); err != nil {
+			t.Fatal(err)
+		}
 	}
 	testenv.Eventually(t, "volume and replicas gone", func() bool {
 		err := env.Client.Get(ctx, client.ObjectKey{Name: "pvc-life"}, &v1.LocalVolume{})

@@ -20,12 +20,14 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
@@ -33,7 +35,7 @@ import (
 )
 
 // Finalizer keeps a replica until the agent has removed its data.
-const Finalizer = "hwameistor.io/replica-data"
+const Finalizer = v1.ReplicaFinalizer
 
 // VolumeTag marks a backend volume with the LocalVolume it belongs to.
 const VolumeTag = "hwameistor.io/volume="
@@ -59,9 +61,21 @@ type Agent struct {
 	// migration targets waiting.
 	Replication *Replication
 
-	// mu serialises LocalStorageNode status writes.
-	mu sync.Mutex
+	// nodeLocks serialise each node's LocalStorageNode writes (one
+	// *sync.Mutex per node: one lock for all would make a thousand nodes
+	// wait on each other's API round trips).
+	nodeLocks sync.Map
+	// reports coalesces the pool reports that follow allocations, so a
+	// burst of replicas on one node costs one status write; nil (an agent
+	// not set up with a manager) reports at once.
+	reports workqueue.TypedRateLimitingInterface[string]
 }
+
+// reportDelay is how long a pool report waits for more changes on its node.
+const reportDelay = 500 * time.Millisecond
+
+// reportWorkers write coalesced pool reports in parallel.
+const reportWorkers = 4
 
 // SetupWithManager registers the replica controller for the served nodes.
 func (a *Agent) SetupWithManager(mgr ctrl.Manager) error {
@@ -69,13 +83,57 @@ func (a *Agent) SetupWithManager(mgr ctrl.Manager) error {
 		r, ok := o.(*v1.LocalVolumeReplica)
 		return ok && a.Backends[r.Spec.NodeName] != nil
 	})
-	return ctrl.NewControllerManagedBy(mgr).
+	if err := ctrl.NewControllerManagedBy(mgr).
 		Named("node-agent").
 		For(&v1.LocalVolumeReplica{}, builder.WithPredicates(served)).
 		// Copies run inside Reconcile: several at once, and allocations
 		// are not stuck behind them.
 		WithOptions(controller.Options{MaxConcurrentReconciles: 8}).
-		Complete(a)
+		Complete(a); err != nil {
+		return err
+	}
+	a.reports = workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "node-reports"})
+	return mgr.Add(manager.RunnableFunc(a.runReports))
+}
+
+// reportSoon has the node's pools reported shortly (at once without a
+// manager); a report already waiting covers this change too.
+func (a *Agent) reportSoon(ctx context.Context, node string) error {
+	if a.reports == nil {
+		return a.ReportNode(ctx, node)
+	}
+	a.reports.AddAfter(node, reportDelay)
+	return nil
+}
+
+// runReports writes the queued pool reports until ctx ends; a failed one
+// is retried with backoff.
+func (a *Agent) runReports(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for range reportWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				node, shutdown := a.reports.Get()
+				if shutdown {
+					return
+				}
+				if err := a.ReportNode(ctx, node); err != nil {
+					log.FromContext(ctx).Error(err, "Cannot report pools", "node", node)
+					a.reports.AddRateLimited(node)
+				} else {
+					a.reports.Forget(node)
+				}
+				a.reports.Done(node)
+			}
+		}()
+	}
+	<-ctx.Done()
+	a.reports.ShutDown()
+	wg.Wait()
+	return nil
 }
 
 // Reconcile makes one replica's storage match its spec.
@@ -114,7 +172,7 @@ func (a *Agent) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, e
 	if err := a.setStatus(ctx, rep, v1.StateReady, &vol, msg); err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := a.ReportNode(ctx, rep.Spec.NodeName); err != nil {
+	if err := a.reportSoon(ctx, rep.Spec.NodeName); err != nil {
 		return ctrl.Result{}, err
 	}
 	if needsSync(rep) {
@@ -178,7 +236,7 @@ func (a *Agent) remove(ctx context.Context, be backend.Backend, rep *v1.LocalVol
 	if err := a.Client.Update(ctx, rep); client.IgnoreNotFound(err) != nil {
 		return err
 	}
-	return a.ReportNode(ctx, rep.Spec.NodeName)
+	return a.reportSoon(ctx, rep.Spec.NodeName)
 }
 
 func (a *Agent) setStatus(ctx context.Context, rep *v1.LocalVolumeReplica, state v1.State, vol *backend.Volume, msg string) error {
@@ -213,8 +271,9 @@ func (a *Agent) ReportNode(ctx context.Context, node string) error {
 	if be == nil {
 		return nil
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	mu, _ := a.nodeLocks.LoadOrStore(node, &sync.Mutex{})
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
 	pools, err := be.Pools(ctx)
 	if err != nil {
 		return fmt.Errorf("reading pools of %s: %w", node, err)

@@ -200,7 +200,7 @@ func (c *Controller) newVolume(ctx context.Context, req *csi.CreateVolumeRequest
 		}
 	}
 	lv := &v1.LocalVolume{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Finalizers: []string{v1.VolumeFinalizer}},
 		Spec: v1.LocalVolumeSpec{
 			PoolName: pool, RequiredCapacityBytes: size, ReplicaNumber: int64(params.Replicas), VolumeKind: v1.VolumeKindLVM,
 			PersistentVolumeClaimNamespace: ns, PersistentVolumeClaimName: pvc, VolumeGroup: group,

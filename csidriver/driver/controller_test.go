@@ -44,7 +44,8 @@ func createLSN(t *testing.T, name string, free int64) {
 }
 
 // readyWhenCreated plays the volume controller and node agent for these
-// controller-service tests: every new LocalVolume turns Ready with its size.
+// controller-service tests: every new LocalVolume turns Ready with its size,
+// and a deleted one loses its finalizer.
 func readyWhenCreated(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -54,6 +55,11 @@ func readyWhenCreated(t *testing.T) {
 			if err := env.Client.List(ctx, list); err == nil {
 				for i := range list.Items {
 					lv := &list.Items[i]
+					if lv.DeletionTimestamp != nil {
+						lv.Finalizers = nil
+						_ = env.Client.Update(ctx, lv)
+						continue
+					}
 					if lv.Status.State != v1.StateReady || lv.Status.AllocatedCapacityBytes < lv.Spec.RequiredCapacityBytes {
 						lv.Status.State = v1.StateReady
 						lv.Status.AllocatedCapacityBytes = lv.Spec.RequiredCapacityBytes

@@ -18,18 +18,21 @@ const Schema = "v1"
 
 // Report is the outcome of one scenario run. Field names are a contract.
 type Report struct {
-	Schema          string               `json:"schema"`
-	Scenario        string               `json:"scenario"`
-	Scheduler       string               `json:"scheduler"`
-	Nodes           int                  `json:"nodes"`
-	Pods            Pods                 `json:"pods"`
-	Volumes         Volumes              `json:"volumes"`
-	Overcommits     int                  `json:"overcommits"`
-	Throughput      Throughput           `json:"throughput"`
-	Pools           Pools                `json:"pools"`
-	Migrations      Migrations           `json:"migrations"`
-	Components      map[string]Component `json:"components"`
-	DurationSeconds float64              `json:"durationSeconds"`
+	Schema      string               `json:"schema"`
+	Scenario    string               `json:"scenario"`
+	Scheduler   string               `json:"scheduler"`
+	Nodes       int                  `json:"nodes"`
+	Pods        Pods                 `json:"pods"`
+	Volumes     Volumes              `json:"volumes"`
+	Overcommits int                  `json:"overcommits"`
+	Throughput  Throughput           `json:"throughput"`
+	Pools       Pools                `json:"pools"`
+	Migrations  Migrations           `json:"migrations"`
+	Components  map[string]Component `json:"components"`
+	// APIRequests counts the apiserver's requests from the start of the
+	// workloads to the end by "verb resource[/subresource]".
+	APIRequests     map[string]int64 `json:"apiRequests,omitempty"`
+	DurationSeconds float64          `json:"durationSeconds"`
 
 	// Progress and PoolUse are the chart's data (not figures: Compare
 	// skips them).
@@ -168,6 +171,19 @@ func (r *Report) Summary(w io.Writer) {
 		for _, k := range names {
 			c := r.Components[k]
 			fmt.Fprintf(w, "  %-26s %10.1f %10s\n", k, c.CPUSeconds, formatBytes(c.PeakRSSBytes))
+		}
+	}
+	if len(r.APIRequests) > 0 {
+		keys := make([]string, 0, len(r.APIRequests))
+		var total int64
+		for k, n := range r.APIRequests {
+			keys = append(keys, k)
+			total += n
+		}
+		sort.Slice(keys, func(i, j int) bool { return r.APIRequests[keys[i]] > r.APIRequests[keys[j]] })
+		fmt.Fprintf(w, "  apiserver   %d requests (%.0f/s); most:\n", total, float64(total)/max(r.DurationSeconds, 1))
+		for _, k := range keys[:min(len(keys), 12)] {
+			fmt.Fprintf(w, "    %8d %s\n", r.APIRequests[k], k)
 		}
 	}
 }

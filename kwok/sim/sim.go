@@ -142,6 +142,8 @@ type runner struct {
 	overcommits overcommits
 	// written are the checksums of the data writeData put in each volume.
 	written map[string]string
+	// requestsBefore are the apiserver's request counters at t0.
+	requestsBefore map[string]float64
 }
 
 func (r *runner) run(ctx context.Context) (*report.Report, error) {
@@ -171,6 +173,8 @@ func (r *runner) run(ctx context.Context) (*report.Report, error) {
 		expected += replicas(w)
 	}
 	o.Log("phase: creating %d workloads (%d pods)", len(r.sc.Workloads), expected)
+	// A failed reading leaves the report without its request counts.
+	r.requestsBefore, _ = apiRequests(ctx, s.Clientset)
 	r.t0 = time.Now()
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -216,8 +220,14 @@ func (r *runner) run(ctx context.Context) (*report.Report, error) {
 	return r.collect(ctx)
 }
 
-// install creates the namespace and the default storage classes.
+// install creates the namespace and the default storage classes the
+// workloads use. Only those: with capacity tracking (the baseline) every
+// class costs a CSIStorageCapacity object per node.
 func (r *runner) install(ctx context.Context) error {
+	used := map[string]bool{}
+	for _, w := range r.sc.Workloads {
+		used[w.StorageClass] = true
+	}
 	cs := r.s.Clientset
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}, metav1.CreateOptions{}); err != nil {
 		return err
@@ -231,7 +241,7 @@ func (r *runner) install(ctx context.Context) error {
 		if err := yaml.Unmarshal([]byte(doc), sc); err != nil {
 			return fmt.Errorf("storageclasses.yaml: %w", err)
 		}
-		if sc.Name == "" {
+		if sc.Name == "" || !used[sc.Name] {
 			continue
 		}
 		if _, err := cs.StorageV1().StorageClasses().Create(ctx, sc, metav1.CreateOptions{}); err != nil {
@@ -264,8 +274,15 @@ func claim(w scenario.Workload, name string, size scenario.Size) corev1.Persiste
 	}
 }
 
-func podSpec(w scenario.Workload, claim func(j int) string) corev1.PodSpec {
+// podSpec is a workload's pod. Pods with claims name no scheduler (the
+// webhook routes them); pods without name the scheduler under test, which
+// the webhook would leave to default-scheduler (the no-volumes scenarios
+// measure our profile on them).
+func podSpec(w scenario.Workload, scheduler string, claim func(j int) string) corev1.PodSpec {
 	spec := corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "busybox"}}}
+	if len(w.Volumes) == 0 {
+		spec.SchedulerName = scheduler
+	}
 	for j := range w.Volumes {
 		name := fmt.Sprintf("vol%d", j)
 		spec.Containers[0].VolumeMounts = append(spec.Containers[0].VolumeMounts, corev1.VolumeMount{Name: name, MountPath: "/" + name})
@@ -319,7 +336,7 @@ func (r *runner) create(ctx context.Context, w scenario.Workload) error {
 				}
 			}
 			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: Namespace, Labels: labels},
-				Spec: podSpec(w, func(j int) string { return fmt.Sprintf("%s-vol%d", name, j) })}
+				Spec: podSpec(w, r.o.Scheduler, func(j int) string { return fmt.Sprintf("%s-vol%d", name, j) })}
 			_, err := cs.CoreV1().Pods(Namespace).Create(ctx, pod, metav1.CreateOptions{})
 			return err
 		})
@@ -331,7 +348,7 @@ func (r *runner) create(ctx context.Context, w scenario.Workload) error {
 		tmpl := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}}
 		var err error
 		if w.Kind == scenario.KindStatefulSet {
-			tmpl.Spec = podSpec(w, nil)
+			tmpl.Spec = podSpec(w, r.o.Scheduler, nil)
 			sts := &appsv1.StatefulSet{ObjectMeta: meta, Spec: appsv1.StatefulSetSpec{
 				Replicas: &initial, Selector: &metav1.LabelSelector{MatchLabels: labels}, ServiceName: w.Name,
 				PodManagementPolicy: appsv1.ParallelPodManagement, Template: tmpl}}
@@ -348,7 +365,7 @@ func (r *runner) create(ctx context.Context, w scenario.Workload) error {
 					return err
 				}
 			}
-			tmpl.Spec = podSpec(w, func(j int) string { return fmt.Sprintf("%s-vol%d", w.Name, j) })
+			tmpl.Spec = podSpec(w, r.o.Scheduler, func(j int) string { return fmt.Sprintf("%s-vol%d", w.Name, j) })
 			dep := &appsv1.Deployment{ObjectMeta: meta, Spec: appsv1.DeploymentSpec{
 				Replicas: &initial, Selector: &metav1.LabelSelector{MatchLabels: labels}, Template: tmpl}}
 			_, err = cs.AppsV1().Deployments(Namespace).Create(ctx, dep, metav1.CreateOptions{})
@@ -639,6 +656,11 @@ func (r *runner) collect(ctx context.Context) (*report.Report, error) {
 	}
 	for name, u := range r.s.Usage() {
 		rep.Components[name] = report.Component{CPUSeconds: u.CPUSeconds, PeakRSSBytes: u.PeakRSSBytes}
+	}
+	if r.requestsBefore != nil {
+		if after, err := apiRequests(ctx, cs); err == nil {
+			rep.APIRequests = requestsSince(r.requestsBefore, after)
+		}
 	}
 	rep.Throughput = r.throughput
 	rep.Progress = r.progress

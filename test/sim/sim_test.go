@@ -184,3 +184,30 @@ func TestDrainGroupAndHA(t *testing.T) {
 		t.Errorf("HA volume on %v, want two replicas on two nodes off a-0 and c-0", ha)
 	}
 }
+
+// TestScale100 is the 100-node version of the scale benchmark (issue 8):
+// 200 pods with single, HA and grouped claims at once on pools driven close
+// to full. It asserts correctness only, never timings: no pool ever held
+// more than it has, and every pod is Running or Pending with the
+// scheduler's reason.
+func TestScale100(t *testing.T) {
+	rep, _ := run(t, "scale-100")
+	if rep.Pods.Total != 200 {
+		t.Errorf("pods: %d, want 200", rep.Pods.Total)
+	}
+	if rep.Overcommits != 0 || rep.Pools.Overfull != 0 {
+		t.Errorf("overcommits = %d, overfull pools = %d, want 0", rep.Overcommits, rep.Pools.Overfull)
+	}
+	for reason, n := range rep.Pods.PendingReasons {
+		if reason == "" || reason == "bound, not running yet" || reason == "not scheduled yet" {
+			t.Errorf("%d pods pending without a scheduler's reason: %q", n, reason)
+		}
+	}
+	if rep.Pods.Running+rep.Pods.Pending != rep.Pods.Total {
+		t.Errorf("pods %+v: some neither Running nor Pending", rep.Pods)
+	}
+	// Every Running pod's claims are provisioned (230 claims for 200 pods).
+	if rep.Pods.Running == rep.Pods.Total && rep.Volumes.Provisioned != rep.Volumes.Requested {
+		t.Errorf("volumes %+v: every pod runs but not every claim is bound", rep.Volumes)
+	}
+}

@@ -25,7 +25,8 @@ const usage = `usage:
   hwameistor-sim demo [--hold=true]
   hwameistor-sim run --scenario FILE --report OUT.json [--keep] [--ports 27370]
   hwameistor-sim compare A.json B.json
-  hwameistor-sim validate FILE...`
+  hwameistor-sim validate FILE...
+  hwameistor-sim benchdoc [--dir _output/bench] [--doc docs/benchmarks.md] [--charts docs/bench] [--pins PINS] [--scenarios "scale-1k scale-5k"]`
 
 func main() {
 	if len(os.Args) < 2 {
@@ -33,8 +34,8 @@ func main() {
 		os.Exit(2)
 	}
 	switch os.Args[1] {
-	case "run", "compare", "validate":
-		f := map[string]func([]string) error{"run": run, "compare": compare, "validate": validate}[os.Args[1]]
+	case "run", "compare", "validate", "benchdoc":
+		f := map[string]func([]string) error{"run": run, "compare": compare, "validate": validate, "benchdoc": benchdocCmd}[os.Args[1]]
 		if err := f(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, os.Args[1]+":", err)
 			os.Exit(1)
