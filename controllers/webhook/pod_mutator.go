@@ -6,11 +6,13 @@ package webhook
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -55,7 +57,18 @@ type PodSchedulerMutator struct {
 	// controllers, CSI driver, scheduler) are never routed: they must start
 	// even when hwameistor-scheduler is down.
 	OwnNamespace string
+	// LookupTimeout bounds the claim lookups (DefaultLookupTimeout when 0).
+	LookupTimeout time.Duration
 }
+
+// DefaultLookupTimeout keeps admission well inside the webhook's 5s timeout:
+// a claim the cache does not hold yet is read from the API server, which a
+// burst of pods can slow to seconds; past the budget the pod is routed to
+// hwameistor-scheduler as when the read fails. Letting the apiserver's
+// timeout expire instead would admit it unchanged (failurePolicy Ignore) to
+// default-scheduler, which knows no pools: the 1,000-node benchmark lost four
+// pods that way.
+const DefaultLookupTimeout = 2 * time.Second
 
 var _ admission.Handler = &PodSchedulerMutator{}
 
@@ -109,7 +122,9 @@ func (m *PodSchedulerMutator) Handle(ctx context.Context, req admission.Request)
 	}
 
 	l := &lookup{m: m, log: log, ns: ns}
-	volume, err := l.firstOurVolume(ctx, pod)
+	lctx, cancel := context.WithTimeout(ctx, cmp.Or(m.LookupTimeout, DefaultLookupTimeout))
+	defer cancel()
+	volume, err := l.firstOurVolume(lctx, pod)
 	var warnings []string
 	switch {
 	case volume == "" && err != nil:

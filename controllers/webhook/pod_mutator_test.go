@@ -210,6 +210,15 @@ func TestPodSchedulerMutator(t *testing.T) {
 		{name: "PVC lookup error routes to hwameistor-scheduler with a warning", objects: []client.Object{pvc("data", ours, "")},
 			intercept: ptr(failGet(&corev1.PersistentVolumeClaim{})),
 			pod:       pod("", claimVolume("v", "data")), patched: true, warning: true},
+		{name: "PVC read slower than the budget routes to hwameistor-scheduler with a warning", objects: []client.Object{pvc("data", ours, "")},
+			intercept: ptr(interceptor.Funcs{Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+				if _, ok := obj.(*corev1.PersistentVolumeClaim); ok {
+					<-ctx.Done() // an apiserver slowed by a burst
+					return ctx.Err()
+				}
+				return c.Get(ctx, key, obj, opts...)
+			}}),
+			pod: pod("", claimVolume("v", "data")), patched: true, warning: true},
 		{name: "namespace lookup error fails open with a warning", objects: []client.Object{pvc("data", ours, "")},
 			intercept: ptr(failGet(&corev1.Namespace{})),
 			pod:       pod("", claimVolume("v", "data")), warning: true},
@@ -229,6 +238,7 @@ func TestPodSchedulerMutator(t *testing.T) {
 				b = b.WithInterceptorFuncs(*tc.intercept)
 			}
 			m := NewPodSchedulerMutator(b.Build(), clientgoscheme.Scheme, ownNS)
+			m.LookupTimeout = 100 * time.Millisecond
 			ns := tc.ns
 			if ns == "" {
 				ns = testNS

@@ -194,7 +194,10 @@ func (a *Agent) ensure(ctx context.Context, be backend.Backend, rep *v1.LocalVol
 		if err != nil {
 			return vol, err
 		}
-		a.Recorder.Eventf(rep, corev1.EventTypeNormal, "Allocated", "Allocated %s in %s", backend.FormatBytes(vol.SizeBytes), rep.Spec.PoolName)
+		// A log line, not an event: the replica's Allocated condition and
+		// the volume's StateReady event say it, and at thousands of
+		// replicas the events were a sixth of all API writes.
+		log.FromContext(ctx).V(1).Info("Allocated", "volume", name, "pool", rep.Spec.PoolName, "bytes", vol.SizeBytes)
 	case err != nil:
 		return vol, err
 	case vol.SizeBytes < rep.Spec.RequiredCapacityBytes:

@@ -270,8 +270,17 @@ func (h *Stack) startComponents(ours string) error {
 		"--leader-election=false", "--kube-api-qps=100", "--kube-api-burst=200", "--worker-threads=50", "--timeout=60s", "--v=3"}
 	var provEnv []string
 	if h.Baseline {
-		// CSIStorageCapacity objects go to kube-system; no owner outside a pod.
-		provArgs = append(provArgs, "--enable-capacity", "--capacity-ownerref-level=-1", "--capacity-poll-interval=5s")
+		// CSIStorageCapacity objects go to kube-system; no owner outside a
+		// pod. One object per class and node: the sidecar's defaults (one
+		// thread, 1 write/s of its own rate limit) publish 4,000 of them
+		// in over an hour, and the baseline left most pods Pending ("did
+		// not have enough free storage") for want of objects, not of
+		// space. 16 threads at the components' QPS publish them in
+		// seconds; a 10s poll (default 1m) keeps them about as fresh as
+		// the baseline can have them without flooding GetCapacity
+		// (classes x nodes calls per poll).
+		provArgs = append(provArgs, "--enable-capacity", "--capacity-ownerref-level=-1", "--capacity-threads=16", "--capacity-poll-interval=10s",
+			"--kube-api-capacity-qps=100", "--kube-api-capacity-burst=200")
 		provEnv = []string{"NAMESPACE=kube-system"}
 	}
 	if err := h.start("csi-provisioner", filepath.Join(h.Assets, "csi-provisioner"), provEnv, provArgs...); err != nil {

@@ -149,7 +149,9 @@ type runner struct {
 func (r *runner) run(ctx context.Context) (*report.Report, error) {
 	o, s := r.o, r.s
 	o.Log("phase: waiting for the node agents to report %d nodes", len(s.Nodes))
-	err := wait.PollUntilContextTimeout(ctx, time.Second, 120*time.Second, true, func(ctx context.Context) (bool, error) {
+	// Thousands of nodes take the agents minutes to report on 2 cores.
+	reportWait := max(120*time.Second, time.Duration(len(s.Nodes))*60*time.Millisecond)
+	err := wait.PollUntilContextTimeout(ctx, time.Second, reportWait, true, func(ctx context.Context) (bool, error) {
 		list := &v1.LocalStorageNodeList{}
 		if err := s.Client.List(ctx, list); err != nil {
 			return false, nil
@@ -167,6 +169,11 @@ func (r *runner) run(ctx context.Context) (*report.Report, error) {
 	}
 	if err := r.install(ctx); err != nil {
 		return nil, err
+	}
+	if o.Scheduler == Baseline {
+		if err := r.awaitCapacity(ctx); err != nil {
+			return nil, err
+		}
 	}
 	expected := 0
 	for _, w := range r.sc.Workloads {
@@ -249,6 +256,33 @@ func (r *runner) install(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// awaitCapacity waits until csi-provisioner has published a
+// CSIStorageCapacity object for every storage class and node: until then
+// the baseline's VolumeBinding finds "not enough free storage" everywhere,
+// which would measure the sidecar's start, not the scheduler.
+func (r *runner) awaitCapacity(ctx context.Context) error {
+	classes := map[string]bool{}
+	for _, w := range r.sc.Workloads {
+		if w.StorageClass != "" {
+			classes[w.StorageClass] = true
+		}
+	}
+	want := len(classes) * len(r.s.Nodes)
+	r.o.Log("phase: waiting for csi-provisioner to publish %d CSIStorageCapacity objects", want)
+	last := time.Time{}
+	return wait.PollUntilContextTimeout(ctx, 2*time.Second, 10*time.Minute, true, func(ctx context.Context) (bool, error) {
+		list, err := r.s.Clientset.StorageV1().CSIStorageCapacities(metav1.NamespaceAll).List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+		if err != nil {
+			return false, nil
+		}
+		if time.Since(last) >= 10*time.Second {
+			r.o.Log("capacity: %d of %d CSIStorageCapacity objects", len(list.Items), want)
+			last = time.Now()
+		}
+		return len(list.Items) >= want, nil
+	})
 }
 
 func replicas(w scenario.Workload) int {

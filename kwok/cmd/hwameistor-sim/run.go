@@ -40,6 +40,7 @@ func run(args []string) error {
 	keep := fs.Bool("keep", false, "leave the system running after the run (Ctrl-C stops it)")
 	ports := fs.Int("ports", 27370, "first port of the stack's port block")
 	scheduler := fs.String("scheduler", sim.Scheduler, "hwameistor-scheduler, or default-scheduler for the stock baseline (VolumeBinding with CSIStorageCapacity)")
+	timeout := fs.Duration("timeout", 0, "overrides the scenario's timeout (the longest wait for the pods); the report then covers that window")
 	_ = fs.Parse(args)
 	if *file == "" || *out == "" {
 		return fmt.Errorf("usage: hwameistor-sim run --scenario FILE --report OUT.json [--keep]")
@@ -50,6 +51,9 @@ func run(args []string) error {
 	sc, err := scenario.Load(*file)
 	if err != nil {
 		return err
+	}
+	if *timeout > 0 {
+		sc.Timeout.Duration = *timeout
 	}
 	assets, err := controlPlane()
 	if err != nil {
