@@ -3,6 +3,7 @@ package localstorage
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -87,6 +88,16 @@ func (pl *LocalStorage) PreFilter(_ context.Context, cs fwk.CycleState, pod *cor
 	cs.Write(stateKey, s)
 	if allowed != nil {
 		return &framework.PreFilterResult{NodeNames: allowed}, nil
+	}
+	if len(s.vols) > 0 {
+		// New volumes fit on few nodes when pools fill up or a class is
+		// rare: naming them spares every Filter plugin the other nodes
+		// (VolumeBinding keeps per-node state for each pod waiting in
+		// PreBind, so it saves memory too). When none fits, every node
+		// runs Filter, so the pod's message says what each one lacks.
+		if fit := pl.cache.FittingNodes(nil, s.vols, nil, "", math.MaxInt); len(fit) > 0 {
+			return &framework.PreFilterResult{NodeNames: sets.New(fit...)}, nil
+		}
 	}
 	return nil, nil
 }

@@ -252,8 +252,9 @@ func TestSchedulingCycle(t *testing.T) {
 			wantScores:          map[string]int64{"node-b": 2},
 		},
 		{
-			name: "stale group entry of an earlier claim with the same name does not pin the new claim",
-			pod:  makePod("p").withPVC("data").Pod,
+			name:                "stale group entry of an earlier claim with the same name does not pin the new claim",
+			wantPreFilterResult: sets.New("node-a", "node-b"),
+			pod:                 makePod("p").withPVC("data").Pod,
 			objs: append([]runtime.Object{
 				makePVC("data").PersistentVolumeClaim, // recreated: its UID is not the one the group recorded
 				makeLVG("lvg-data").placed("data", "pvc-uid-of-deleted-claim", hdd, 6, "node-b").LocalVolumeGroup,
@@ -262,8 +263,9 @@ func TestSchedulingCycle(t *testing.T) {
 			wantScores: map[string]int64{"node-a": 94, "node-b": 88},
 		},
 		{
-			name: "group entry without nodes does not pin the claim",
-			pod:  makePod("p").withPVC("data").Pod,
+			name:                "group entry without nodes does not pin the claim",
+			wantPreFilterResult: sets.New("node-a", "node-b"),
+			pod:                 makePod("p").withPVC("data").Pod,
 			objs: append([]runtime.Object{
 				makePVC("data").PersistentVolumeClaim,
 				makeLVG("lvg-data").placed("data", makePVC("data").key(), hdd, 6).LocalVolumeGroup,
@@ -282,8 +284,9 @@ func TestSchedulingCycle(t *testing.T) {
 			wantFilter: map[string]*want{"node-a": wantCode(fwk.UnschedulableAndUnresolvable, "need 10Gi, free 8Gi")},
 		},
 		{
-			name: "class without parameters means one HDD replica",
-			pod:  makePod("p").withPVC("data").Pod,
+			name:                "class without parameters means one HDD replica",
+			wantPreFilterResult: sets.New("node-b"),
+			pod:                 makePod("p").withPVC("data").Pod,
 			objs: []runtime.Object{
 				makePVC("data").withClass("minimal").PersistentVolumeClaim,
 				makeLSN("node-a").pool(ssd, 100, 100).LocalStorageNode,
@@ -295,8 +298,9 @@ func TestSchedulingCycle(t *testing.T) {
 		},
 		// ---- Filter
 		{
-			name: "new volume fits on one node, not on the other with a reservation in flight",
-			pod:  makePod("p").withPVC("data").Pod,
+			name:                "new volume fits on one node, not on the other with a reservation in flight",
+			wantPreFilterResult: sets.New("node-a"),
+			pod:                 makePod("p").withPVC("data").Pod,
 			objs: []runtime.Object{
 				makePVC("data").PersistentVolumeClaim,
 				makeLSN("node-a").pool(hdd, 100, 56).LocalStorageNode,
@@ -310,8 +314,9 @@ func TestSchedulingCycle(t *testing.T) {
 			wantScores: map[string]int64{"node-a": 50},
 		},
 		{
-			name: "nodes without a LocalStorageNode, not Ready, without the pool, or out of volume slots",
-			pod:  makePod("p").withPVC("fast").Pod,
+			name:                "nodes without a LocalStorageNode, not Ready, without the pool, or out of volume slots",
+			wantPreFilterResult: sets.New("node-e"),
+			pod:                 makePod("p").withPVC("fast").Pod,
 			objs: []runtime.Object{
 				makePVC("fast").withClass("ssd").PersistentVolumeClaim,
 				makeLSN("node-b").pool(ssd, 100, 100).state(v1.StateNotReady).LocalStorageNode,
@@ -329,8 +334,9 @@ func TestSchedulingCycle(t *testing.T) {
 			wantScores: map[string]int64{"node-e": 94},
 		},
 		{
-			name: "two claims that fit one at a time but not together",
-			pod:  makePod("p").withPVC("data", "logs").Pod,
+			name:                "two claims that fit one at a time but not together",
+			wantPreFilterResult: sets.New("node-b"),
+			pod:                 makePod("p").withPVC("data", "logs").Pod,
 			objs: []runtime.Object{
 				makePVC("data").PersistentVolumeClaim,
 				makePVC("logs").PersistentVolumeClaim,
@@ -354,32 +360,36 @@ func TestSchedulingCycle(t *testing.T) {
 			wantPreFilter: wantCode(fwk.UnschedulableAndUnresolvable, ReasonNoPeer, "need 6Gi in LocalStorage_PoolHDD"),
 		},
 		{
-			name:       "HA claim with two nodes that fit",
-			pod:        makePod("p").withPVC("data").Pod,
-			objs:       append([]runtime.Object{makePVC("data").withClass("hdd-ha").PersistentVolumeClaim}, twoNodes...),
-			nodes:      []string{"node-a", "node-b"},
-			wantScores: map[string]int64{"node-a": 94, "node-b": 94},
+			name:                "HA claim with two nodes that fit",
+			wantPreFilterResult: sets.New("node-a", "node-b"),
+			pod:                 makePod("p").withPVC("data").Pod,
+			objs:                append([]runtime.Object{makePVC("data").withClass("hdd-ha").PersistentVolumeClaim}, twoNodes...),
+			nodes:               []string{"node-a", "node-b"},
+			wantScores:          map[string]int64{"node-a": 94, "node-b": 94},
 		},
 		// ---- Score
 		{
-			name:       "spread prefers the emptier node",
-			pod:        makePod("p").withPVC("data").Pod,
-			objs:       scoreObjs(),
-			nodes:      []string{"node-a", "node-b"},
-			wantScores: map[string]int64{"node-a": 50, "node-b": 25},
+			name:                "spread prefers the emptier node",
+			wantPreFilterResult: sets.New("node-a", "node-b"),
+			pod:                 makePod("p").withPVC("data").Pod,
+			objs:                scoreObjs(),
+			nodes:               []string{"node-a", "node-b"},
+			wantScores:          map[string]int64{"node-a": 50, "node-b": 25},
 		},
 		{
-			name:       "binpack prefers the fuller node",
-			pod:        makePod("p").withPVC("data").Pod,
-			objs:       scoreObjs(),
-			args:       withStrategy(config.ScoringStrategy{Type: config.Binpack}),
-			nodes:      []string{"node-a", "node-b"},
-			wantScores: map[string]int64{"node-a": 50, "node-b": 75},
+			name:                "binpack prefers the fuller node",
+			wantPreFilterResult: sets.New("node-a", "node-b"),
+			pod:                 makePod("p").withPVC("data").Pod,
+			objs:                scoreObjs(),
+			args:                withStrategy(config.ScoringStrategy{Type: config.Binpack}),
+			nodes:               []string{"node-a", "node-b"},
+			wantScores:          map[string]int64{"node-a": 50, "node-b": 75},
 		},
 		{
-			name: "shape follows its points",
-			pod:  makePod("p").withPVC("data").Pod,
-			objs: scoreObjs(),
+			name:                "shape follows its points",
+			wantPreFilterResult: sets.New("node-a", "node-b"),
+			pod:                 makePod("p").withPVC("data").Pod,
+			objs:                scoreObjs(),
 			args: withStrategy(config.ScoringStrategy{Type: config.Shape, Shape: []config.UtilizationShapePoint{
 				{Utilization: 0, Score: 0}, {Utilization: 50, Score: 10}, {Utilization: 100, Score: 0},
 			}}),
@@ -387,16 +397,18 @@ func TestSchedulingCycle(t *testing.T) {
 			wantScores: map[string]int64{"node-a": 100, "node-b": 50},
 		},
 		{
-			name:       "pools weigh by class weight times bytes: equal weights",
-			pod:        makePod("p").withPVC("data", "fast").Pod,
-			objs:       twoPoolObjs(),
-			nodes:      []string{"node-a", "node-b"},
-			wantScores: map[string]int64{"node-a": 37, "node-b": 37},
+			name:                "pools weigh by class weight times bytes: equal weights",
+			wantPreFilterResult: sets.New("node-a", "node-b"),
+			pod:                 makePod("p").withPVC("data", "fast").Pod,
+			objs:                twoPoolObjs(),
+			nodes:               []string{"node-a", "node-b"},
+			wantScores:          map[string]int64{"node-a": 37, "node-b": 37},
 		},
 		{
-			name: "pools weigh by class weight times bytes: SSD counts three times",
-			pod:  makePod("p").withPVC("data", "fast").Pod,
-			objs: twoPoolObjs(),
+			name:                "pools weigh by class weight times bytes: SSD counts three times",
+			wantPreFilterResult: sets.New("node-a", "node-b"),
+			pod:                 makePod("p").withPVC("data", "fast").Pod,
+			objs:                twoPoolObjs(),
 			args: func() *config.LocalStorageArgs {
 				a := defaultArgs()
 				a.PoolClassWeights["SSD"] = 3
