@@ -85,6 +85,12 @@ type Options struct {
 	// storageCapacity true, csi-provisioner publishing CSIStorageCapacity
 	// from GetCapacity), as DESIGN §6 describes for the baseline.
 	Baseline bool
+	// Pprof serves /debug/pprof on 127.0.0.1 for the controllers
+	// (Ports+8), the CSI controller (Ports+9), csi-provisioner (Ports+30)
+	// and node agent i (Ports+20+i); the scheduler and kube-apiserver
+	// always serve it on their secure ports (Ports+5, Ports+2, with the
+	// kubeconfig's token).
+	Pprof bool
 	// Log receives progress lines; nil discards them.
 	Log func(format string, args ...any)
 	// Context, when set, stops a bring-up in progress when it ends
@@ -248,7 +254,7 @@ func (h *Stack) startComponents(ours string) error {
 	if err := h.start("controllers", filepath.Join(ours, "hwameistor-controllers"), []string{"POD_NAMESPACE=hwameistor", "KUBECONFIG=" + h.Kubeconfig},
 		"--webhook-cert-dir="+certDir, fmt.Sprintf("--webhook-port=%d", h.Ports+6), "--kube-api-qps=100", "--kube-api-burst=200",
 		"--metrics-bind-address=0", fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", h.Ports+7),
-		fmt.Sprintf("--migrate-max-per-node=%d", cmp.Or(h.MigrationsPerNode, migrate.DefaultMaxPerNode))); err != nil {
+		fmt.Sprintf("--migrate-max-per-node=%d", cmp.Or(h.MigrationsPerNode, migrate.DefaultMaxPerNode)), h.pprofFlag(8)); err != nil {
 		return err
 	}
 	if !h.Baseline {
@@ -263,11 +269,14 @@ func (h *Stack) startComponents(ours string) error {
 	// CSI controller service with the real sidecars.
 	ctrlSock := filepath.Join(h.Work, "csi", "controller.sock")
 	if err := h.start("csi-controller", filepath.Join(ours, "hwameistor-csi-controller"), []string{"KUBECONFIG=" + h.Kubeconfig},
-		"--csi-address=unix://"+ctrlSock, "--kube-api-qps=100", "--kube-api-burst=200"); err != nil {
+		"--csi-address=unix://"+ctrlSock, "--kube-api-qps=100", "--kube-api-burst=200", h.pprofFlag(9)); err != nil {
 		return err
 	}
 	provArgs := []string{"--csi-address=" + ctrlSock, kc, "--feature-gates=Topology=true", "--extra-create-metadata",
 		"--leader-election=false", "--kube-api-qps=100", "--kube-api-burst=200", "--worker-threads=50", "--timeout=60s", "--v=3"}
+	if h.Pprof {
+		provArgs = append(provArgs, fmt.Sprintf("--http-endpoint=127.0.0.1:%d", h.Ports+30), "--enable-pprof")
+	}
 	var provEnv []string
 	if h.Baseline {
 		// CSIStorageCapacity objects go to kube-system; no owner outside a
@@ -327,7 +336,7 @@ func (h *Stack) startComponents(ours string) error {
 		nodes := groups[pools]
 		args := []string{"--backend=emulated", "--emulated-root=" + filepath.Join(h.Work, "pools"), "--emulated-pools=" + pools,
 			"--metrics-bind-address=0", "--report-interval=5s", fmt.Sprintf("--emulated-attach=%t", h.Mount), "--kube-api-qps=100", "--kube-api-burst=200",
-			fmt.Sprintf("--replication-address=127.0.0.1:%d", h.Ports+10+i), "--replication-rate=" + cmp.Or(h.CopyRate, "0")}
+			fmt.Sprintf("--replication-address=127.0.0.1:%d", h.Ports+10+i), "--replication-rate=" + cmp.Or(h.CopyRate, "0"), h.pprofFlag(20 + i)}
 		if h.Mount && len(h.Nodes) == 1 {
 			h.NodeSocket = filepath.Join(h.Work, "csi", "node.sock")
 			args = append(args, "--node-name="+nodes[0], "--csi-address=unix://"+h.NodeSocket)
@@ -344,6 +353,15 @@ func (h *Stack) startComponents(ours string) error {
 		h.agents = append(h.agents, name)
 	}
 	return nil
+}
+
+// pprofFlag is the --pprof-bind-address of the component at Ports+offset
+// (empty, which serves nothing, without Options.Pprof).
+func (h *Stack) pprofFlag(offset int) string {
+	if !h.Pprof {
+		return "--pprof-bind-address="
+	}
+	return fmt.Sprintf("--pprof-bind-address=127.0.0.1:%d", h.Ports+offset)
 }
 
 // schedulerConfig writes the shipped KubeSchedulerConfiguration with this

@@ -61,6 +61,8 @@ type Options struct {
 	Settle time.Duration
 	// Scheduler is Scheduler (default) or Baseline.
 	Scheduler string
+	// Pprof serves the components' pprof endpoints (internal/stack).
+	Pprof bool
 	// Log receives progress lines; nil discards them.
 	Log func(format string, args ...any)
 }
@@ -92,7 +94,7 @@ func Run(ctx context.Context, sc *scenario.Scenario, o Options) (rep *report.Rep
 	}
 	o.Log("phase: starting the stack (%d nodes)", len(nodes))
 	s, err = stack.Up(stack.Options{Context: ctx, Name: o.Name, Ports: o.Ports, Assets: o.Assets, Nodes: nodes,
-		Pools: sc.Nodes[0].PoolsFlag(), NodePools: nodePools, NodeLabels: nodeLabels, Cordoned: cordoned, Baseline: o.Scheduler == Baseline, CopyRate: string(sc.CopyRate), MigrationsPerNode: sc.MigrationsPerNode, Log: func(f string, a ...any) { o.Log("stack: "+f, a...) }})
+		Pools: sc.Nodes[0].PoolsFlag(), NodePools: nodePools, NodeLabels: nodeLabels, Cordoned: cordoned, Baseline: o.Scheduler == Baseline, CopyRate: string(sc.CopyRate), MigrationsPerNode: sc.MigrationsPerNode, Pprof: o.Pprof, Log: func(f string, a ...any) { o.Log("stack: "+f, a...) }})
 	if err != nil {
 		return nil, nil, err
 	}

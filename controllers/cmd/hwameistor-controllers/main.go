@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"hwameistor.io/local/internal/profiling"
 	"hwameistor.io/local/internal/restconfig"
 
 	corev1 "k8s.io/api/core/v1"
@@ -58,6 +59,7 @@ func main() {
 	apiFlags.Bind(flag.CommandLine)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
+	pprofAddr := profiling.Flag(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
@@ -105,6 +107,11 @@ func main() {
 	// Start the informers the webhook reads with the manager, not on the first
 	// admission request (which would then wait for a full list).
 	ctx := ctrl.SetupSignalHandler()
+	go func() {
+		if err := profiling.Serve(ctx, *pprofAddr); err != nil {
+			ctrl.Log.Error(err, "Cannot serve pprof", "address", *pprofAddr)
+		}
+	}()
 	for _, obj := range []client.Object{&corev1.PersistentVolumeClaim{}, &corev1.PersistentVolume{}, &storagev1.StorageClass{}, &corev1.Namespace{}} {
 		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
 			log.Error(err, "Cannot set up an informer", "type", fmt.Sprintf("%T", obj))

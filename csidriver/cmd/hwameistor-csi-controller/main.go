@@ -9,6 +9,7 @@ import (
 	"flag"
 	"os"
 
+	"hwameistor.io/local/internal/profiling"
 	"hwameistor.io/local/internal/restconfig"
 
 	"golang.org/x/sync/errgroup"
@@ -29,6 +30,7 @@ func main() {
 	apiFlags.Bind(flag.CommandLine)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
+	pprofAddr := profiling.Flag(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("csi-controller")
@@ -47,6 +49,11 @@ func main() {
 		os.Exit(1)
 	}
 	ctx := ctrl.SetupSignalHandler()
+	go func() {
+		if err := profiling.Serve(ctx, *pprofAddr); err != nil {
+			ctrl.Log.Error(err, "Cannot serve pprof", "address", *pprofAddr)
+		}
+	}()
 	ctx = ctrl.LoggerInto(ctx, log)
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return c.Start(ctx) })

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"hwameistor.io/local/internal/profiling"
 	"hwameistor.io/local/internal/restconfig"
 
 	"github.com/go-logr/logr"
@@ -65,6 +66,7 @@ func main() {
 	apiFlags.Bind(flag.CommandLine)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
+	pprofAddr := profiling.Flag(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("node")
@@ -104,6 +106,11 @@ func main() {
 		fail(log, err, "Cannot set up the agent")
 	}
 	ctx := ctrl.SetupSignalHandler()
+	go func() {
+		if err := profiling.Serve(ctx, *pprofAddr); err != nil {
+			ctrl.Log.Error(err, "Cannot serve pprof", "address", *pprofAddr)
+		}
+	}()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mgr.Start(ctx) })
 	if replAddr != "" {

@@ -40,6 +40,7 @@ func run(args []string) error {
 	keep := fs.Bool("keep", false, "leave the system running after the run (Ctrl-C stops it)")
 	ports := fs.Int("ports", 27370, "first port of the stack's port block")
 	scheduler := fs.String("scheduler", sim.Scheduler, "hwameistor-scheduler, or default-scheduler for the stock baseline (VolumeBinding with CSIStorageCapacity)")
+	pprof := fs.Bool("pprof", false, "serve /debug/pprof from every component (ports in internal/stack Options.Pprof)")
 	timeout := fs.Duration("timeout", 0, "overrides the scenario's timeout (the longest wait for the pods); the report then covers that window")
 	_ = fs.Parse(args)
 	if *file == "" || *out == "" {
@@ -65,7 +66,7 @@ func run(args []string) error {
 	logf := func(format string, args ...any) {
 		fmt.Printf("[%6.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 	}
-	rep, s, err := sim.Run(ctx, sc, sim.Options{Name: "sim-" + sc.Name, Ports: *ports, Assets: assets, Keep: *keep, Scheduler: *scheduler, Log: logf})
+	rep, s, err := sim.Run(ctx, sc, sim.Options{Name: "sim-" + sc.Name, Ports: *ports, Assets: assets, Keep: *keep, Scheduler: *scheduler, Pprof: *pprof, Log: logf})
 	if s != nil {
 		defer func() {
 			logf("phase: tearing down")
