@@ -296,7 +296,7 @@ func (h *Stack) startComponents(ours string) error {
 		return err
 	}
 	if err := h.start("csi-resizer", filepath.Join(h.Assets, "csi-resizer"), nil,
-		"--csi-address="+ctrlSock, kc, "--leader-election=false", "--timeout=60s", "--v=3"); err != nil {
+		"--csi-address="+ctrlSock, kc, "--leader-election=false", "--timeout=60s", "--kube-api-qps=100", "--kube-api-burst=200", "--v=3"); err != nil {
 		return err
 	}
 
