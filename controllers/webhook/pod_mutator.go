@@ -12,13 +12,16 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -121,7 +124,7 @@ func (m *PodSchedulerMutator) Handle(ctx context.Context, req admission.Request)
 		return admission.Allowed(fmt.Sprintf("namespace %s is labelled %s=%s", ns, v1alpha1.WebhookLabel, v1alpha1.WebhookIgnore))
 	}
 
-	l := &lookup{m: m, log: log, ns: ns}
+	l := &lookup{m: m, log: log, ns: ns, pod: pod}
 	lctx, cancel := context.WithTimeout(ctx, cmp.Or(m.LookupTimeout, DefaultLookupTimeout))
 	defer cancel()
 	volume, err := l.firstOurVolume(lctx, pod)
@@ -196,6 +199,7 @@ type lookup struct {
 	m   *PodSchedulerMutator
 	log logr.Logger
 	ns  string
+	pod *corev1.Pod
 
 	defaultDone  bool
 	defaultClass *storagev1.StorageClass
@@ -229,7 +233,11 @@ func (l *lookup) firstOurVolume(ctx context.Context, pod *corev1.Pod) (string, e
 
 // claimIsOurs checks the PVC's StorageClass and, when the PVC is bound, its
 // PV: a statically provisioned or migrated volume may have no class of ours.
+// A StatefulSet's pod is answered from its claim template first.
 func (l *lookup) claimIsOurs(ctx context.Context, name string) (bool, error) {
+	if l.templateIsOurs(ctx, name) {
+		return true, nil
+	}
 	pvc := &corev1.PersistentVolumeClaim{}
 	if err := l.m.Reader.Get(ctx, client.ObjectKey{Namespace: l.ns, Name: name}, pvc); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -258,6 +266,40 @@ func (l *lookup) claimIsOurs(ctx context.Context, name string) (bool, error) {
 		return true, nil
 	}
 	return false, err
+}
+
+// templateIsOurs reports whether the pod's StatefulSet makes the claim
+// from a template of our class. The StatefulSet controller creates a claim
+// a moment before its pod, so the informer has often not seen the claim yet
+// and the lookup would go to the apiserver: under a burst of thousands of
+// pods those reads made the webhook miss its timeout, and pods failed open
+// to default-scheduler. The StatefulSet is in the cache long before. Only
+// "ours" is trusted: a claim that existed before with another class is
+// then routed to hwameistor-scheduler too, which places such a pod as the
+// default scheduler would; anything else falls through to the claim.
+func (l *lookup) templateIsOurs(ctx context.Context, claim string) bool {
+	owner := metav1.GetControllerOfNoCopy(l.pod)
+	if owner == nil || owner.Kind != "StatefulSet" || owner.APIVersion != appsv1.SchemeGroupVersion.String() {
+		return false
+	}
+	sts := &appsv1.StatefulSet{}
+	if err := l.m.Reader.Get(ctx, client.ObjectKey{Namespace: l.ns, Name: owner.Name}, sts); err != nil {
+		return false
+	}
+	for i := range sts.Spec.VolumeClaimTemplates {
+		t := &sts.Spec.VolumeClaimTemplates[i]
+		// The controller names claims <template>-<pod>; the pod is <set>-<ordinal>.
+		if claim != t.Name+"-"+l.pod.Name || !strings.HasPrefix(l.pod.Name, sts.Name+"-") {
+			continue
+		}
+		class := t.Spec.StorageClassName
+		if c, ok := t.Annotations[corev1.BetaStorageClassAnnotation]; ok {
+			class = &c
+		}
+		ours, err := l.classIsOurs(ctx, class)
+		return ours && err == nil
+	}
+	return false
 }
 
 // classIsOurs reports whether the named StorageClass is provisioned by our

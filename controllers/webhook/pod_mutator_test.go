@@ -4,16 +4,19 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -84,6 +87,25 @@ func pod(schedulerName string, volumes ...corev1.Volume) *corev1.Pod {
 			Volumes:       volumes,
 		},
 	}
+}
+
+// statefulSet has one claim template.
+func statefulSet(name, template string, class *string) *appsv1.StatefulSet {
+	return &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: testNS},
+		Spec: appsv1.StatefulSetSpec{VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{
+			ObjectMeta: metav1.ObjectMeta{Name: template},
+			Spec:       corev1.PersistentVolumeClaimSpec{StorageClassName: class},
+		}}},
+	}
+}
+
+// setPod is ordinal i of StatefulSet set, as its controller makes it.
+func setPod(set string, i int, volumes ...corev1.Volume) *corev1.Pod {
+	p := pod("", volumes...)
+	p.Name = fmt.Sprintf("%s-%d", set, i)
+	p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: set, UID: types.UID("uid-" + set), Controller: ptr(true)}}
+	return p
 }
 
 func podRequest(t *testing.T, ns string, p *corev1.Pod) admission.Request {
@@ -219,6 +241,18 @@ func TestPodSchedulerMutator(t *testing.T) {
 				return c.Get(ctx, key, obj, opts...)
 			}}),
 			pod: pod("", claimVolume("v", "data")), patched: true, warning: true},
+		{name: "StatefulSet pod whose claim is not readable yet is routed by its template, without a claim read",
+			objects: []client.Object{statefulSet("web", "data", ours)}, intercept: ptr(failGet(&corev1.PersistentVolumeClaim{})),
+			pod: setPod("web", 0, claimVolume("v", "data-web-0")), patched: true},
+		{name: "StatefulSet template of another class falls through to the claim",
+			objects: []client.Object{statefulSet("web", "data", ptr(otherSC)), pvc("data-web-0", ours, "")},
+			pod:     setPod("web", 0, claimVolume("v", "data-web-0")), patched: true},
+		{name: "StatefulSet template of another class and no claim is unchanged",
+			objects: []client.Object{statefulSet("web", "data", ptr(otherSC))},
+			pod:     setPod("web", 0, claimVolume("v", "data-web-0"))},
+		{name: "claim not made from the template falls through to the claim",
+			objects: []client.Object{statefulSet("web", "data", ours), pvc("extra", ptr(otherSC), "")},
+			pod:     setPod("web", 0, claimVolume("v", "extra"))},
 		{name: "namespace lookup error fails open with a warning", objects: []client.Object{pvc("data", ours, "")},
 			intercept: ptr(failGet(&corev1.Namespace{})),
 			pod:       pod("", claimVolume("v", "data")), warning: true},

@@ -105,6 +105,7 @@ func wantRBAC(capacityTracking bool) map[string][]string {
 			grants("cluster", "", l("nodes"), l("get", "list", "watch", "patch")),
 			grants("cluster", "", l("persistentvolumeclaims", "persistentvolumes", "namespaces", "pods"), read),
 			grants("cluster", "storage.k8s.io", l("storageclasses"), read),
+			grants("cluster", "apps", l("statefulsets"), read),
 			grants("cluster", "", l("events"), l("create", "patch")),
 			grants(Namespace, "coordination.k8s.io", l("leases"), l("create")),
 			grants(Namespace, "coordination.k8s.io", l("leases"), l("get", "update"), "hwameistor-controllers"),
