@@ -64,7 +64,7 @@ type PodSchedulerMutator struct {
 	LookupTimeout time.Duration
 }
 
-// DefaultLookupTimeout keeps admission well inside the webhook's 5s timeout:
+// DefaultLookupTimeout keeps admission well inside the webhook's timeout:
 // a claim the cache does not hold yet is read from the API server, which a
 // burst of pods can slow to seconds; past the budget the pod is routed to
 // hwameistor-scheduler as when the read fails. Letting the apiserver's

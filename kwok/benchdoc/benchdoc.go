@@ -219,7 +219,7 @@ func goBenchSection(o *BenchOutput) string {
 	if o == nil || len(o.Benches) == 0 {
 		return b.String() + "Not run (no results in " + GoBenchFile + ").\n\n" + failedLines(o)
 	}
-	b.WriteString("`go test -run x -bench . -benchmem -count 3 ./plugins/localstorage/ ./internal/placement/`")
+	b.WriteString("`go test -run x -bench . -benchmem ./plugins/localstorage/ ./internal/placement/`")
 	if o.CPU != "" {
 		b.WriteString(" (cpu: " + o.CPU + ")")
 	}

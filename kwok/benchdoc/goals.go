@@ -143,6 +143,12 @@ func durationRatio(s string) func(map[string]Pair) (float64, string, bool) {
 		if with == nil || without == nil {
 			return 0, "", false
 		}
+		if with.Pods.Running < with.Pods.Total {
+			// A run that ended before every pod ran (a --timeout window)
+			// has no time to all Running: its duration would flatter it.
+			return math.Inf(1), fmt.Sprintf("%d of %d pods Running when the run ended at %s s (without volumes: all in %s s)",
+				with.Pods.Running, with.Pods.Total, num(round2(with.DurationSeconds)), num(round2(without.DurationSeconds))), true
+		}
 		v, detail, ok := ratioDetail(with.DurationSeconds, without.DurationSeconds)
 		return v, strings.Replace(detail, ")", " s)", 1), ok
 	}

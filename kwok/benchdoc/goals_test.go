@@ -1,6 +1,7 @@
 package benchdoc
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -88,4 +89,22 @@ func TestRatioDetail(t *testing.T) {
 			t.Errorf("ratioDetail(%v, %v) = %q %v, want %q %v", c.a, c.b, d, ok, c.detail, c.ok)
 		}
 	}
+}
+
+// TestDurationGoalOfAnUnfinishedRun: a run cut short by a --timeout window
+// has no time to all Running, so its short duration must not pass the goal.
+func TestDurationGoalOfAnUnfinishedRun(t *testing.T) {
+	partial := synthetic(nameHwameistor, 5, 1, 0, 100, 150)
+	twin := synthetic(nameHwameistor, 10, 100, 0, 100, 100)
+	pairs := []Pair{{Scenario: "scale-5k", HW: Run{Report: partial}}, {Scenario: "scale-5k-no-volumes", HW: Run{Report: twin}}}
+	for _, r := range EvaluateGoals(pairs) {
+		if r.Goal != "duration with volumes / without (hwameistor-scheduler)" {
+			continue
+		}
+		if r.Status != NotMet || !strings.Contains(r.Measured, "5 of 10 pods Running") {
+			t.Errorf("unfinished run: %s %q, want not met naming the pods Running", r.Status, r.Measured)
+		}
+		return
+	}
+	t.Fatal("no duration goal")
 }
