@@ -233,10 +233,7 @@ func (r *runner) run(ctx context.Context) (*report.Report, error) {
 // workloads use. Only those: with capacity tracking (the baseline) every
 // class costs a CSIStorageCapacity object per node.
 func (r *runner) install(ctx context.Context) error {
-	used := map[string]bool{}
-	for _, w := range r.sc.Workloads {
-		used[w.StorageClass] = true
-	}
+	used := r.storageClasses()
 	cs := r.s.Clientset
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}, metav1.CreateOptions{}); err != nil {
 		return err
@@ -265,13 +262,7 @@ func (r *runner) install(ctx context.Context) error {
 // the baseline's VolumeBinding finds "not enough free storage" everywhere,
 // which would measure the sidecar's start, not the scheduler.
 func (r *runner) awaitCapacity(ctx context.Context) error {
-	classes := map[string]bool{}
-	for _, w := range r.sc.Workloads {
-		if w.StorageClass != "" {
-			classes[w.StorageClass] = true
-		}
-	}
-	want := len(classes) * len(r.s.Nodes)
+	want := len(r.storageClasses()) * len(r.s.Nodes)
 	r.o.Log("phase: waiting for csi-provisioner to publish %d CSIStorageCapacity objects", want)
 	last := time.Time{}
 	return wait.PollUntilContextTimeout(ctx, 2*time.Second, 10*time.Minute, true, func(ctx context.Context) (bool, error) {
@@ -285,6 +276,17 @@ func (r *runner) awaitCapacity(ctx context.Context) error {
 		}
 		return len(list.Items) >= want, nil
 	})
+}
+
+// storageClasses are the classes the scenario's workloads use.
+func (r *runner) storageClasses() map[string]bool {
+	used := map[string]bool{}
+	for _, w := range r.sc.Workloads {
+		if w.StorageClass != "" {
+			used[w.StorageClass] = true
+		}
+	}
+	return used
 }
 
 func replicas(w scenario.Workload) int {
