@@ -120,7 +120,7 @@ func (r *runner) abort(ctx context.Context, i int, node string) error {
 func (r *runner) settleAfterActions(ctx context.Context, expected int) error {
 	deadline := time.Now().Add(r.sc.TimeoutOrDefault())
 	r.o.Log("phase: waiting for migrations to finish")
-	lastLog := time.Time{}
+	lastLog, idleSince := time.Time{}, time.Time{}
 	err := wait.PollUntilContextTimeout(ctx, time.Second, time.Until(deadline), true, func(ctx context.Context) (bool, error) {
 		list := &v1.LocalVolumeMigrateList{}
 		if err := r.s.Client.List(ctx, list); err != nil {
@@ -138,7 +138,19 @@ func (r *runner) settleAfterActions(ctx context.Context, expected int) error {
 			r.o.Log("migrations: %d total, %d running %v", len(list.Items), busy, counts)
 			lastLog = time.Now()
 		}
-		return busy == 0, nil
+		if busy > 0 {
+			idleSince = time.Time{}
+			return false, nil
+		}
+		if idleSince.IsZero() {
+			idleSince = time.Now()
+		}
+		// The evictor may not have created a drained node's migrations
+		// yet (a second drain right after the first): wait while a
+		// cordoned node that allows eviction still holds replicas, for a
+		// while, since a failed migration leaves its volume there.
+		left, err := r.replicasOnCordonedNodes(ctx)
+		return err == nil && (left == 0 || time.Since(idleSince) >= evictorGrace), nil
 	})
 	if err != nil && ctx.Err() == nil {
 		r.o.Log("phase: migrations did not finish within the scenario timeout")
@@ -146,6 +158,36 @@ func (r *runner) settleAfterActions(ctx context.Context, expected int) error {
 	done := make(chan struct{})
 	close(done)
 	return r.await(ctx, expected, done, deadline)
+}
+
+// evictorGrace is how long settleAfterActions waits for the evictor once no
+// migration runs but a cordoned node still holds replicas.
+const evictorGrace = 30 * time.Second
+
+// replicasOnCordonedNodes counts the replicas on cordoned nodes whose
+// volumes the evictor moves (not labelled hwameistor.io/eviction=disable).
+func (r *runner) replicasOnCordonedNodes(ctx context.Context) (int, error) {
+	nodes, err := r.s.Clientset.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return 0, err
+	}
+	cordoned := map[string]bool{}
+	for _, n := range nodes.Items {
+		if n.Spec.Unschedulable && n.Labels[v1.EvictionLabel] != v1.EvictionDisable {
+			cordoned[n.Name] = true
+		}
+	}
+	reps := &v1.LocalVolumeReplicaList{}
+	if err := r.s.Client.List(ctx, reps); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, rep := range reps.Items {
+		if cordoned[rep.Spec.NodeName] && rep.DeletionTimestamp == nil {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // migrations counts the migrations by outcome; bytesVerified are the bytes
