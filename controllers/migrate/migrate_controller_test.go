@@ -8,7 +8,10 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
@@ -649,8 +652,7 @@ func TestDeadline(t *testing.T) {
 				testenv.Eventually(t, "target replica", func() bool { return fixture.GetReplica(t, env.Client, vol, "tgt") != nil })
 			}
 			clock.Advance(11 * time.Minute)
-			// The agent's next report wakes the controller.
-			fixture.AgentCopied(t, env.Client, vol, "tgt", gi/10, "")
+			wakeWithReport(t, vol, "tgt")
 			m := waitState(t, mig, v1.OperationStateFailed)
 			if want := fmt.Sprintf("deadline 10m0s exceeded in state %s; rolled back, the volume stays on src", at); m.Status.Message != want {
 				t.Errorf("message %q, want %q", m.Status.Message, want)
@@ -667,6 +669,26 @@ func TestDeadline(t *testing.T) {
 			waitEvents(t, mig, "MigrationFailed")
 			g.check(t)
 		})
+	}
+}
+
+// wakeWithReport plays the agent's next progress report on the replica of
+// volume on node, which wakes the controller. Another event may have woken
+// it first and the rollback may already have deleted the replica: that is
+// not an error.
+func wakeWithReport(t *testing.T, volume, node string) {
+	t.Helper()
+	ctx, key := context.Background(), client.ObjectKey{Name: v1.ReplicaName(volume, node)}
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		rep := &v1.LocalVolumeReplica{}
+		if err := env.Client.Get(ctx, key, rep); err != nil {
+			return err
+		}
+		rep.Status.SyncedBytes = gi / 10
+		return env.Client.Status().Update(ctx, rep)
+	})
+	if err != nil && !apierrors.IsNotFound(err) {
+		t.Fatalf("reporting progress on %s: %v", key.Name, err)
 	}
 }
 
