@@ -109,6 +109,9 @@ func wantRBAC(capacityTracking bool) map[string][]string {
 			grants("cluster", "", l("events"), l("create", "patch")),
 			grants(Namespace, "coordination.k8s.io", l("leases"), l("create")),
 			grants(Namespace, "coordination.k8s.io", l("leases"), l("get", "update"), "hwameistor-controllers"),
+			grants("cluster", "admissionregistration.k8s.io", l("mutatingwebhookconfigurations"), l("get", "update"), "hwameistor-pod-scheduler"),
+			grants(Namespace, "", l("secrets"), l("create")),
+			grants(Namespace, "", l("secrets"), l("get", "update"), "hwameistor-controllers-webhook-cert"),
 		},
 		"hwameistor-csi-controller": {
 			// hwameistor-csi-controller

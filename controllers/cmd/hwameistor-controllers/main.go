@@ -5,20 +5,20 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
-
-	"hwameistor.io/local/internal/profiling"
-	"hwameistor.io/local/internal/restconfig"
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -29,6 +29,7 @@ import (
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/controllers/certs"
 	"hwameistor.io/local/controllers/convert"
 	"hwameistor.io/local/controllers/evictor"
 	"hwameistor.io/local/controllers/expand"
@@ -37,20 +38,36 @@ import (
 	"hwameistor.io/local/controllers/volume"
 	"hwameistor.io/local/controllers/volumegroup"
 	"hwameistor.io/local/controllers/webhook"
+	"hwameistor.io/local/internal/profiling"
+	"hwameistor.io/local/internal/restconfig"
 )
 
 // defaultNamespace is where manifests/ deploys us, used when POD_NAMESPACE is unset.
 const defaultNamespace = "hwameistor"
 
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 func main() {
-	var metricsAddr, probeAddr, certDir string
+	var metricsAddr, probeAddr, certDir, certSecret, webhookConfig, webhookService, certHosts string
 	var webhookPort int
 	var leaderElect bool
 	migrations := &migrate.Reconciler{}
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address the metrics endpoint binds to (0 disables it)")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address the /healthz and /readyz endpoints bind to")
 	flag.IntVar(&webhookPort, "webhook-port", 9443, "port the admission webhook server listens on")
-	flag.StringVar(&certDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "folder holding the webhook serving certificate (tls.crt, tls.key)")
+	flag.StringVar(&certDir, "webhook-cert-dir", "", "folder holding a webhook serving certificate managed by someone else (tls.crt, tls.key, reloaded on change); empty: the controllers issue and rotate their own in --webhook-cert-secret")
+	flag.StringVar(&certSecret, "webhook-cert-secret", "hwameistor-controllers-webhook-cert", "Secret (in $POD_NAMESPACE) the controllers keep their self-signed webhook serving certificate in")
+	flag.StringVar(&webhookConfig, "webhook-configuration", "hwameistor-pod-scheduler", "MutatingWebhookConfiguration whose caBundle the controllers keep in step with their certificate")
+	flag.StringVar(&webhookService, "webhook-service", "hwameistor-controllers", "Service (in $POD_NAMESPACE) the apiserver calls the webhook through; the certificate is issued for its DNS names")
+	flag.StringVar(&certHosts, "webhook-cert-extra-hosts", "", "comma-separated extra DNS names or IP addresses for the issued certificate (a webhook configured with a URL)")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "elect a leader (lease hwameistor-controllers) so only one replica reconciles")
 	flag.IntVar(&migrations.MaxPerNode, "migrate-max-per-node", migrate.DefaultMaxPerNode, "migrations copying from one node at once")
 	flag.IntVar(&migrations.MaxTotal, "migrate-max-total", migrate.DefaultMaxTotal, "migrations copying in the whole cluster at once")
@@ -64,12 +81,14 @@ func main() {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
 
-	// Without a certificate the webhook server cannot start; say so plainly
+	// A certificate someone else manages must be there: say so plainly
 	// instead of failing later inside the TLS setup.
-	for _, f := range []string{"tls.crt", "tls.key"} {
-		if _, err := os.Stat(filepath.Join(certDir, f)); err != nil {
-			log.Error(err, "Webhook serving certificate missing: mount the webhook Secret there or pass --webhook-cert-dir", "dir", certDir, "file", f)
-			os.Exit(1)
+	if certDir != "" {
+		for _, f := range []string{"tls.crt", "tls.key"} {
+			if _, err := os.Stat(filepath.Join(certDir, f)); err != nil {
+				log.Error(err, "Webhook serving certificate missing: mount it there, or leave --webhook-cert-dir empty for a self-managed one", "dir", certDir, "file", f)
+				os.Exit(1)
+			}
 		}
 	}
 	namespace := os.Getenv("POD_NAMESPACE")
@@ -86,11 +105,29 @@ func main() {
 		log.Error(err, "Bad flags")
 		os.Exit(2)
 	}
+	webhookOpts := ctrlwebhook.Options{Port: webhookPort, CertDir: certDir}
+	var rotator *certs.Rotator
+	if certDir == "" {
+		direct, err := client.New(cfg, client.Options{Scheme: scheme})
+		if err != nil {
+			log.Error(err, "Cannot create a client")
+			os.Exit(1)
+		}
+		rotator = &certs.Rotator{
+			Client:  direct,
+			Secret:  types.NamespacedName{Namespace: namespace, Name: certSecret},
+			Webhook: webhookConfig,
+			Hosts:   append(certs.ServiceHosts(webhookService, namespace), splitList(certHosts)...),
+			Log:     ctrl.Log.WithName("webhook-certs"),
+		}
+		webhookOpts.TLSOpts = []func(*tls.Config){rotator.TLSOpt}
+	}
+	webhookServer := ctrlwebhook.NewServer(webhookOpts)
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress:        probeAddr,
-		WebhookServer:                 ctrlwebhook.NewServer(ctrlwebhook.Options{Port: webhookPort, CertDir: certDir}),
+		WebhookServer:                 webhookServer,
 		LeaderElection:                leaderElect,
 		LeaderElectionID:              "hwameistor-controllers",
 		LeaderElectionNamespace:       namespace,
@@ -151,6 +188,10 @@ func main() {
 		os.Exit(1)
 	}
 
+	if rotator != nil {
+		utilruntime.Must(mgr.Add(rotator))
+		utilruntime.Must(mgr.AddReadyzCheck("webhook-certificate", rotator.Ready))
+	}
 	utilruntime.Must(mgr.AddHealthzCheck("ping", healthz.Ping))
 	utilruntime.Must(mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()))
 	// Not ready before the caches are: the Service would send admission

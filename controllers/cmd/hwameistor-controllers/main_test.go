@@ -20,9 +20,10 @@ import (
 )
 
 // TestBinary builds the command and runs it against a real kube-apiserver:
-// it must refuse to start without a serving certificate, and with one it must
-// become ready (webhook serving, informers synced, leader elected) and stop
-// cleanly on SIGTERM.
+// it must refuse to start without the certificate --webhook-cert-dir names,
+// with one it must become ready (webhook serving, informers synced, leader
+// elected) and stop cleanly on SIGTERM, and without --webhook-cert-dir it
+// issues its own (certs_test.go).
 func TestBinary(t *testing.T) {
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
@@ -123,6 +124,8 @@ func TestBinary(t *testing.T) {
 			t.Fatalf("did not stop within 60s of SIGTERM\n%s", out.String())
 		}
 	})
+
+	t.Run("self-managed certificate", func(t *testing.T) { testSelfManagedCertificate(t, bin, kubeconfigPath, env.Config) })
 }
 
 func freePort(t *testing.T) int {
