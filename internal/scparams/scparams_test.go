@@ -25,6 +25,11 @@ func TestParse(t *testing.T) {
 		{"kind", map[string]string{VolumeKind: "DISK"}, Params{}, `parameter volumeKind is "DISK"`},
 		{"convertible typo", map[string]string{Convertible: "yes"}, Params{}, `parameter convertible is "yes": use "true" or "false"`},
 		{"fstype", map[string]string{FSType: "btrfs"}, Params{}, `parameter csi.storage.k8s.io/fstype is "btrfs": use xfs or ext4`},
+		{"mistyped key", map[string]string{"replicaNumbr": "2"}, Params{}, `unknown parameter "replicaNumbr": did you mean replicaNumber?`},
+		{"key in another case", map[string]string{"poolclass": "SSD"}, Params{}, `unknown parameter "poolclass": did you mean poolClass?`},
+		{"unrelated key", map[string]string{"size": "10Gi"}, Params{}, `unknown parameter "size": use poolClass, poolType, volumeKind, replicaNumber, convertible, striped, csi.storage.k8s.io/fstype`},
+		{"provisioner's keys pass", map[string]string{"csi.storage.k8s.io/pvc/name": "data", "csi.storage.k8s.io/pv/name": "pvc-1"},
+			Params{PoolClass: v1.PoolClassHDD, Replicas: 1, FSType: "xfs"}, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

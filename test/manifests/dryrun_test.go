@@ -66,7 +66,7 @@ func TestServerSideDryRun(t *testing.T) {
 	}
 	run(nsYAML, "apply", "--server-side", "-f", "-")
 
-	for _, dir := range []string{prod, base, capacity} {
+	for _, dir := range []string{prod, base, capacity, simulator} {
 		t.Run(dir, func(t *testing.T) {
 			out := run(nil, "apply", "--server-side", "--dry-run=server", "-k", dir)
 			applied := 0

@@ -37,12 +37,16 @@ const Namespace = "hwameistor"
 // The kustomizations an operator deploys (all of them are built by
 // TestEveryKustomizationBuilds, these are checked in depth).
 const (
-	base     = "manifests/base"
-	prod     = "manifests/overlays/production"
-	capacity = "manifests/overlays/capacity-tracking"
+	base      = "manifests/base"
+	prod      = "manifests/overlays/production"
+	capacity  = "manifests/overlays/capacity-tracking"
+	simulator = "manifests/overlays/simulator"
 )
 
-var deployables = []string{base, prod, capacity}
+// imagesList names every image and tag, once.
+const imagesList = "manifests/components/images/kustomization.yaml"
+
+var deployables = []string{base, prod, capacity, simulator}
 
 // root is the checkout's top folder.
 func root() string { return testenv.RootDir() }
@@ -183,7 +187,7 @@ func TestEveryKustomizationBuilds(t *testing.T) {
 // allowedImages are the images of the base's images list, name:tag.
 func allowedImages(t *testing.T) []string {
 	t.Helper()
-	k := readKustomization(t, filepath.Join(root(), base, "kustomization.yaml"))
+	k := readKustomization(t, filepath.Join(root(), imagesList))
 	var out []string
 	for _, im := range k.Images {
 		name := im.Name
@@ -237,7 +241,7 @@ func TestImagesComeFromTheImagesList(t *testing.T) {
 			for _, c := range append(slices.Clone(tmpl.Spec.InitContainers), tmpl.Spec.Containers...) {
 				used[c.Image] = true
 				if !slices.Contains(allowed, c.Image) {
-					t.Errorf("%s: %s container %s has image %q, which is not in %s/kustomization.yaml images %v", dir, name, c.Name, c.Image, base, allowed)
+					t.Errorf("%s: %s container %s has image %q, which is not in %s images %v", dir, name, c.Name, c.Image, imagesList, allowed)
 				}
 			}
 		}
@@ -268,7 +272,7 @@ func TestCSIDriverStorageCapacitySwitch(t *testing.T) {
 	for _, tc := range []struct {
 		dir      string
 		capacity bool
-	}{{base, false}, {prod, false}, {capacity, true}} {
+	}{{base, false}, {prod, false}, {capacity, true}, {simulator, false}} {
 		t.Run(tc.dir, func(t *testing.T) {
 			objs := objects(build(t, tc.dir))
 			u := objs.find("CSIDriver", "", "lvm.hwameistor.io")

@@ -169,7 +169,7 @@ func TestLeastPrivilege(t *testing.T) {
 	for _, tc := range []struct {
 		dir      string
 		capacity bool
-	}{{base, false}, {prod, false}, {capacity, true}} {
+	}{{base, false}, {prod, false}, {capacity, true}, {simulator, false}} {
 		t.Run(tc.dir, func(t *testing.T) {
 			objs := objects(build(t, tc.dir))
 			roles := map[string][]rbacv1.PolicyRule{}

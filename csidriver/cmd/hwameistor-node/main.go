@@ -1,11 +1,12 @@
 // Command hwameistor-node is the node agent of lvm.hwameistor.io: it
 // allocates the LocalVolumeReplicas of its node through a backend (lvm2, or
 // emulated file-backed pools), reports the node's pools, and serves the CSI
-// node service to kubelet. With --nodes and the emulated backend one process
-// serves many (fake) nodes, without the CSI node service.
+// node service to kubelet. With --nodes or --node-selector and the emulated
+// backend one process serves many (fake) nodes, without the CSI node service.
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,7 +25,9 @@ import (
 	"github.com/go-logr/logr"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -43,7 +47,8 @@ import (
 
 func main() {
 	var (
-		nodeName, nodes, kind, root, pools, endpoint, metricsAddr string
+		nodeName, nodes, nodeSelector, kind, root, pools          string
+		endpoint, metricsAddr                                     string
 		replAddr, replAdvertise, replSecret                       string
 		replRate                                                  string
 		attach                                                    bool
@@ -51,6 +56,7 @@ func main() {
 	)
 	flag.StringVar(&nodeName, "node-name", os.Getenv("NODE_NAME"), "the node this agent serves (default $NODE_NAME)")
 	flag.StringVar(&nodes, "nodes", "", "comma-separated nodes to serve with the emulated backend (simulator); replaces --node-name and disables the CSI node service")
+	flag.StringVar(&nodeSelector, "node-selector", "", "label selector of the (fake) nodes to serve with the emulated backend, e.g. type=kwok, listed once at start (restart to serve nodes added later); replaces --node-name and disables the CSI node service")
 	flag.StringVar(&kind, "backend", "lvm", "storage backend: lvm or emulated")
 	flag.StringVar(&root, "emulated-root", "/var/lib/hwameistor/emulated", "folder of the emulated pools (one sub-folder per node)")
 	flag.StringVar(&pools, "emulated-pools", "HDD=100Gi", "emulated pools per node, CLASS=SIZE[:VOLUME-COUNT-LIMIT], e.g. HDD=100Gi,NVMe=50Gi:200")
@@ -71,12 +77,32 @@ func main() {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("node")
 
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(v1.AddToScheme(scheme))
+	cfg, err := apiFlags.Config()
+	if err != nil {
+		fail(log, err, "Bad flags")
+	}
+
 	served := []string{nodeName}
-	if nodes != "" {
+	switch {
+	case nodes != "" && nodeSelector != "":
+		fail(log, fmt.Errorf("--nodes and --node-selector exclude each other"), "Bad flags")
+	case nodes != "":
 		served, endpoint = strings.Split(nodes, ","), ""
-		if kind != "emulated" {
-			fail(log, fmt.Errorf("--nodes needs --backend=emulated"), "Bad flags")
+	case nodeSelector != "":
+		direct, err := client.New(cfg, client.Options{Scheme: scheme})
+		if err != nil {
+			fail(log, err, "Cannot create a client")
 		}
+		if served, err = selectNodes(context.Background(), direct, nodeSelector); err != nil {
+			fail(log, err, "Cannot list the nodes to serve")
+		}
+		endpoint = ""
+	}
+	if (nodes != "" || nodeSelector != "") && kind != "emulated" {
+		fail(log, fmt.Errorf("--nodes and --node-selector need --backend=emulated"), "Bad flags")
 	}
 	if len(served) == 1 && served[0] == "" {
 		fail(log, fmt.Errorf("set --node-name or NODE_NAME"), "Bad flags")
@@ -90,13 +116,6 @@ func main() {
 		backends[n] = be
 	}
 
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(v1.AddToScheme(scheme))
-	cfg, err := apiFlags.Config()
-	if err != nil {
-		fail(log, err, "Bad flags")
-	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: metricsAddr}})
 	if err != nil {
 		fail(log, err, "Cannot create the manager")
@@ -169,6 +188,27 @@ func main() {
 	if err := g.Wait(); err != nil && ctx.Err() == nil {
 		fail(log, err, "Stopped")
 	}
+}
+
+// selectNodes lists the nodes matching selector, sorted by name.
+func selectNodes(ctx context.Context, c client.Reader, selector string) ([]string, error) {
+	sel, err := labels.Parse(selector)
+	if err != nil {
+		return nil, fmt.Errorf("--node-selector %q: %w", selector, err)
+	}
+	list := &corev1.NodeList{}
+	if err := c.List(ctx, list, client.MatchingLabelsSelector{Selector: sel}); err != nil {
+		return nil, err
+	}
+	if len(list.Items) == 0 {
+		return nil, fmt.Errorf("no node matches --node-selector %q", selector)
+	}
+	names := make([]string, 0, len(list.Items))
+	for _, n := range list.Items {
+		names = append(names, n.Name)
+	}
+	slices.Sort(names)
+	return names, nil
 }
 
 // newBackend opens a node's storage.

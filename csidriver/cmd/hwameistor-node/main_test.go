@@ -1,8 +1,13 @@
 package main
 
 import (
+	"context"
 	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
 )
@@ -51,5 +56,34 @@ func TestParsePoolsVolumeCountLimit(t *testing.T) {
 	}
 	if got[1].VolumeCountLimit != 0 {
 		t.Errorf("SSD: limit %d, want 0 (the backend's default)", got[1].VolumeCountLimit)
+	}
+}
+
+func TestSelectNodes(t *testing.T) {
+	node := func(name string, labels map[string]string) *corev1.Node {
+		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+	}
+	c := fake.NewClientBuilder().WithObjects(
+		node("kwok-b", map[string]string{"type": "kwok"}), node("kwok-a", map[string]string{"type": "kwok"}),
+		node("real", map[string]string{"type": "worker"})).Build()
+	cases := []struct {
+		selector, want, wantErr string
+	}{
+		{"type=kwok", "kwok-a,kwok-b", ""},
+		{"type!=kwok", "real", ""},
+		{"type=gpu", "", `no node matches --node-selector "type=gpu"`},
+		{"type==", "", `--node-selector "type=="`},
+	}
+	for _, tc := range cases {
+		got, err := selectNodes(context.Background(), c, tc.selector)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%q: err %v, want %q", tc.selector, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || strings.Join(got, ",") != tc.want {
+			t.Errorf("%q: %v %v, want %s", tc.selector, got, err, tc.want)
+		}
 	}
 }
