@@ -121,6 +121,7 @@ func (pl *LocalStorage) resolveClaim(pvc *corev1.PersistentVolumeClaim) (claimIn
 	}
 	params, err := parseClass(sc)
 	if err != nil {
+		pl.warnInvalidClass(pvc, sc, err)
 		return c, true, fmt.Errorf("persistentvolumeclaim %q: %w", pvc.Name, err)
 	}
 	size, ok := pvc.Spec.Resources.Requests[corev1.ResourceStorage]

@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	restfake "k8s.io/client-go/rest/fake"
+	"k8s.io/client-go/tools/events"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 
@@ -279,6 +280,14 @@ type fakeHandle struct {
 	framework.Handle
 	client    kubernetes.Interface
 	informers informers.SharedInformerFactory
+	recorder  *events.FakeRecorder
+}
+
+func (h *fakeHandle) EventRecorder() events.EventRecorder {
+	if h.recorder == nil {
+		return nil
+	}
+	return h.recorder
 }
 
 func (h *fakeHandle) ClientSet() kubernetes.Interface                        { return h.client }
@@ -288,11 +297,12 @@ func (h *fakeHandle) SharedInformerFactory() informers.SharedInformerFactory { r
 // into their stores and, for the hwameistor.io kinds, calls the plugin's
 // event handler as the running informer would.
 type testEnv struct {
-	t   testing.TB
-	pl  *LocalStorage
-	k8s informers.SharedInformerFactory
-	hw  *hwinformers.Factory
-	api *fakeGroupAPI
+	t      testing.TB
+	events *events.FakeRecorder // what the plugin recorded
+	pl     *LocalStorage
+	k8s    informers.SharedInformerFactory
+	hw     *hwinformers.Factory
+	api    *fakeGroupAPI
 }
 
 // defaultArgs are the args the scheduler's defaulting produces.
@@ -313,14 +323,15 @@ func newTestEnv(t testing.TB, args *config.LocalStorageArgs, objs ...runtime.Obj
 	k8s := informers.NewSharedInformerFactory(client, 0)
 	hw := hwinformers.NewFactory(nil, 0)
 	api := newFakeGroupAPI()
-	pl, err := newPlugin(args, &fakeHandle{client: client, informers: k8s}, hw, api.client())
+	rec := events.NewFakeRecorder(100)
+	pl, err := newPlugin(args, &fakeHandle{client: client, informers: k8s, recorder: rec}, hw, api.client())
 	if err == nil {
 		pl.synced = func() bool { return true } // the tests fill the stores directly
 	}
 	if err != nil {
 		t.Fatalf("newPlugin: %v", err)
 	}
-	e := &testEnv{t: t, pl: pl, k8s: k8s, hw: hw, api: api}
+	e := &testEnv{t: t, pl: pl, k8s: k8s, hw: hw, api: api, events: rec}
 	e.add(objs...)
 	return e
 }

@@ -2,6 +2,7 @@ package localstorage
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -31,6 +32,7 @@ func classes() []runtime.Object {
 		makeSC("three").with(ParamReplicaNumber, "3").StorageClass,
 		makeSC("thin").with(ParamPoolType, "THIN").StorageClass,
 		makeSC("block").with(ParamVolumeKind, "BLOCK").StorageClass,
+		makeSC("typo").with("replicaNumbr", "2").StorageClass,
 	}
 }
 
@@ -123,6 +125,12 @@ func TestSchedulingCycle(t *testing.T) {
 			pod:           makePod("p").withPVC("data").Pod,
 			objs:          []runtime.Object{makePVC("data").withClass("three").PersistentVolumeClaim},
 			wantPreFilter: wantCode(fwk.UnschedulableAndUnresolvable, "parameter replicaNumber", `"3"`, `use "1" or "2"`),
+		},
+		{
+			name:          "mistyped parameter",
+			pod:           makePod("p").withPVC("data").Pod,
+			objs:          []runtime.Object{makePVC("data").withClass("typo").PersistentVolumeClaim},
+			wantPreFilter: wantCode(fwk.UnschedulableAndUnresolvable, "storageclass typo", `unknown parameter "replicaNumbr": did you mean replicaNumber?`),
 		},
 		{
 			name:          "poolType THIN",
@@ -545,4 +553,29 @@ func TestFilterWithoutPreFilterStateIsAnError(t *testing.T) {
 	checkStatus(t, "Filter", c.filter("node-a"), wantCode(fwk.Error, "reading"))
 	_, st := e.pl.Score(context.Background(), c.cs, c.pod, nodeInfo("node-a"))
 	checkStatus(t, "Score", st, wantCode(fwk.Error))
+}
+
+// TestInvalidClassEventOnTheClaim: a StorageClass mistake is reported where
+// a user looks at the claim, naming the parameter and the fix; a good
+// class records nothing.
+func TestInvalidClassEventOnTheClaim(t *testing.T) {
+	e := newTestEnv(t, nil, append(classes(), makePVC("bad").withClass("typo").PersistentVolumeClaim,
+		makePVC("good").withClass("hdd").PersistentVolumeClaim)...)
+	e.cycle(makePod("p").withPVC("bad").Pod).preFilter()
+	select {
+	case ev := <-e.events.Events:
+		for _, want := range []string{"Warning", ReasonInvalidStorageClass, `unknown parameter "replicaNumbr": did you mean replicaNumber?`, "StorageClass typo is fixed"} {
+			if !strings.Contains(ev, want) {
+				t.Errorf("event %q does not contain %q", ev, want)
+			}
+		}
+	default:
+		t.Fatal("no event for a claim of a bad StorageClass")
+	}
+	e.cycle(makePod("q").withPVC("good").Pod).preFilter()
+	select {
+	case ev := <-e.events.Events:
+		t.Errorf("event for a good claim: %q", ev)
+	default:
+	}
 }

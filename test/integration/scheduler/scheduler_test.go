@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/plugins/localstorage"
 )
 
 func cleanupNamespace(t *testing.T, ns string) {
@@ -187,6 +188,7 @@ func TestBadStorageClass(t *testing.T) {
 	t.Cleanup(func() { deleteNodes(t, "badsc-0") })
 	createStorageClass(t, "bad-class", map[string]string{"poolClass": "TAPE"})
 	createStorageClass(t, "bad-replicas", map[string]string{"poolClass": "HDD", "replicaNumber": "3"})
+	createStorageClass(t, "mistyped", map[string]string{"poolClass": "HDD", "replicaNumbr": "2"})
 	stop := startScheduler(t)
 	defer stop()
 
@@ -194,12 +196,29 @@ func TestBadStorageClass(t *testing.T) {
 	createPod(t, ns, "tape", "tape")
 	createClaim(t, ns, "three", "bad-replicas", gi)
 	createPod(t, ns, "three", "three")
+	createClaim(t, ns, "typo", "mistyped", gi)
+	createPod(t, ns, "typo", "typo")
 	for pod, want := range map[string]string{
 		"tape":  `parameter poolClass: unknown poolClass "TAPE"`,
 		"three": `parameter replicaNumber is "3": use "1" or "2"`,
+		"typo":  `unknown parameter "replicaNumbr": did you mean replicaNumber?`,
 	} {
 		waitFor(t, pod+" reported unschedulable", 60*time.Second, func() (bool, error) {
 			return strings.Contains(unschedulableMessage(t, ns, pod), want), nil
+		})
+		// The claim carries it too, where `kubectl describe pvc` shows it.
+		waitFor(t, "a Warning Event on claim "+pod, 60*time.Second, func() (bool, error) {
+			list, err := cs.EventsV1().Events(ns).List(context.Background(), metav1.ListOptions{})
+			if err != nil {
+				return false, err
+			}
+			for _, e := range list.Items {
+				if e.Regarding.Kind == "PersistentVolumeClaim" && e.Regarding.Name == pod && e.Type == corev1.EventTypeWarning &&
+					e.Reason == localstorage.ReasonInvalidStorageClass && strings.Contains(e.Note, want) {
+					return true, nil
+				}
+			}
+			return false, nil
 		})
 	}
 }
