@@ -47,8 +47,11 @@ const (
 type Rotator struct {
 	// Client must read Secrets and webhook configurations directly, not
 	// through a cluster-wide informer cache (RBAC grants one Secret).
-	Client  client.Client
-	Secret  types.NamespacedName
+	Client client.Client
+	Secret types.NamespacedName
+	// Webhook is the MutatingWebhookConfiguration whose caBundle follows
+	// the certificate; empty leaves every caBundle alone (no webhook
+	// configuration, or one whose caBundle someone else sets).
 	Webhook string
 	// Hosts are the DNS names (or IP addresses) the certificate is for; the
 	// apiserver calls a Service-backed webhook at <service>.<namespace>.svc.
@@ -213,6 +216,9 @@ func (r *Rotator) load(b Bundle) error {
 
 // ensureCABundle sets caBundle on every webhook of the configuration.
 func (r *Rotator) ensureCABundle(ctx context.Context, ca []byte) error {
+	if r.Webhook == "" {
+		return nil
+	}
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cfg := &admissionv1.MutatingWebhookConfiguration{}
 		if err := r.Client.Get(ctx, client.ObjectKey{Name: r.Webhook}, cfg); err != nil {

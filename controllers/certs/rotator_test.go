@@ -315,3 +315,17 @@ func TestIssueCoversIPs(t *testing.T) {
 		t.Errorf("check past the end: %v", err)
 	}
 }
+
+// TestWithoutWebhookConfiguration: with no configuration to manage, the
+// certificate is issued and served, and the replica is ready.
+func TestWithoutWebhookConfiguration(t *testing.T) {
+	r, now := setup(t)
+	r.Webhook = ""
+	sync1(t, r)
+	if err := r.Ready(nil); err != nil {
+		t.Errorf("Ready: %v", err)
+	}
+	if err := handshake(t, r.GetCertificate, secret(t, r).Data[KeyCA], *now); err != nil {
+		t.Errorf("handshake: %v", err)
+	}
+}

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
@@ -64,20 +66,44 @@ func (h *Stack) installCSIDriver() error {
 }
 
 // installWebhook registers the shipped MutatingWebhookConfiguration, pointed
-// at the controllers process on 127.0.0.1.
-func (h *Stack) installWebhook(caPEM []byte) error {
+// at the controllers process on 127.0.0.1, without a caBundle (the
+// controllers set it), and returns its name.
+func (h *Stack) installWebhook() (string, error) {
 	raw, err := os.ReadFile(filepath.Join(h.Root, "manifests", "webhook", "mutatingwebhookconfiguration.yaml"))
 	if err != nil {
-		return err
+		return "", err
 	}
 	cfg := &admissionv1.MutatingWebhookConfiguration{}
 	if err := yaml.Unmarshal(raw, cfg); err != nil {
-		return err
+		return "", err
 	}
 	url := fmt.Sprintf("https://127.0.0.1:%d/mutate-v1-pod", h.Ports+6)
 	for i := range cfg.Webhooks {
-		cfg.Webhooks[i].ClientConfig = admissionv1.WebhookClientConfig{URL: &url, CABundle: caPEM}
+		cfg.Webhooks[i].ClientConfig = admissionv1.WebhookClientConfig{URL: &url}
 	}
 	_, err = h.Clientset.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(context.Background(), cfg, metav1.CreateOptions{})
-	return err
+	return cfg.Name, err
+}
+
+// waitForCABundle waits until the controllers have issued the webhook's
+// certificate and set the caBundle of the configuration name.
+func (h *Stack) waitForCABundle(name string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		cfg, err := h.Clientset.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		for _, w := range cfg.Webhooks {
+			if len(w.ClientConfig.CABundle) == 0 {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("the controllers did not set the caBundle of %s within 2m (see controllers.log): %w", name, err)
+	}
+	return nil
 }

@@ -10,15 +10,7 @@ package stack
 import (
 	"cmp"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -245,20 +237,25 @@ func (h *Stack) startComponents(ours string) error {
 		return err
 	}
 
-	// Controllers with the webhook on 127.0.0.1, its certificate made here.
-	certDir := filepath.Join(h.Work, "webhook-certs")
-	caPEM, err := writeServingCert(certDir)
-	if err != nil {
-		return err
+	// Controllers with the webhook on 127.0.0.1. They issue its certificate
+	// and fill in the caBundle of the shipped webhook configuration, as in a
+	// cluster (controllers/certs); the baseline has no webhook.
+	webhookConfig := ""
+	if !h.Baseline {
+		if webhookConfig, err = h.installWebhook(); err != nil {
+			return err
+		}
 	}
 	if err := h.start("controllers", filepath.Join(ours, "hwameistor-controllers"), []string{"POD_NAMESPACE=hwameistor", "KUBECONFIG=" + h.Kubeconfig},
-		"--webhook-cert-dir="+certDir, fmt.Sprintf("--webhook-port=%d", h.Ports+6), "--kube-api-qps=100", "--kube-api-burst=200",
+		"--webhook-cert-extra-hosts=127.0.0.1", "--webhook-configuration="+webhookConfig, fmt.Sprintf("--webhook-port=%d", h.Ports+6),
+		"--kube-api-qps=100", "--kube-api-burst=200",
 		"--metrics-bind-address=0", fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", h.Ports+7),
 		fmt.Sprintf("--migrate-max-per-node=%d", cmp.Or(h.MigrationsPerNode, migrate.DefaultMaxPerNode)), h.pprofFlag(8)); err != nil {
 		return err
 	}
-	if !h.Baseline {
-		if err := h.installWebhook(caPEM); err != nil {
+	if webhookConfig != "" {
+		// Pods created before the caBundle is in would fail open.
+		if err := h.waitForCABundle(webhookConfig); err != nil {
 			return err
 		}
 	}
@@ -385,37 +382,6 @@ func (h *Stack) schedulerConfig() (string, error) {
 	}
 	path := filepath.Join(h.Work, "scheduler-config.yaml")
 	return path, os.WriteFile(path, out, 0o644)
-}
-
-// writeServingCert makes a self-signed certificate for 127.0.0.1 and
-// returns it (PEM) for the webhook's caBundle.
-func writeServingCert(dir string) ([]byte, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "hwameistor-e2e-webhook"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true, BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, err
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), certPEM, 0o600); err != nil {
-		return nil, err
-	}
-	return certPEM, os.WriteFile(filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
 }
 
 // Down stops every component and the control plane, and detaches the

@@ -65,7 +65,7 @@ func main() {
 	flag.IntVar(&webhookPort, "webhook-port", 9443, "port the admission webhook server listens on")
 	flag.StringVar(&certDir, "webhook-cert-dir", "", "folder holding a webhook serving certificate managed by someone else (tls.crt, tls.key, reloaded on change); empty: the controllers issue and rotate their own in --webhook-cert-secret")
 	flag.StringVar(&certSecret, "webhook-cert-secret", "hwameistor-controllers-webhook-cert", "Secret (in $POD_NAMESPACE) the controllers keep their self-signed webhook serving certificate in")
-	flag.StringVar(&webhookConfig, "webhook-configuration", "hwameistor-pod-scheduler", "MutatingWebhookConfiguration whose caBundle the controllers keep in step with their certificate")
+	flag.StringVar(&webhookConfig, "webhook-configuration", "hwameistor-pod-scheduler", "MutatingWebhookConfiguration whose caBundle the controllers keep in step with their certificate; empty: none")
 	flag.StringVar(&webhookService, "webhook-service", "hwameistor-controllers", "Service (in $POD_NAMESPACE) the apiserver calls the webhook through; the certificate is issued for its DNS names")
 	flag.StringVar(&certHosts, "webhook-cert-extra-hosts", "", "comma-separated extra DNS names or IP addresses for the issued certificate (a webhook configured with a URL)")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "elect a leader (lease hwameistor-controllers) so only one replica reconciles")
