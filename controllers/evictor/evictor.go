@@ -79,6 +79,10 @@ const (
 	// EventMigrationRecreated (Normal) on the Node or pod: a finished
 	// migration of an earlier request was replaced by a new one.
 	EventMigrationRecreated = "MigrationRecreated"
+	// EventMigrationNotCreated (Warning) on the Node or the labelled pod:
+	// a migration could not be created (the apiserver refused it); retried
+	// with backoff.
+	EventMigrationNotCreated = "MigrationNotCreated"
 )
 
 // Field indexes registered by SetupWithManager. The names carry the
@@ -313,6 +317,7 @@ func (r *Reconciler) reconcileNode(ctx context.Context, name string) (ctrl.Resul
 	}
 	res, err := r.ensure(ctx, request{node: node.Name, trigger: TriggerDrain, at: since, about: node}, vols)
 	if err != nil {
+		r.warnNotCreated(node, err)
 		return ctrl.Result{}, err
 	}
 	if len(res.created) > 0 {
@@ -324,6 +329,17 @@ func (r *Reconciler) reconcileNode(ctx context.Context, name string) (ctrl.Resul
 		}
 	}
 	return ctrl.Result{RequeueAfter: res.retry}, nil
+}
+
+// warnNotCreated tells the owner of the request (the drained Node or the
+// labelled pod) why its volumes are not moving. A conflict is the cache
+// lagging, not a failure: Reconcile retries it quietly.
+func (r *Reconciler) warnNotCreated(about client.Object, err error) {
+	if apierrors.IsConflict(err) {
+		return
+	}
+	r.Recorder.Eventf(about, corev1.EventTypeWarning, EventMigrationNotCreated,
+		"Local volumes cannot be moved off node yet, retrying: %v", err)
 }
 
 // reconcilePod creates the migrations a labelled pod asks for.
@@ -387,6 +403,7 @@ func (r *Reconciler) reconcilePod(ctx context.Context, key types.NamespacedName)
 	}
 	res, err := r.ensure(ctx, request{node: nodeName, trigger: TriggerPod, at: pod.CreationTimestamp.Time, about: pod}, vols)
 	if err != nil {
+		r.warnNotCreated(pod, err)
 		return ctrl.Result{}, err
 	}
 	if len(res.created) > 0 {

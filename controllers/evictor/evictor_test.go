@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -716,4 +718,62 @@ func TestNewCordonReplacesFinished(t *testing.T) {
 	})
 	expectEvent(t, rec, "Normal "+EventMigrationRecreated, name, "Aborted")
 	expectEvent(t, rec, "Normal "+EventMigrationStarted, node, "created 1 LocalVolumeMigrate(s)")
+}
+
+// TestMigrationRefused: when the apiserver refuses the migration (here a
+// ValidatingAdmissionPolicy, as a cluster's policy might), the drained node
+// says why its volumes do not move, and the migration is created once the
+// refusal is lifted.
+func TestMigrationRefused(t *testing.T) {
+	ctx := context.Background()
+	const node = "refused-1"
+	policy := &admissionregv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "freeze-migrations"},
+		Spec: admissionregv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptr.To(admissionregv1.Fail),
+			MatchConstraints: &admissionregv1.MatchResources{ResourceRules: []admissionregv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionregv1.RuleWithOperations{
+					Operations: []admissionregv1.OperationType{admissionregv1.Create},
+					Rule: admissionregv1.Rule{APIGroups: []string{v1.GroupVersion.Group}, APIVersions: []string{"*"},
+						Resources: []string{"localvolumemigrates"}},
+				}}}},
+			Validations: []admissionregv1.Validation{{Expression: "false", Message: "migrations are frozen for maintenance"}},
+		},
+	}
+	binding := &admissionregv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "freeze-migrations"},
+		Spec: admissionregv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: policy.Name,
+			ValidationActions: []admissionregv1.ValidationAction{admissionregv1.Deny}},
+	}
+	create(t, policy)
+	create(t, binding)
+	unfrozen := false
+	unfreeze := func() {
+		if !unfrozen {
+			unfrozen = true
+			_ = env.Client.Delete(ctx, binding)
+			_ = env.Client.Delete(ctx, policy)
+		}
+	}
+	t.Cleanup(unfreeze)
+	// The policy takes effect once the apiserver has loaded it.
+	testenv.Eventually(t, "the policy in force", func() bool {
+		probe := &v1.LocalVolumeMigrate{ObjectMeta: metav1.ObjectMeta{GenerateName: "probe-"},
+			Spec: v1.LocalVolumeMigrateSpec{SourceNode: "x", VolumeName: "x"}}
+		err := env.Client.Create(ctx, probe, client.DryRunAll)
+		return err != nil && strings.Contains(err.Error(), "frozen")
+	})
+
+	createNode(t, node, nil)
+	createVolume(t, "refused-a", "", node)
+	_, rec, _ := startController(t)
+	cordon(t, node, true)
+	expectEvent(t, rec, "Warning "+EventMigrationNotCreated, "cannot be moved off node yet", "migrations are frozen for maintenance")
+	if got := migrationsOff(t, node); len(got) > 0 {
+		t.Fatalf("migrations %v despite the policy", got)
+	}
+
+	unfreeze()
+	testenv.Eventually(t, "migration created after the refusal is lifted", func() bool { return len(migrationsOff(t, node)) == 1 })
+	expectEvent(t, rec, "Normal "+EventMigrationStarted, node)
 }

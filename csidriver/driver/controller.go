@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/internal/placement"
@@ -371,8 +372,8 @@ func (c *Controller) expand(ctx context.Context, lv *v1.LocalVolume, size int64)
 		ObjectMeta: metav1.ObjectMeta{Name: ExpandName(lv.Name, size)},
 		Spec:       v1.LocalVolumeExpandSpec{VolumeName: lv.Name, RequiredCapacityBytes: size},
 	}
-	if err := c.Client.Create(ctx, req); err != nil && !apierrors.IsAlreadyExists(err) {
-		return status.Errorf(codes.Unavailable, "requesting the expansion of %s: %v", lv.Name, err)
+	if err := c.request(ctx, req); err != nil {
+		return status.Errorf(codes.Unavailable, "requesting the expansion of %s: %v; retry", lv.Name, err)
 	}
 	// Bounded even when the caller's context is not: without the
 	// controllers nothing would ever answer.
@@ -392,10 +393,37 @@ func (c *Controller) expand(ctx context.Context, lv *v1.LocalVolume, size int64)
 		return status.Errorf(codes.DeadlineExceeded, "expansion %s of %s is %q after %s: %s (is hwameistor-controllers running?); retry", req.Name, lv.Name, req.Status.State, ExpandTimeout, req.Status.Message)
 	}
 	if req.Status.State != v1.OperationStateCompleted {
-		_ = c.Client.Delete(ctx, req)
+		// Should this delete fail (or the process stop first), the next
+		// call's request() replaces the refused request anyway.
+		if err := c.Client.Delete(ctx, req); err != nil && !apierrors.IsNotFound(err) {
+			log.FromContext(ctx).Error(err, "Cannot delete a refused expansion; the next retry replaces it", "expansion", req.Name)
+		}
 		return status.Errorf(codes.ResourceExhausted, "cannot expand %s to %d bytes: %s", lv.Name, size, req.Status.Message)
 	}
 	return nil
+}
+
+// request creates the LocalVolumeExpand req, or keeps the one an earlier
+// call made unless that one was refused: a refusal is for the pools as
+// they were then, and a retry must be checked afresh.
+func (c *Controller) request(ctx context.Context, req *v1.LocalVolumeExpand) error {
+	err := c.Client.Create(ctx, req)
+	if !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	old := &v1.LocalVolumeExpand{}
+	if err := c.Client.Get(ctx, client.ObjectKeyFromObject(req), old); apierrors.IsNotFound(err) {
+		return c.Client.Create(ctx, req) // gone in between
+	} else if err != nil {
+		return err
+	}
+	if s := old.Status.State; s != v1.OperationStateFailed && s != v1.OperationStateAborted {
+		return nil // still going, or completed: wait for it
+	}
+	if err := c.Client.Delete(ctx, old, client.Preconditions{UID: &old.UID}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("replacing the refused %s: %w", old.Name, err)
+	}
+	return c.Client.Create(ctx, req)
 }
 
 // ValidateVolumeCapabilities confirms capabilities of an existing volume.

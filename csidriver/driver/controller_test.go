@@ -208,6 +208,17 @@ func TestDeleteExpandListCapacity(t *testing.T) {
 		}
 	}
 
+	// A refusal left behind by an earlier call (the CSI controller stopped
+	// before deleting it) does not answer this one: it is checked afresh.
+	stale := &v1.LocalVolumeExpand{ObjectMeta: metav1.ObjectMeta{Name: ExpandName("pvc-dx-0", 2*gi)},
+		Spec: v1.LocalVolumeExpandSpec{VolumeName: "pvc-dx-0", RequiredCapacityBytes: 2 * gi}}
+	if err := env.Client.Create(ctx, stale); err != nil {
+		t.Fatal(err)
+	}
+	stale.Status.State, stale.Status.Message = v1.OperationStateFailed, "stale refusal"
+	if err := env.Client.Status().Update(ctx, stale); err != nil {
+		t.Fatal(err)
+	}
 	resp, err := c.ControllerExpandVolume(ctx, &csi.ControllerExpandVolumeRequest{VolumeId: "pvc-dx-0", CapacityRange: &csi.CapacityRange{RequiredBytes: 2 * gi},
 		VolumeCapability: mountCap()[0]})
 	if err != nil || resp.CapacityBytes != 2*gi || !resp.NodeExpansionRequired {
