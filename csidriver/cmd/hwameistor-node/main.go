@@ -47,12 +47,12 @@ import (
 
 func main() {
 	var (
-		nodeName, nodes, nodeSelector, kind, root, pools          string
-		endpoint, metricsAddr                                     string
-		replAddr, replAdvertise, replSecret                       string
-		replRate                                                  string
-		attach                                                    bool
-		interval                                                  time.Duration
+		nodeName, nodes, nodeSelector, kind, root, pools string
+		endpoint, metricsAddr                            string
+		replAddr, replAdvertise, replSecret              string
+		replRate                                         string
+		attach                                           bool
+		interval                                         time.Duration
 	)
 	flag.StringVar(&nodeName, "node-name", os.Getenv("NODE_NAME"), "the node this agent serves (default $NODE_NAME)")
 	flag.StringVar(&nodes, "nodes", "", "comma-separated nodes to serve with the emulated backend (simulator); replaces --node-name and disables the CSI node service")
