@@ -139,7 +139,7 @@ func (m *PodSchedulerMutator) Handle(ctx context.Context, req admission.Request)
 		log.Error(err, "Cannot tell whether the pod uses hwameistor volumes; routing it to "+v1alpha1.SchedulerName)
 		volume, warnings = "(unresolved)", []string{routedWarning(err)}
 	case volume == "":
-		return admission.Allowed("pod uses no " + v1alpha1.DriverName + " volume")
+		return admission.Allowed("pod uses no " + v1alpha1.DriverName + " volume").WithWarnings(l.notes...)
 	case err != nil:
 		// Another volume failed to resolve, but one is ours: route anyway.
 		log.V(1).Info("Some volumes could not be resolved", "error", err.Error())
@@ -204,6 +204,10 @@ type lookup struct {
 	defaultDone  bool
 	defaultClass *storagev1.StorageClass
 	defaultErr   error
+
+	// notes are admission warnings for a pod left alone for want of an
+	// object that may yet come (a claim, a StorageClass).
+	notes []string
 }
 
 // firstOurVolume returns the name of the first volume provisioned by our
@@ -235,7 +239,8 @@ func (l *lookup) firstOurVolume(ctx context.Context, pod *corev1.Pod) (string, e
 // PV: a statically provisioned or migrated volume may have no class of ours.
 // A StatefulSet's pod is answered from its claim template first.
 func (l *lookup) claimIsOurs(ctx context.Context, name string) (bool, error) {
-	if l.templateIsOurs(ctx, name) {
+	ours, fromTemplate := l.templateIsOurs(ctx, name)
+	if ours {
 		return true, nil
 	}
 	pvc := &corev1.PersistentVolumeClaim{}
@@ -243,6 +248,11 @@ func (l *lookup) claimIsOurs(ctx context.Context, name string) (bool, error) {
 		if apierrors.IsNotFound(err) {
 			// A pod may be created before its PVC; there is nothing to go by.
 			l.log.V(2).Info("PVC does not exist yet; not routing for it", "pvc", name)
+			if fromTemplate {
+				return false, nil // the template says it is not ours
+			}
+			l.notes = append(l.notes, fmt.Sprintf("persistentvolumeclaim %q does not exist yet, so this pod keeps its scheduler; "+
+				"if the claim will use %s, create it before the pod (or recreate the pod) so that %s places it", name, v1alpha1.DriverName, v1alpha1.SchedulerName))
 			return false, nil
 		}
 		return false, fmt.Errorf("reading PVC %s/%s: %w", l.ns, name, err)
@@ -277,14 +287,16 @@ func (l *lookup) claimIsOurs(ctx context.Context, name string) (bool, error) {
 // "ours" is trusted: a claim that existed before with another class is
 // then routed to hwameistor-scheduler too, which places such a pod as the
 // default scheduler would; anything else falls through to the claim.
-func (l *lookup) templateIsOurs(ctx context.Context, claim string) bool {
+// fromTemplate is whether a template of the pod's StatefulSet makes the
+// claim at all.
+func (l *lookup) templateIsOurs(ctx context.Context, claim string) (ours, fromTemplate bool) {
 	owner := metav1.GetControllerOfNoCopy(l.pod)
 	if owner == nil || owner.Kind != "StatefulSet" || owner.APIVersion != appsv1.SchemeGroupVersion.String() {
-		return false
+		return false, false
 	}
 	sts := &appsv1.StatefulSet{}
 	if err := l.m.Reader.Get(ctx, client.ObjectKey{Namespace: l.ns, Name: owner.Name}, sts); err != nil {
-		return false
+		return false, false
 	}
 	for i := range sts.Spec.VolumeClaimTemplates {
 		t := &sts.Spec.VolumeClaimTemplates[i]
@@ -297,9 +309,9 @@ func (l *lookup) templateIsOurs(ctx context.Context, claim string) bool {
 			class = &c
 		}
 		ours, err := l.classIsOurs(ctx, class)
-		return ours && err == nil
+		return ours && err == nil, true
 	}
-	return false
+	return false, false
 }
 
 // classIsOurs reports whether the named StorageClass is provisioned by our
@@ -316,6 +328,8 @@ func (l *lookup) classIsOurs(ctx context.Context, name *string) (bool, error) {
 	if err := l.m.Reader.Get(ctx, client.ObjectKey{Name: *name}, sc); err != nil {
 		if apierrors.IsNotFound(err) {
 			l.log.V(2).Info("StorageClass does not exist; not routing for it", "storageClass", *name)
+			l.notes = append(l.notes, fmt.Sprintf("storageclass %q does not exist, so this pod keeps its scheduler; "+
+				"if the class will use %s, create it first and recreate the pod so that %s places it", *name, v1alpha1.DriverName, v1alpha1.SchedulerName))
 			return false, nil
 		}
 		return false, fmt.Errorf("reading StorageClass %s: %w", *name, err)

@@ -216,9 +216,9 @@ func TestPodSchedulerMutator(t *testing.T) {
 			pod: pod("", corev1.Volume{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 				claimVolume("va", "a"), claimVolume("vb", "b")), patched: true},
 		{name: "pod without volumes is unchanged", pod: pod("")},
-		{name: "missing PVC is admitted unchanged", pod: pod("", claimVolume("v", "not-yet"))},
-		{name: "missing StorageClass is admitted unchanged", objects: []client.Object{pvc("data", ptr("gone"), "")},
-			pod: pod("", claimVolume("v", "data"))},
+		{name: "missing PVC is admitted unchanged with a warning", pod: pod("", claimVolume("v", "not-yet")), warning: true},
+		{name: "missing StorageClass is admitted unchanged with a warning", objects: []client.Object{pvc("data", ptr("gone"), "")},
+			pod: pod("", claimVolume("v", "data")), warning: true},
 		{name: "ignored namespace is unchanged", ns: "skip", objects: []client.Object{func() client.Object {
 			c := pvc("data", ours, "")
 			c.Namespace = "skip"
