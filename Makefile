@@ -23,6 +23,7 @@ build: ## Build the project's binaries into _output/bin.
 	go build -o $(BIN_OUT)/hwameistor-csi-controller ./csidriver/cmd/hwameistor-csi-controller
 	go build -o $(BIN_OUT)/hwameistor-node ./csidriver/cmd/hwameistor-node
 	go build -o $(BIN_OUT)/hwameistor-sim ./kwok/cmd/hwameistor-sim
+	go build -o $(BIN_OUT)/kubectl-hwameistor ./cmd/kubectl-hwameistor
 
 .PHONY: manifests
 manifests: ## Regenerate deepcopy code and CRDs (manifests/crds) from api/.
