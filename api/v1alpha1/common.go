@@ -3,6 +3,7 @@ package v1alpha1
 import (
 	"fmt"
 	"hash/fnv"
+	"time"
 )
 
 // PoolClass is the kind of media a pool is made of. A StorageClass selects it
@@ -116,6 +117,14 @@ const (
 	SyncPendingAnnotation = "hwameistor.io/sync-pending"
 	SyncSourceAnnotation  = "hwameistor.io/sync-source"
 
+	// StagedAtAnnotation on a LocalVolumeReplica is when the CSI node
+	// service last staged it (RFC 3339), written before the volume is
+	// mounted; a copy (migration, conversion) takes its source's. Replicas
+	// are not kept in sync, so the ones with the latest time hold the
+	// volume's current data, and the scheduler places pods only there (all
+	// of them when no replica was ever staged: all are empty).
+	StagedAtAnnotation = "hwameistor.io/staged-at"
+
 	// VolumeFinalizer keeps a LocalVolume until its replicas are gone (the
 	// volume controller removes it); ReplicaFinalizer keeps a replica until
 	// its node agent has freed the data. Whoever creates the object sets
@@ -135,4 +144,11 @@ func ReplicaName(volume, node string) string {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(node))
 	return fmt.Sprintf("%s-%08x", volume, h.Sum32())
+}
+
+// StagedAt is the replica's StagedAtAnnotation, zero when it was never
+// staged or the value does not parse.
+func StagedAt(r *LocalVolumeReplica) time.Time {
+	t, _ := time.Parse(time.RFC3339Nano, r.Annotations[StagedAtAnnotation])
+	return t
 }

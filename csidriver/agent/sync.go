@@ -86,11 +86,35 @@ func (a *Agent) sync(ctx context.Context, be backend.Backend, rep *v1.LocalVolum
 	if err != nil {
 		return fail("%v", err)
 	}
+	// Before the replica counts as synced: it holds the data of the
+	// source's last use, and the scheduler compares these stamps.
+	if err := a.inheritStaged(ctx, rep, source); err != nil {
+		return fail("recording the source's last use on the copy: %v", err)
+	}
 	log.FromContext(ctx).Info("Copied and verified", "volume", rep.Spec.VolumeName, "from", source, "to", rep.Spec.NodeName, "checksum", sum)
 	a.Recorder.Eventf(rep, corev1.EventTypeNormal, "Synced", "Copied %s from %s; checksum %s verified", backend.FormatBytes(vol.SizeBytes), source, sum)
 	return 0, a.patchSync(ctx, rep, func(st *v1.LocalVolumeReplicaStatus) {
 		st.Synced, st.Checksum, st.SyncedBytes, st.Message = true, sum, vol.SizeBytes, ""
 	})
+}
+
+// inheritStaged gives rep the v1.StagedAtAnnotation of the volume's
+// replica on source (none when it was never staged).
+func (a *Agent) inheritStaged(ctx context.Context, rep *v1.LocalVolumeReplica, source string) error {
+	src := &v1.LocalVolumeReplica{}
+	if err := a.Client.Get(ctx, client.ObjectKey{Name: v1.ReplicaName(rep.Spec.VolumeName, source)}, src); err != nil {
+		return err
+	}
+	stamp, ok := src.Annotations[v1.StagedAtAnnotation]
+	if !ok || rep.Annotations[v1.StagedAtAnnotation] == stamp {
+		return nil
+	}
+	patch := client.MergeFrom(rep.DeepCopy())
+	if rep.Annotations == nil {
+		rep.Annotations = map[string]string{}
+	}
+	rep.Annotations[v1.StagedAtAnnotation] = stamp
+	return a.Client.Patch(ctx, rep, patch)
 }
 
 // patchSync patches the replica's status.

@@ -2,20 +2,27 @@ package driver
 
 import (
 	"context"
+	"fmt"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
 )
 
 // ReplicaDevices resolves a volume to the device of its replica on one node
-// from the LocalVolumeReplica the node agent reports.
+// from the LocalVolumeReplica the node agent reports, and records on that
+// replica when it is staged.
 type ReplicaDevices struct {
-	Client client.Reader
+	Client client.Client
 	Node   string
+	// Now is the clock of the staging stamps; time.Now when nil.
+	Now func() time.Time
 }
 
 var _ DeviceResolver = ReplicaDevices{}
@@ -34,4 +41,21 @@ func (r ReplicaDevices) DevicePath(ctx context.Context, volumeID string) (string
 		return "", status.Errorf(codes.Unavailable, "replica %s of volume %s on node %s is not ready (state %q)", rep.Name, volumeID, r.Node, rep.Status.State)
 	}
 	return rep.Status.DevicePath, nil
+}
+
+// MarkStaged stamps the volume's replica on the node with the time (the
+// v1.StagedAtAnnotation), before anything can be written to it: the
+// replicas of a volume are not kept in sync, and the scheduler places the
+// volume's pods only where it was staged last.
+func (r ReplicaDevices) MarkStaged(ctx context.Context, volumeID string) error {
+	now := time.Now
+	if r.Now != nil {
+		now = r.Now
+	}
+	rep := &v1.LocalVolumeReplica{ObjectMeta: metav1.ObjectMeta{Name: v1.ReplicaName(volumeID, r.Node)}}
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, v1.StagedAtAnnotation, now().UTC().Format(time.RFC3339Nano))
+	if err := r.Client.Patch(ctx, rep, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
+		return status.Errorf(codes.Unavailable, "recording that the replica of %s on node %s is in use: %v", volumeID, r.Node, err)
+	}
+	return nil
 }

@@ -17,9 +17,13 @@ import (
 )
 
 // DeviceResolver finds the block device of a volume's replica on this node
-// (the node agent reports it in the LocalVolumeReplica's status.devPath).
+// (the node agent reports it in the LocalVolumeReplica's status.devPath)
+// and records that the replica is in use.
 type DeviceResolver interface {
 	DevicePath(ctx context.Context, volumeID string) (string, error)
+	// MarkStaged records that the replica on this node is about to be used
+	// (v1.StagedAtAnnotation).
+	MarkStaged(ctx context.Context, volumeID string) error
 }
 
 // Node is the CSI node service of one node.
@@ -96,6 +100,10 @@ func (n *Node) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequ
 	if err != nil {
 		return nil, err
 	}
+	// Recorded first: once mounted, this replica holds the current data.
+	if err := n.Devices.MarkStaged(ctx, id); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(staging, 0o750); err != nil {
 		return nil, status.Errorf(codes.Internal, "creating %s: %v", staging, err)
 	}
@@ -150,6 +158,10 @@ func (n *Node) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolume
 	if req.GetVolumeCapability().GetBlock() != nil {
 		dev, err := n.Devices.DevicePath(ctx, id)
 		if err != nil {
+			return nil, err
+		}
+		// A raw block volume is not staged: it is in use from here.
+		if err := n.Devices.MarkStaged(ctx, id); err != nil {
 			return nil, err
 		}
 		source = dev

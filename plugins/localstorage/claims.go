@@ -2,6 +2,7 @@ package localstorage
 
 import (
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -171,23 +172,35 @@ func (pl *LocalStorage) resolveBound(pvc *corev1.PersistentVolumeClaim, c claimI
 	if p, ok := placement.PoolByName(lv.Spec.PoolName); ok {
 		c.volume.Pool = p
 	}
-	c.nodes = pl.readyReplicaNodes(lv)
-	if len(c.nodes) == 0 {
+	var lastWritten string
+	c.nodes, lastWritten = pl.readyReplicaNodes(lv)
+	switch {
+	case len(c.nodes) == 0 && lastWritten != "":
+		return c, true, fmt.Errorf("volume %s (claim %q) was last written on node %s, whose replica is not ready; "+
+			"its other replicas are not kept in sync, so the pod waits for %s", lv.Name, pvc.Name, lastWritten, lastWritten)
+	case len(c.nodes) == 0:
 		return c, true, fmt.Errorf("volume %s (claim %q) has no ready replica", lv.Name, pvc.Name)
 	}
 	return c, true, nil
 }
 
 // readyReplicaNodes lists the nodes holding a ready replica of lv with the
-// volume's data (a migration's new replica counts once its copy is
-// verified: status.synced). Volumes
-// created without LocalVolumeReplica objects (imported from HwameiStor) fall
-// back to spec.config.replicas when the volume itself is Ready.
-func (pl *LocalStorage) readyReplicaNodes(lv *v1.LocalVolume) []string {
-	var nodes []string
+// volume's current data: a migration's new replica counts once its copy is
+// verified (status.synced), and as replicas are not kept in sync, only the
+// ones staged last count (v1.StagedAtAnnotation; all when none was ever
+// staged). lastWritten names the node staged last, if any. Volumes created
+// without LocalVolumeReplica objects (imported from HwameiStor) fall back
+// to spec.config.replicas when the volume itself is Ready.
+func (pl *LocalStorage) readyReplicaNodes(lv *v1.LocalVolume) (nodes []string, lastWritten string) {
 	replicas := pl.informers.ReplicasOf(lv.Name)
+	var latest time.Time
 	for _, r := range replicas {
-		if r.Status.State == v1.StateReady && r.Status.Synced && !r.Spec.Delete && r.DeletionTimestamp == nil {
+		if t := v1.StagedAt(r); t.After(latest) {
+			latest, lastWritten = t, r.Spec.NodeName
+		}
+	}
+	for _, r := range replicas {
+		if r.Status.State == v1.StateReady && r.Status.Synced && !r.Spec.Delete && r.DeletionTimestamp == nil && v1.StagedAt(r).Equal(latest) {
 			nodes = append(nodes, r.Spec.NodeName)
 		}
 	}
@@ -196,5 +209,5 @@ func (pl *LocalStorage) readyReplicaNodes(lv *v1.LocalVolume) []string {
 			nodes = append(nodes, r.Hostname)
 		}
 	}
-	return nodes
+	return nodes, lastWritten
 }

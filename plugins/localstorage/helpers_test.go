@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -228,6 +229,15 @@ func (b lvBuilder) migratingTo(progress string) lvBuilder {
 func unsynced(r *v1.LocalVolumeReplica) *v1.LocalVolumeReplica {
 	r.Status.Synced = false
 	r.Annotations = map[string]string{v1.SyncPendingAnnotation: "m", v1.SyncSourceAnnotation: "node-a"}
+	return r
+}
+
+// staged marks r staged by the CSI node service at minute m of a fixed day.
+func staged(r *v1.LocalVolumeReplica, m int) *v1.LocalVolumeReplica {
+	if r.Annotations == nil {
+		r.Annotations = map[string]string{}
+	}
+	r.Annotations[v1.StagedAtAnnotation] = time.Date(2026, 11, 26, 8, m, 0, 0, time.UTC).Format(time.RFC3339Nano)
 	return r
 }
 

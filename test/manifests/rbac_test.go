@@ -133,7 +133,7 @@ func wantRBAC(capacityTracking bool) map[string][]string {
 			grants(Namespace, "coordination.k8s.io", l("leases"), l("get", "update"), "lvm-hwameistor-io", "external-resizer-lvm-hwameistor-io"),
 		},
 		"hwameistor-node": {
-			grants("cluster", "hwameistor.io", l("localvolumereplicas"), l("get", "list", "watch", "update")),
+			grants("cluster", "hwameistor.io", l("localvolumereplicas"), l("get", "list", "watch", "update", "patch")),
 			grants("cluster", "hwameistor.io", l("localvolumereplicas/status"), l("update", "patch")),
 			grants("cluster", "hwameistor.io", l("localstoragenodes/status"), l("patch")),
 			grants("cluster", "hwameistor.io", l("localstoragenodes"), l("get", "list", "watch", "create", "patch")),
