@@ -126,6 +126,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 		return out
 	})
+	stateGauge.use(mgr.GetCache(), mgr.Elected())
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("localvolumemigrate").
 		For(&v1.LocalVolumeMigrate{}).
@@ -676,10 +677,12 @@ func (r *Reconciler) setStatus(ctx context.Context, m *v1.LocalVolumeMigrate, ch
 	if equality.Semantic.DeepEqual(st, &m.Status) {
 		return nil
 	}
+	prev := m.Status
 	m.Status = *st
 	if err := r.Client.Status().Update(ctx, m); err != nil {
 		return err
 	}
+	recordStatus(&prev, m, r.Now())
 	if m.Status.State.Finished() {
 		r.endedMu.Lock()
 		if r.ended == nil {

@@ -281,6 +281,7 @@ func (a *Agent) ReportNode(ctx context.Context, node string) error {
 	if err != nil {
 		return fmt.Errorf("reading pools of %s: %w", node, err)
 	}
+	recordPools(node, pools)
 	lsn := &v1.LocalStorageNode{}
 	err = a.Client.Get(ctx, client.ObjectKey{Name: node}, lsn)
 	if apierrors.IsNotFound(err) {

@@ -27,6 +27,7 @@ type entry struct {
 	bytes     int64 // rounded to the pool's extent when reserved
 	persisted bool
 	expires   time.Time
+	created   time.Time // when the entry started (metrics)
 }
 
 type nodeState struct {
@@ -46,6 +47,7 @@ type Cache struct {
 	byVolume map[string]map[string]struct{} // volume key -> nodes with an entry
 	ttl      time.Duration
 	now      func() time.Time
+	observer func(ReservationEnd) // see SetObserver
 }
 
 // NewCache returns an empty cache whose unpersisted reservations live for ttl.
@@ -97,7 +99,7 @@ func (c *Cache) UpsertNode(lsn *v1.LocalStorageNode) {
 	}
 	for vol, e := range n.entries {
 		if _, ok := present[vol]; ok {
-			c.dropEntry(lsn.Name, n, vol)
+			c.dropEntry(lsn.Name, n, vol, EndCounted)
 			continue
 		}
 		// An entry made before the pool was known (SetPlacement on start)
@@ -127,9 +129,10 @@ func (c *Cache) DeleteNode(name string) {
 
 func (c *Cache) addEntry(nodeName string, n *nodeState, vol Volume, persisted bool) {
 	b := roundUp(vol.Bytes, n.pools[vol.Pool].extent)
-	e := &entry{pool: vol.Pool, bytes: b, persisted: persisted}
+	now := c.now()
+	e := &entry{pool: vol.Pool, bytes: b, persisted: persisted, created: now}
 	if !persisted {
-		e.expires = c.now().Add(c.ttl)
+		e.expires = now.Add(c.ttl)
 	}
 	n.entries[vol.Key] = e
 	n.pools[vol.Pool].reservedBytes += b
@@ -142,11 +145,12 @@ func (c *Cache) addEntry(nodeName string, n *nodeState, vol Volume, persisted bo
 	nodes[nodeName] = struct{}{}
 }
 
-func (c *Cache) dropEntry(nodeName string, n *nodeState, volume string) {
+func (c *Cache) dropEntry(nodeName string, n *nodeState, volume string, why EndReason) {
 	e, ok := n.entries[volume]
 	if !ok {
 		return
 	}
+	c.ended(nodeName, volume, e, why)
 	delete(n.entries, volume)
 	n.pools[e.pool].reservedBytes -= e.bytes
 	n.pools[e.pool].reservedCount--
@@ -258,7 +262,7 @@ func (c *Cache) Unreserve(node string, volumes []string) {
 	if n := c.nodes[node]; n != nil {
 		for _, v := range volumes {
 			if e, ok := n.entries[v]; ok && !e.persisted {
-				c.dropEntry(node, n, v)
+				c.dropEntry(node, n, v, EndUnreserved)
 			}
 		}
 	}
@@ -272,7 +276,7 @@ func (c *Cache) SetPlacement(vol Volume, nodes []string) {
 	defer c.mu.Unlock()
 	for old := range c.byVolume[vol.Key] {
 		if !contains(nodes, old) {
-			c.dropEntry(old, c.nodes[old], vol.Key)
+			c.dropEntry(old, c.nodes[old], vol.Key, EndMoved)
 		}
 	}
 	for _, name := range nodes {
@@ -293,7 +297,7 @@ func (c *Cache) Release(volume string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for name := range c.byVolume[volume] {
-		c.dropEntry(name, c.nodes[name], volume)
+		c.dropEntry(name, c.nodes[name], volume, EndReleased)
 	}
 }
 
@@ -307,7 +311,7 @@ func (c *Cache) Expire() int {
 	for name, n := range c.nodes {
 		for vol, e := range n.entries {
 			if !e.persisted && now.After(e.expires) {
-				c.dropEntry(name, n, vol)
+				c.dropEntry(name, n, vol, EndExpired)
 				dropped++
 			}
 		}

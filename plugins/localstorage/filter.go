@@ -23,10 +23,11 @@ const (
 	ReasonNotSynced       = "waiting for the hwameistor.io caches to sync (are the CRDs installed?)"
 )
 
-// PreFilter resolves the pod's claims once: placed volumes fix the allowed
+// preFilter resolves the pod's claims once: placed volumes fix the allowed
 // nodes, new volumes become a capacity demand, and HA volumes get candidate
-// peers. Pods without hwameistor claims are skipped.
-func (pl *LocalStorage) PreFilter(_ context.Context, cs fwk.CycleState, pod *corev1.Pod, _ []fwk.NodeInfo) (*framework.PreFilterResult, *fwk.Status) {
+// peers. Pods without hwameistor claims are skipped. (PreFilter, in
+// metrics.go, times it and counts its rejections.)
+func (pl *LocalStorage) preFilter(_ context.Context, cs fwk.CycleState, pod *corev1.Pod, _ []fwk.NodeInfo) (*framework.PreFilterResult, *fwk.Status) {
 	if !hasClaims(pod) {
 		return nil, fwk.NewStatus(fwk.Skip)
 	}
@@ -123,9 +124,10 @@ func hasClaims(pod *corev1.Pod) bool {
 // PreFilterExtensions is nil: other pods do not change local capacity.
 func (pl *LocalStorage) PreFilterExtensions() framework.PreFilterExtensions { return nil }
 
-// Filter admits a node when it is allowed (replica locality), the pod's new
+// filter admits a node when it is allowed (replica locality), the pod's new
 // volumes fit in its pools net of reservations, and HA volumes have a peer.
-func (pl *LocalStorage) Filter(_ context.Context, cs fwk.CycleState, _ *corev1.Pod, ni fwk.NodeInfo) *fwk.Status {
+// (Filter, in metrics.go, counts its rejections.)
+func (pl *LocalStorage) filter(_ context.Context, cs fwk.CycleState, _ *corev1.Pod, ni fwk.NodeInfo) *fwk.Status {
 	s, err := getState(cs)
 	if err != nil {
 		return fwk.AsStatus(err)

@@ -79,6 +79,7 @@ func New(ctx context.Context, obj runtime.Object, h framework.Handle) (framework
 		return nil, err
 	}
 	pl.registerHandlers()
+	pl.exportMetrics()
 	informers.Start(ctx)
 	go wait.UntilWithContext(ctx, func(context.Context) {
 		if n := pl.cache.Expire(); n > 0 {

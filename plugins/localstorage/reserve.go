@@ -15,10 +15,11 @@ import (
 	v1 "hwameistor.io/local/api/v1alpha1"
 )
 
-// Reserve holds the pod's new volumes on node and, for HA volumes, on a peer
+// reserve holds the pod's new volumes on node and, for HA volumes, on a peer
 // it picks now (another zone first, then the most free space). It fails,
-// holding nothing, if capacity went away since Filter.
-func (pl *LocalStorage) Reserve(ctx context.Context, cs fwk.CycleState, pod *corev1.Pod, node string) *fwk.Status {
+// holding nothing, if capacity went away since Filter. (Reserve, in
+// metrics.go, counts its rejections.)
+func (pl *LocalStorage) reserve(ctx context.Context, cs fwk.CycleState, pod *corev1.Pod, node string) *fwk.Status {
 	s, err := optionalState(cs)
 	if err != nil {
 		return fwk.AsStatus(err)

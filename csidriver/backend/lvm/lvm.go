@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/csidriver/backend"
@@ -470,8 +471,10 @@ func (b *Backend) report(ctx context.Context, sub, fields string, args ...string
 	return decodeReport(out)
 }
 
-// lvm runs `lvm <sub> [--config C] args...`.
-func (b *Backend) lvm(ctx context.Context, sub string, args ...string) ([]byte, error) {
+// lvm runs `lvm <sub> [--config C] args...`: the one place lvm runs, so
+// the one place it is timed (metrics.go).
+func (b *Backend) lvm(ctx context.Context, sub string, args ...string) (_ []byte, err error) {
+	defer observeCommand(sub, time.Now(), &err)
 	argv := []string{sub}
 	if b.config != "" {
 		argv = append(argv, "--config", b.config)
