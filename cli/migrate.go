@@ -146,8 +146,9 @@ func newMigration(cl *cluster, volume, from string, to []string, name string) (*
 	}
 	m := &v1.LocalVolumeMigrate{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:   name,
-			Labels: map[string]string{evictor.SourceNodeLabel: evictor.SourceNodeLabelValue(from)},
+			Name:       name,
+			Labels:     map[string]string{evictor.SourceNodeLabel: evictor.SourceNodeLabelValue(from)},
+			Finalizers: []string{v1.MigrationFinalizer},
 		},
 		Spec: v1.LocalVolumeMigrateSpec{
 			SourceNode:           from,

@@ -131,6 +131,10 @@ const (
 	// them, which saves the owner an update per object.
 	VolumeFinalizer  = "hwameistor.io/volume-protection"
 	ReplicaFinalizer = "hwameistor.io/replica-data"
+	// MigrationFinalizer keeps a LocalVolumeMigrate deleted before it ended
+	// until the migrate controller has rolled it back (as spec.abort) or,
+	// once its copy is verified and the volume switched, finished it.
+	MigrationFinalizer = "hwameistor.io/migration-cleanup"
 
 	// SchedulerName and DriverName are the names users put in their objects.
 	SchedulerName = "hwameistor-scheduler"

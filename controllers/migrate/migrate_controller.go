@@ -146,7 +146,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if m.DeletionTimestamp != nil {
-		return ctrl.Result{}, nil
+		return r.deleted(ctx, m)
 	}
 	if r.lagsEnd(m) {
 		// The update event of the terminal state wakes it again.
@@ -156,6 +156,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if state == "" {
 		state = v1.OperationStateSubmitted
 	}
+	if !state.Finished() && !controllerutil.ContainsFinalizer(m, v1.MigrationFinalizer) {
+		// Made by a user without it (the evictor and the CLI set it).
+		if err := r.patchFinalizer(ctx, m, true); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	switch state {
 	case v1.OperationStateCompleted, v1.OperationStateFailed, v1.OperationStateAborted:
 		if m.Spec.Abort && state == v1.OperationStateCompleted && !strings.HasPrefix(m.Status.Message, "abort ignored") {
@@ -164,6 +170,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			})
 		}
 		return ctrl.Result{}, nil
+	}
+	if state == v1.OperationStatePruneReplica && m.Spec.Abort && !strings.HasPrefix(m.Status.Message, "abort ignored") {
+		return ctrl.Result{Requeue: true}, r.setStatus(ctx, m, func(st *v1.LocalVolumeMigrateStatus) {
+			st.Message = fmt.Sprintf("abort ignored: the copy is verified and the volume already switched to %s; the migration completes", m.Status.TargetNode)
+		})
 	}
 	if state != v1.OperationStatePruneReplica {
 		if m.Spec.Abort || state == v1.OperationStateAborting {
@@ -184,6 +195,36 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return r.pruneReplica(ctx, m)
 	}
 	return ctrl.Result{}, nil
+}
+
+// deleted handles a migration being deleted: one that has not ended is
+// rolled back first, as spec.abort would (or finished, once its copy is
+// verified and the volume switched: PruneReplica), so that no sync-pending
+// replica or migrating volume is left behind; then the finalizer goes.
+func (r *Reconciler) deleted(ctx context.Context, m *v1.LocalVolumeMigrate) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(m, v1.MigrationFinalizer) {
+		return ctrl.Result{}, nil
+	}
+	switch state := m.Status.State; {
+	case state == v1.OperationStatePruneReplica:
+		return r.pruneReplica(ctx, m)
+	case !state.Finished():
+		if res, err := r.rollback(ctx, m, v1.OperationStateAborted, "deleted before it ended: rolled back, the volume stays on "+m.Spec.SourceNode); err != nil || !m.Status.State.Finished() {
+			return res, err
+		}
+	}
+	return ctrl.Result{}, r.patchFinalizer(ctx, m, false)
+}
+
+// patchFinalizer adds or removes the MigrationFinalizer.
+func (r *Reconciler) patchFinalizer(ctx context.Context, m *v1.LocalVolumeMigrate, add bool) error {
+	patch := client.MergeFromWithOptions(m.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	if add {
+		controllerutil.AddFinalizer(m, v1.MigrationFinalizer)
+	} else {
+		controllerutil.RemoveFinalizer(m, v1.MigrationFinalizer)
+	}
+	return r.Client.Patch(ctx, m, patch)
 }
 
 // fail ends the migration with a message, changing nothing else.

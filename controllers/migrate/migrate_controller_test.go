@@ -964,3 +964,84 @@ func TestInvariantGroup(t *testing.T) {
 	}
 	g.check(t)
 }
+
+// TestDeleted: a migration deleted before it ends is rolled back as an
+// abort would be, and goes only then; one deleted after the switch
+// (PruneReplica) finishes first. Nothing is left behind for the volume.
+func TestDeleted(t *testing.T) {
+	for i, at := range []v1.State{v1.OperationStateSubmitted, v1.OperationStateAddReplica, v1.OperationStateSyncReplica} {
+		t.Run("during "+string(at), func(t *testing.T) {
+			fixture.Reset(t, env.Client)
+			fixture.CreateNodes(t, env.Client, node{Name: "src", Free: 10 * gi}, node{Name: "tgt", Free: 80 * gi})
+			vol, mig := fmt.Sprintf("vol-deleted-%d", i), fmt.Sprintf("mig-deleted-%d", i)
+			fixture.CreateVolume(t, env.Client, volume{Name: vol, Replicas: []string{"src"}})
+			before := volumeSnapshot(fixture.GetVolume(t, env.Client, vol))
+			g := watchCluster(t)
+			startController(t, func(r *Reconciler) {
+				if at == v1.OperationStateSubmitted {
+					r.MaxTotal = -1 // every migration queues
+				}
+			})
+			createMigration(t, mig, vol, "src")
+			waitMigration(t, mig, "the finalizer", func(m *v1.LocalVolumeMigrate) bool {
+				return slices.Contains(m.Finalizers, v1.MigrationFinalizer)
+			})
+			switch at {
+			case v1.OperationStateSubmitted:
+				waitMigration(t, mig, "queued", func(m *v1.LocalVolumeMigrate) bool { return strings.HasPrefix(m.Status.Message, "queued") })
+			case v1.OperationStateAddReplica:
+				migrationAt(t, mig, at)
+				testenv.Eventually(t, "target replica", func() bool { return fixture.GetReplica(t, env.Client, vol, "tgt") != nil })
+			case v1.OperationStateSyncReplica:
+				toSync(t, mig, vol)
+				fixture.AgentCopied(t, env.Client, vol, "tgt", gi/4, "")
+			}
+			if err := env.Client.Delete(context.Background(), getMigration(t, mig)); err != nil {
+				t.Fatal(err)
+			}
+			testenv.Eventually(t, "the migration gone", func() bool {
+				return apierrors.IsNotFound(env.Client.Get(context.Background(), client.ObjectKey{Name: mig}, &v1.LocalVolumeMigrate{}))
+			})
+			if fixture.GetReplica(t, env.Client, vol, "tgt") != nil {
+				t.Error("target replica left behind")
+			}
+			if got := volumeSnapshot(fixture.GetVolume(t, env.Client, vol)); got != before {
+				t.Errorf("volume %s, want %s", got, before)
+			}
+			g.check(t)
+		})
+	}
+
+	t.Run("during PruneReplica", func(t *testing.T) {
+		fixture.Reset(t, env.Client)
+		fixture.CreateNodes(t, env.Client, node{Name: "src", Free: 10 * gi}, node{Name: "tgt", Free: 80 * gi})
+		fixture.CreateVolume(t, env.Client, volume{Name: "vol-deleted-prune", Replicas: []string{"src"}})
+		// The source's agent never lets go of its replica: the migration
+		// stays in PruneReplica until the test removes the finalizer.
+		src := fixture.GetReplica(t, env.Client, "vol-deleted-prune", "src")
+		src.Finalizers = append(src.Finalizers, v1.ReplicaFinalizer)
+		if err := env.Client.Update(context.Background(), src); err != nil {
+			t.Fatal(err)
+		}
+		startController(t)
+		createMigration(t, "mig-deleted-prune", "vol-deleted-prune", "src")
+		toSync(t, "mig-deleted-prune", "vol-deleted-prune")
+		fixture.AgentVerified(t, env.Client, "vol-deleted-prune", "tgt")
+		waitState(t, "mig-deleted-prune", v1.OperationStatePruneReplica)
+		fixture.Edit(t, env.Client, "mig-deleted-prune", func(m *v1.LocalVolumeMigrate) { m.Spec.Abort = true })
+		waitMigration(t, "mig-deleted-prune", "abort ignored", func(m *v1.LocalVolumeMigrate) bool {
+			return strings.HasPrefix(m.Status.Message, "abort ignored: the copy is verified")
+		})
+		if err := env.Client.Delete(context.Background(), getMigration(t, "mig-deleted-prune")); err != nil {
+			t.Fatal(err)
+		}
+		// Deleted, but it finishes the switch first.
+		fixture.Edit(t, env.Client, src.Name, func(r *v1.LocalVolumeReplica) { r.Finalizers = nil })
+		testenv.Eventually(t, "the migration gone", func() bool {
+			return apierrors.IsNotFound(env.Client.Get(context.Background(), client.ObjectKey{Name: "mig-deleted-prune"}, &v1.LocalVolumeMigrate{}))
+		})
+		if got := lvReplicas(t, "vol-deleted-prune"); !slices.Equal(got, []string{"tgt"}) {
+			t.Errorf("replicas %v, want the migration finished on tgt", got)
+		}
+	})
+}

@@ -94,7 +94,7 @@ func wantRBAC(capacityTracking bool) map[string][]string {
 			grants("cluster", "hwameistor.io", l("localvolumes"), l("get", "list", "watch", "update", "delete")),
 			grants("cluster", "hwameistor.io", l("localvolumes/status", "localvolumes/finalizers"), l("update")),
 			grants("cluster", "hwameistor.io", l("localvolumereplicas"), l("get", "list", "watch", "create", "update", "patch", "delete")),
-			grants("cluster", "hwameistor.io", l("localvolumemigrates"), l("get", "list", "watch", "create", "delete")),
+			grants("cluster", "hwameistor.io", l("localvolumemigrates"), l("get", "list", "watch", "create", "patch", "delete")),
 			grants("cluster", "hwameistor.io", l("localvolumemigrates/status", "localvolumeconverts/status", "localvolumeexpands/status"), l("update")),
 			grants("cluster", "hwameistor.io", l("localvolumeconverts"), l("get", "list", "watch", "update")),
 			grants("cluster", "hwameistor.io", l("localvolumeexpands"), read),
