@@ -123,25 +123,11 @@ func (c *cluster) migrationsOf(volume string) []*v1.LocalVolumeMigrate {
 	var out []*v1.LocalVolumeMigrate
 	for i := range c.Migrations {
 		m := &c.Migrations[i]
-		if !m.Status.State.Finished() && movesAny(m, []string{volume}) {
+		if !m.Status.State.Finished() && m.Moves(volume) {
 			out = append(out, m)
 		}
 	}
 	return out
-}
-
-// movesAny says whether m names one of volumes in spec.volumeName or
-// status.volumes.
-func movesAny(m *v1.LocalVolumeMigrate, volumes []string) bool {
-	if slices.Contains(volumes, m.Spec.VolumeName) {
-		return true
-	}
-	for _, v := range m.Status.Volumes {
-		if slices.Contains(volumes, v) {
-			return true
-		}
-	}
-	return false
 }
 
 // capacity is the scheduler's capacity view of the cluster: every node's

@@ -205,7 +205,7 @@ func (p *planner) covering(volumes []string) *v1.LocalVolumeMigrate {
 	var oldest *v1.LocalVolumeMigrate
 	for i := range p.cl.Migrations {
 		m := &p.cl.Migrations[i]
-		if m.Spec.SourceNode != p.node.Name || m.Status.State.Finished() || !movesAny(m, volumes) {
+		if m.Spec.SourceNode != p.node.Name || m.Status.State.Finished() || !m.Moves(volumes...) {
 			continue
 		}
 		if oldest == nil || v1.OperationBefore(m, "", oldest, "") {
@@ -266,10 +266,10 @@ func (p *planner) admit(mv move, head string) move {
 	names := volumeNames(vols)
 	for i := range p.cl.Migrations {
 		o := &p.cl.Migrations[i]
-		if o.Spec.SourceNode == src || o.Status.State.Finished() || !movesAny(o, names) {
+		if o.Spec.SourceNode == src || o.Status.State.Finished() || !o.Moves(names...) {
 			continue
 		}
-		if mv.migration == nil || v1.OperationBefore(o, "", mv.migration, "") || activeMigration(o) {
+		if mv.migration == nil || v1.OperationBefore(o, "", mv.migration, "") || o.Status.State.HoldsCopySlot() {
 			mv.action, mv.reason = ActionWait, fmt.Sprintf("waiting for %s, which moves the volume's replica on %s", o.Name, o.Spec.SourceNode)
 			return mv
 		}
@@ -287,16 +287,6 @@ func (p *planner) admit(mv move, head string) move {
 	}
 	mv.target = target
 	return mv
-}
-
-// activeMigration says whether m holds a copy slot (the controller's
-// "active"): it has started and another move of its volume waits for it.
-func activeMigration(m *v1.LocalVolumeMigrate) bool {
-	switch m.Status.State {
-	case v1.OperationStateAddReplica, v1.OperationStateSyncReplica, v1.OperationStatePruneReplica, v1.OperationStateAborting:
-		return true
-	}
-	return false
 }
 
 // pickTarget is the migrate controller's target choice: among the nodes

@@ -136,7 +136,7 @@ func newMigration(cl *cluster, volume, from string, to []string, name string) (*
 	var warnings []string
 	for i := range cl.Migrations {
 		o := &cl.Migrations[i]
-		if o.Status.State.Finished() || !movesAny(o, names) {
+		if o.Status.State.Finished() || !o.Moves(names...) {
 			continue
 		}
 		if o.Spec.SourceNode == from {

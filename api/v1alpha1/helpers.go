@@ -61,6 +61,31 @@ func (lv *LocalVolume) RemoveReplicaNode(node string) {
 	lv.Spec.Accessibility.Nodes = slices.DeleteFunc(lv.Spec.Accessibility.Nodes, func(n string) bool { return n == node })
 }
 
+// HoldsCopySlot says whether an operation in state s has started and not
+// ended: a migration in it counts against the copy limits, and another
+// move of its volumes waits for it.
+func (s State) HoldsCopySlot() bool {
+	switch s {
+	case OperationStateAddReplica, OperationStateSyncReplica, OperationStatePruneReplica, OperationStateAborting:
+		return true
+	}
+	return false
+}
+
+// Moves says whether m moves one of volumes (spec.volumeName, or
+// status.volumes: the whole group).
+func (m *LocalVolumeMigrate) Moves(volumes ...string) bool {
+	if slices.Contains(volumes, m.Spec.VolumeName) {
+		return true
+	}
+	for _, v := range m.Status.Volumes {
+		if slices.Contains(volumes, v) {
+			return true
+		}
+	}
+	return false
+}
+
 // Finished says whether an operation state (migrate, convert, expand) is
 // final: Completed, Failed or Aborted.
 func (s State) Finished() bool {

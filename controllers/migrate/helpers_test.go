@@ -190,7 +190,7 @@ func (g *guard) migrationEvent(ev watch.Event) {
 	}
 	total, perNode := 0, map[string]int{}
 	for _, o := range g.migrations {
-		if active(o) {
+		if o.Status.State.HoldsCopySlot() {
 			total++
 			perNode[o.Spec.SourceNode]++
 		}

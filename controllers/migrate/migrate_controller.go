@@ -111,7 +111,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	// A migration that leaves a copy slot wakes the queued ones at once.
 	queued := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 		m, ok := o.(*v1.LocalVolumeMigrate)
-		if !ok || active(m) {
+		if !ok || m.Status.State.HoldsCopySlot() {
 			return nil
 		}
 		all := &v1.LocalVolumeMigrateList{}
@@ -277,7 +277,7 @@ func (r *Reconciler) submitted(ctx context.Context, m *v1.LocalVolumeMigrate) (c
 		// The other one goes first when it is older, or already started
 		// (admitted by this process, or seen active): two moves of one
 		// volume at once could pick the same target.
-		if overlaps(o, names) && (v1.OperationBefore(o, "", m, "") || active(o) || r.admitted[o.Name]) {
+		if o.Moves(names...) && (v1.OperationBefore(o, "", m, "") || o.Status.State.HoldsCopySlot() || r.admitted[o.Name]) {
 			if o.Spec.SourceNode == m.Spec.SourceNode && v1.OperationBefore(o, "", m, "") {
 				return r.fail(ctx, m, "volume %s is already being migrated by %s", strings.Join(names, ", "), o.Name)
 			}
@@ -288,7 +288,7 @@ func (r *Reconciler) submitted(ctx context.Context, m *v1.LocalVolumeMigrate) (c
 				st.Message = fmt.Sprintf("waiting for %s, which moves the volume's replica on %s", o.Name, o.Spec.SourceNode)
 			})
 		}
-		if active(o) || r.admitted[o.Name] {
+		if o.Status.State.HoldsCopySlot() || r.admitted[o.Name] {
 			running++
 			if o.Spec.SourceNode == m.Spec.SourceNode {
 				fromNode++
@@ -765,26 +765,4 @@ func volumeNames(vols []*v1.LocalVolume) []string {
 		out = append(out, v.Name)
 	}
 	return out
-}
-
-// active migrations hold a copy slot.
-func active(m *v1.LocalVolumeMigrate) bool {
-	switch m.Status.State {
-	case v1.OperationStateAddReplica, v1.OperationStateSyncReplica, v1.OperationStatePruneReplica, v1.OperationStateAborting:
-		return true
-	}
-	return false
-}
-
-// overlaps says whether o moves one of names.
-func overlaps(o *v1.LocalVolumeMigrate, names []string) bool {
-	if slices.Contains(names, o.Spec.VolumeName) {
-		return true
-	}
-	for _, v := range o.Status.Volumes {
-		if slices.Contains(names, v) {
-			return true
-		}
-	}
-	return false
 }
