@@ -19,6 +19,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -279,7 +280,12 @@ func (a *Agent) ReportNode(ctx context.Context, node string) error {
 	defer mu.(*sync.Mutex).Unlock()
 	pools, err := be.Pools(ctx)
 	if err != nil {
+		a.warnNode(node, EventPoolReportFailed, "Cannot read the storage pools of node %s; its LocalStorageNode keeps the last report: %v", node, err)
 		return fmt.Errorf("reading pools of %s: %w", node, err)
+	}
+	if len(pools) == 0 {
+		a.warnNode(node, EventNoPools, "Node %s has no storage pool, so no volume can be placed on it: create an LVM volume group named %s, %s or %s (docs/install.md)",
+			node, v1.PoolNameHDD, v1.PoolNameSSD, v1.PoolNameNVMe)
 	}
 	recordPools(node, pools)
 	lsn := &v1.LocalStorageNode{}
@@ -324,6 +330,25 @@ func (a *Agent) ReportNode(ctx context.Context, node string) error {
 	patch := client.MergeFrom(lsn.DeepCopy())
 	lsn.Status = *st
 	return a.Client.Status().Patch(ctx, lsn, patch)
+}
+
+// Warning Events on the Node a report is about, where `kubectl describe
+// node` shows them.
+const (
+	// EventPoolReportFailed: the backend could not read the pools (an lvm
+	// command failed).
+	EventPoolReportFailed = "PoolReportFailed"
+	// EventNoPools: the node has none of the volume groups the driver
+	// uses, often a misnamed one.
+	EventNoPools = "NoPools"
+)
+
+// warnNode records a Warning Event on node. The reference carries the
+// node's name as its UID, as kubelet's do, which `kubectl describe node`
+// finds; repeats are folded into one Event by the recorder.
+func (a *Agent) warnNode(node, reason, format string, args ...any) {
+	ref := &corev1.ObjectReference{Kind: "Node", Name: node, UID: types.UID(node)}
+	a.Recorder.Eventf(ref, corev1.EventTypeWarning, reason, format, args...)
 }
 
 func (a *Agent) zone(ctx context.Context, node string) string {

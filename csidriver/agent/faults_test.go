@@ -106,3 +106,51 @@ func TestRestartMidCreate(t *testing.T) {
 		t.Fatalf("backend volumes %v, %v: want exactly the one created before the restart", vols, err)
 	}
 }
+
+// poolsFail is a backend whose pool listing fails the way lvm does when
+// its metadata is locked; noPools one with no volume group of ours.
+type (
+	poolsFail struct{ backend.Backend }
+	noPools   struct{ backend.Backend }
+)
+
+func (poolsFail) Pools(context.Context) ([]backend.Pool, error) {
+	return nil, &command.Error{Argv: []string{"lvm", "vgs"}, ExitCode: 5, Stderr: "Unable to obtain global lock.", Err: errors.New("exit status 5")}
+}
+
+func (noPools) Pools(context.Context) ([]backend.Pool, error) { return nil, nil }
+
+// TestPoolProblemsOnTheNode: a node whose pools cannot be read, or that
+// has none, says so in a Warning Event on its Node.
+func TestPoolProblemsOnTheNode(t *testing.T) {
+	dir := t.TempDir()
+	rec := record.NewFakeRecorder(1000)
+	be := newBackends(t, dir, "pools-fail", "pools-none")
+	startWithRecorder(t, map[string]backend.Backend{"pools-fail": poolsFail{be["pools-fail"]}, "pools-none": noPools{be["pools-none"]}}, rec)
+	want := map[string][]string{
+		"Warning " + EventPoolReportFailed: {"storage pools of node pools-fail", "Unable to obtain global lock"},
+		"Warning " + EventNoPools:          {"Node pools-none has no storage pool", v1.PoolNameHDD, "docs/install.md"},
+	}
+	deadline := time.After(10 * time.Second)
+	for len(want) > 0 {
+		select {
+		case e := <-rec.Events:
+			for prefix, parts := range want {
+				if strings.HasPrefix(e, prefix) && containsAll(e, parts) {
+					delete(want, prefix)
+				}
+			}
+		case <-deadline:
+			t.Fatalf("no events %v", want)
+		}
+	}
+}
+
+func containsAll(s string, parts []string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
+}
