@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/controllers/evictor"
@@ -61,11 +60,7 @@ func (l *listOptions) run(ctx context.Context, names []string) error {
 		return err
 	}
 	if !l.out.table() {
-		objs := make([]runtime.Object, 0, len(ms))
-		for _, m := range ms {
-			objs = append(objs, m)
-		}
-		return l.out.printObjects(l.Out, objs, len(names) == 1)
+		return l.out.printObjects(l.Out, asObjects(ms), len(names) == 1)
 	}
 	return l.out.printTable(l.Out, l.ErrOut, migrationsTable(ms, l.Now()), "No migrations found.")
 }

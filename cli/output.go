@@ -158,3 +158,12 @@ func row(obj runtime.Object, cells ...string) metav1.TableRow {
 	}
 	return r
 }
+
+// asObjects is items as the printers take them.
+func asObjects[T runtime.Object](items []T) []runtime.Object {
+	out := make([]runtime.Object, 0, len(items))
+	for _, it := range items {
+		out = append(out, it)
+	}
+	return out
+}

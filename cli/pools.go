@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/internal/placement"
@@ -71,11 +70,7 @@ func (p *poolsOptions) run(ctx context.Context, nodes []string) error {
 		return err
 	}
 	if !p.out.table() {
-		objs := make([]runtime.Object, 0, len(lsns))
-		for _, lsn := range lsns {
-			objs = append(objs, lsn)
-		}
-		return p.out.printObjects(p.Out, objs, len(nodes) == 1)
+		return p.out.printObjects(p.Out, asObjects(lsns), len(nodes) == 1)
 	}
 	return p.out.printTable(p.Out, p.ErrOut, poolsTable(cl, lsns, classes, cl.capacity()), "No pools found.")
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
@@ -77,11 +76,7 @@ func (v *volumesOptions) run(ctx context.Context, names []string, namespace stri
 		return err
 	}
 	if !v.out.table() {
-		objs := make([]runtime.Object, 0, len(vols))
-		for _, lv := range vols {
-			objs = append(objs, lv)
-		}
-		return v.out.printObjects(v.Out, objs, len(names) == 1)
+		return v.out.printObjects(v.Out, asObjects(vols), len(names) == 1)
 	}
 	return v.out.printTable(v.Out, v.ErrOut, volumesTable(cl, vols), "No volumes found.")
 }

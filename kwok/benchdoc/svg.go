@@ -93,13 +93,13 @@ func ProgressSVG(p Pair) []byte {
 	b := &svgBuf{}
 	b.textf(svgWidth/2, 28, `text-anchor="middle" font-size="16" font-weight="bold"`, "%s: pods bound and running over time", p.Scenario)
 	top, bottom := 48.0, 48.0+svgProgressH
-	xAx, yAx := niceAxis(0, xHi, 10, false), niceAxis(0, float64(yHi), 6, true)
-	px := func(s float64) float64 { return svgLeft + s/xAx.hi*svgPlotW }
-	py := func(n float64) float64 { return bottom - n/yAx.hi*svgProgressH }
+	xAx, yAx := report.NiceAxis(0, xHi, 10, false), report.NiceAxis(0, float64(yHi), 6, true)
+	px := func(s float64) float64 { return svgLeft + s/xAx.Hi*svgPlotW }
+	py := func(n float64) float64 { return bottom - n/yAx.Hi*svgProgressH }
 	b.grid(yAx, py)
-	for _, v := range xAx.ticks {
+	for _, v := range xAx.Ticks {
 		b.printf(`<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s"/>`+"\n", f2(px(v)), f2(bottom), f2(px(v)), f2(bottom+4), svgAxisColor)
-		b.textf(px(v), bottom+18, `text-anchor="middle"`, "%s", xAx.label(v))
+		b.textf(px(v), bottom+18, `text-anchor="middle"`, "%s", xAx.Label(v))
 	}
 	b.axes(top, bottom)
 	b.textf(svgLeft+svgPlotW/2, bottom+36, `text-anchor="middle"`, "seconds since the workloads started")
@@ -294,8 +294,8 @@ func (b *svgBuf) poolPanel(class string, sides []side, utils [][]float64, y floa
 	}
 	top, bottom := y+16, y+16+svgPoolH
 	// headroom for the count above the highest bar
-	yAx := niceAxis(0, float64(yHi)*1.12, 4, true)
-	py := func(n float64) float64 { return bottom - n/yAx.hi*svgPoolH }
+	yAx := report.NiceAxis(0, float64(yHi)*1.12, 4, true)
+	py := func(n float64) float64 { return bottom - n/yAx.Hi*svgPoolH }
 	b.grid(yAx, py)
 	slot := float64(svgPlotW) / float64(len(bucketLabels))
 	barW := math.Min(28, (slot-12)/float64(max(len(sides), 1)))
@@ -343,43 +343,6 @@ func pct(u float64) string {
 	return strconv.FormatFloat(math.Round(u*100), 'f', 0, 64) + "%"
 }
 
-// axis is a linear axis from 0 with round ticks.
-type axis struct {
-	hi, step float64
-	ticks    []float64
-	decimals int
-}
-
-// niceAxis covers lo..hi with about n ticks of 1, 2 or 5 times a power of
-// ten (at least 1 for counts).
-func niceAxis(lo, hi float64, n int, integer bool) axis {
-	if hi <= lo {
-		hi = lo + 1
-	}
-	raw := (hi - lo) / float64(n)
-	mag := math.Pow(10, math.Floor(math.Log10(raw)))
-	step := 10 * mag
-	for _, m := range []float64{1, 2, 5} {
-		if raw <= m*mag {
-			step = m * mag
-			break
-		}
-	}
-	if integer {
-		step = math.Max(step, 1)
-	}
-	a := axis{hi: math.Ceil(hi/step) * step, step: step}
-	if step < 1 {
-		a.decimals = int(math.Ceil(-math.Log10(step) - 1e-9))
-	}
-	for i := 0; float64(i)*step <= a.hi+step/2; i++ {
-		a.ticks = append(a.ticks, float64(i)*step)
-	}
-	return a
-}
-
-func (a axis) label(v float64) string { return strconv.FormatFloat(v, 'f', a.decimals, 64) }
-
 // svgBuf accumulates a chart's body; document wraps it.
 type svgBuf struct{ bytes.Buffer }
 
@@ -391,11 +354,11 @@ func (b *svgBuf) textf(x, y float64, attrs, format string, args ...any) {
 }
 
 // grid draws the horizontal grid lines and their labels of a y axis.
-func (b *svgBuf) grid(a axis, py func(float64) float64) {
-	for _, v := range a.ticks {
+func (b *svgBuf) grid(a report.Axis, py func(float64) float64) {
+	for _, v := range a.Ticks {
 		y := py(v)
 		b.printf(`<line x1="%d" y1="%s" x2="%d" y2="%s" stroke="%s"/>`+"\n", svgLeft, f2(y), svgLeft+svgPlotW, f2(y), svgGridColor)
-		b.textf(svgLeft-6, y+4, `text-anchor="end"`, "%s", a.label(v))
+		b.textf(svgLeft-6, y+4, `text-anchor="end"`, "%s", a.Label(v))
 	}
 }
 

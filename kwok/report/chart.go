@@ -152,26 +152,26 @@ func chartTimelines(b *chartBuf, tls []Timeline, y float64) float64 {
 	if yHi <= yLo {
 		yHi = yLo + 1
 	}
-	xAx := chartAxis(xLo, xHi, 10, false)
-	yAx := chartAxis(float64(yLo), float64(yHi), 6, true)
+	xAx := NiceAxis(xLo, xHi, 10, false)
+	yAx := NiceAxis(float64(yLo), float64(yHi), 6, true)
 
 	b.textf(chartLeft, y+14, `class="panel-title" font-size="14" font-weight="bold"`, "pods over time")
 	top := y + 26
 	bottom := top + chartTimelineH
-	px := func(s float64) float64 { return chartLeft + (s-xAx.lo)/(xAx.hi-xAx.lo)*chartPlotW }
-	py := func(n float64) float64 { return bottom - (n-yAx.lo)/(yAx.hi-yAx.lo)*chartTimelineH }
+	px := func(s float64) float64 { return chartLeft + (s-xAx.Lo)/(xAx.Hi-xAx.Lo)*chartPlotW }
+	py := func(n float64) float64 { return bottom - (n-yAx.Lo)/(yAx.Hi-yAx.Lo)*chartTimelineH }
 
 	b.WriteString(`<g class="panel timelines">` + "\n")
 	// grid and tick labels
-	for _, v := range yAx.ticks {
+	for _, v := range yAx.Ticks {
 		yy := py(v)
 		b.printf(`<line class="grid" x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s"/>`+"\n", chartNum(chartLeft), chartNum(yy), chartNum(chartLeft+chartPlotW), chartNum(yy), chartGridColor)
-		b.textf(chartLeft-6, yy+4, `class="tick" text-anchor="end"`, "%s", yAx.label(v))
+		b.textf(chartLeft-6, yy+4, `class="tick" text-anchor="end"`, "%s", yAx.Label(v))
 	}
-	for _, v := range xAx.ticks {
+	for _, v := range xAx.Ticks {
 		xx := px(v)
 		b.printf(`<line class="tick" x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s"/>`+"\n", chartNum(xx), chartNum(bottom), chartNum(xx), chartNum(bottom+4), chartAxisColor)
-		b.textf(xx, bottom+18, `class="tick" text-anchor="middle"`, "%s", xAx.label(v))
+		b.textf(xx, bottom+18, `class="tick" text-anchor="middle"`, "%s", xAx.Label(v))
 	}
 	chartAxes(b, top, bottom)
 	b.textf(chartLeft+chartPlotW/2, bottom+36, `class="axis-title" text-anchor="middle"`, "seconds since the workloads started")
@@ -419,16 +419,21 @@ func chartLegend(b *chartBuf, items []chartLegendItem, y float64) float64 {
 	return y + float64((row+1)*rowH)
 }
 
-// chartAxisScale is a linear axis with round ticks.
-type chartAxisScale struct {
-	lo, hi, step float64
-	ticks        []float64
+// Axis is a linear chart axis with round ticks; the benchmark charts
+// (kwok/benchdoc) use it too.
+type Axis struct {
+	Lo, Hi, Step float64
+	Ticks        []float64
 	decimals     int
 }
 
-// chartAxis covers lo..hi with about n ticks of a round step (1, 2 or 5
-// times a power of ten; at least 1 when integer).
-func chartAxis(lo, hi float64, n int, integer bool) chartAxisScale {
+// NiceAxis covers lo..hi with about n ticks of a round step (1, 2 or 5
+// times a power of ten; at least 1 when integer). An empty range becomes
+// lo..lo+1.
+func NiceAxis(lo, hi float64, n int, integer bool) Axis {
+	if hi <= lo {
+		hi = lo + 1
+	}
 	raw := (hi - lo) / float64(n)
 	mag := math.Pow(10, math.Floor(math.Log10(raw)))
 	step := 10 * mag
@@ -441,24 +446,25 @@ func chartAxis(lo, hi float64, n int, integer bool) chartAxisScale {
 	if integer && step < 1 {
 		step = 1
 	}
-	a := chartAxisScale{step: step, lo: math.Floor(lo/step) * step, hi: math.Ceil(hi/step) * step}
-	if a.hi <= a.lo {
-		a.hi = a.lo + step
+	a := Axis{Step: step, Lo: math.Floor(lo/step) * step, Hi: math.Ceil(hi/step) * step}
+	if a.Hi <= a.Lo {
+		a.Hi = a.Lo + step
 	}
 	if step < 1 {
 		a.decimals = int(math.Ceil(-math.Log10(step) - 1e-9))
 	}
 	for i := 0; ; i++ {
-		v := a.lo + float64(i)*step
-		if v > a.hi+step/2 {
+		v := a.Lo + float64(i)*step
+		if v > a.Hi+step/2 {
 			break
 		}
-		a.ticks = append(a.ticks, v)
+		a.Ticks = append(a.Ticks, v)
 	}
 	return a
 }
 
-func (a chartAxisScale) label(v float64) string {
+// Label formats a tick value with the decimals the step needs.
+func (a Axis) Label(v float64) string {
 	s := strconv.FormatFloat(v, 'f', a.decimals, 64)
 	if s == "-0" {
 		s = "0"
