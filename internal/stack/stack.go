@@ -3,8 +3,10 @@
 // with every component as its real binary: hwameistor-scheduler,
 // hwameistor-controllers (with the webhook), hwameistor-csi-controller with
 // the real external-provisioner and external-resizer, and hwameistor-node
-// with emulated pools for the fake nodes. The end-to-end test and the demo
-// use it.
+// with emulated pools for the fake nodes. Each component runs as its
+// ServiceAccount with the RBAC of manifests/base (rbac.go), so a grant the
+// code needs and the manifests lack fails here. The end-to-end test, the
+// simulator and the demo use it.
 package stack
 
 import (
@@ -220,19 +222,23 @@ func (h *Stack) launch(p *proc) error {
 }
 
 func (h *Stack) startComponents(ours string) error {
-	kc := "--kubeconfig=" + h.Kubeconfig
 	if _, err := h.Clientset.CoreV1().Namespaces().Create(context.Background(),
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "hwameistor"}}, metav1.CreateOptions{}); err != nil {
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	// Each component as its ServiceAccount, with the manifests' RBAC.
+	as, err := h.installRBAC(context.Background())
+	if err != nil {
 		return err
 	}
 
 	// Scheduler: the shipped profile, pointed at this cluster, no election.
-	schedCfg, err := h.schedulerConfig()
+	schedCfg, err := h.schedulerConfig(as[saScheduler])
 	if err != nil {
 		return err
 	}
 	if err := h.start("scheduler", filepath.Join(ours, "hwameistor-scheduler"), nil,
-		"--config="+schedCfg, kc, "--authentication-kubeconfig="+h.Kubeconfig, "--authorization-kubeconfig="+h.Kubeconfig,
+		"--config="+schedCfg, "--authentication-kubeconfig="+h.Kubeconfig, "--authorization-kubeconfig="+h.Kubeconfig,
 		"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", h.Ports+5), "--v=2"); err != nil {
 		return err
 	}
@@ -246,7 +252,7 @@ func (h *Stack) startComponents(ours string) error {
 			return err
 		}
 	}
-	if err := h.start("controllers", filepath.Join(ours, "hwameistor-controllers"), []string{"POD_NAMESPACE=hwameistor", "KUBECONFIG=" + h.Kubeconfig},
+	if err := h.start("controllers", filepath.Join(ours, "hwameistor-controllers"), []string{"POD_NAMESPACE=" + namespace, "KUBECONFIG=" + as[saControllers]},
 		"--webhook-cert-extra-hosts=127.0.0.1", "--webhook-configuration="+webhookConfig, fmt.Sprintf("--webhook-port=%d", h.Ports+6),
 		"--kube-api-qps=100", "--kube-api-burst=200",
 		"--metrics-bind-address=0", fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", h.Ports+7),
@@ -265,11 +271,12 @@ func (h *Stack) startComponents(ours string) error {
 
 	// CSI controller service with the real sidecars.
 	ctrlSock := filepath.Join(h.Work, "csi", "controller.sock")
-	if err := h.start("csi-controller", filepath.Join(ours, "hwameistor-csi-controller"), []string{"KUBECONFIG=" + h.Kubeconfig},
+	csiKC := "--kubeconfig=" + as[saCSIController]
+	if err := h.start("csi-controller", filepath.Join(ours, "hwameistor-csi-controller"), []string{"KUBECONFIG=" + as[saCSIController]},
 		"--csi-address=unix://"+ctrlSock, "--kube-api-qps=100", "--kube-api-burst=200", h.pprofFlag(9)); err != nil {
 		return err
 	}
-	provArgs := []string{"--csi-address=" + ctrlSock, kc, "--feature-gates=Topology=true", "--extra-create-metadata",
+	provArgs := []string{"--csi-address=" + ctrlSock, "--feature-gates=Topology=true", "--extra-create-metadata",
 		"--leader-election=false", "--kube-api-qps=100", "--kube-api-burst=200", "--worker-threads=50", "--timeout=60s", "--v=3"}
 	if h.Pprof {
 		provArgs = append(provArgs, fmt.Sprintf("--http-endpoint=127.0.0.1:%d", h.Ports+30), "--enable-pprof")
@@ -285,15 +292,19 @@ func (h *Stack) startComponents(ours string) error {
 		// seconds; a 10s poll (default 1m) keeps them about as fresh as
 		// the baseline can have them without flooding GetCapacity
 		// (classes x nodes calls per poll).
-		provArgs = append(provArgs, "--enable-capacity", "--capacity-ownerref-level=-1", "--capacity-threads=16", "--capacity-poll-interval=10s",
+		// Not as a production install would (manifests/components/capacity-tracking):
+		// admin rights for kube-system.
+		provArgs = append(provArgs, "--kubeconfig="+h.Kubeconfig, "--enable-capacity", "--capacity-ownerref-level=-1", "--capacity-threads=16", "--capacity-poll-interval=10s",
 			"--kube-api-capacity-qps=100", "--kube-api-capacity-burst=200")
 		provEnv = []string{"NAMESPACE=kube-system"}
+	} else {
+		provArgs = append(provArgs, csiKC)
 	}
 	if err := h.start("csi-provisioner", filepath.Join(h.Assets, "csi-provisioner"), provEnv, provArgs...); err != nil {
 		return err
 	}
 	if err := h.start("csi-resizer", filepath.Join(h.Assets, "csi-resizer"), nil,
-		"--csi-address="+ctrlSock, kc, "--leader-election=false", "--timeout=60s", "--kube-api-qps=100", "--kube-api-burst=200", "--v=3"); err != nil {
+		"--csi-address="+ctrlSock, csiKC, "--leader-election=false", "--handle-volume-inuse-error=false", "--timeout=60s", "--kube-api-qps=100", "--kube-api-burst=200", "--v=3"); err != nil {
 		return err
 	}
 
@@ -344,7 +355,7 @@ func (h *Stack) startComponents(ours string) error {
 		if i > 0 {
 			name = fmt.Sprintf("node-%d", i)
 		}
-		if err := h.start(name, filepath.Join(ours, "hwameistor-node"), []string{"KUBECONFIG=" + h.Kubeconfig, "POD_NAMESPACE=hwameistor"}, args...); err != nil {
+		if err := h.start(name, filepath.Join(ours, "hwameistor-node"), []string{"KUBECONFIG=" + as[saNode], "POD_NAMESPACE=" + namespace}, args...); err != nil {
 			return err
 		}
 		h.agents = append(h.agents, name)
@@ -361,9 +372,9 @@ func (h *Stack) pprofFlag(offset int) string {
 	return fmt.Sprintf("--pprof-bind-address=127.0.0.1:%d", h.Ports+offset)
 }
 
-// schedulerConfig writes the shipped KubeSchedulerConfiguration with this
-// cluster's kubeconfig and leader election off.
-func (h *Stack) schedulerConfig() (string, error) {
+// schedulerConfig writes the shipped KubeSchedulerConfiguration with
+// kubeconfig and leader election off.
+func (h *Stack) schedulerConfig(kubeconfig string) (string, error) {
 	raw, err := os.ReadFile(filepath.Join(h.Root, "manifests", "scheduler", "scheduler-config.yaml"))
 	if err != nil {
 		return "", err
@@ -375,7 +386,7 @@ func (h *Stack) schedulerConfig() (string, error) {
 	cfg["leaderElection"] = map[string]any{"leaderElect": false}
 	// The stock profile too, for the baseline and for pods that name it.
 	cfg["profiles"] = append(cfg["profiles"].([]any), map[string]any{"schedulerName": "default-scheduler"})
-	cfg["clientConnection"] = map[string]any{"kubeconfig": h.Kubeconfig, "qps": 100, "burst": 200}
+	cfg["clientConnection"] = map[string]any{"kubeconfig": kubeconfig, "qps": 100, "burst": 200}
 	out, err := yaml.Marshal(cfg)
 	if err != nil {
 		return "", err
