@@ -12,6 +12,7 @@ import (
 
 	v1 "hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/controllers/evictor"
+	"hwameistor.io/local/controllers/migrate"
 	"hwameistor.io/local/internal/placement"
 )
 
@@ -289,56 +290,26 @@ func (p *planner) admit(mv move, head string) move {
 	return mv
 }
 
-// pickTarget is the migrate controller's target choice: among the nodes
-// with a Ready LocalStorageNode whose Node is schedulable and that hold no
-// replica of the volumes (only suggested ones, when given), the placement
-// code picks one where every volume fits net of placements in flight,
-// preferring another zone than the replica that stays, then the most free
-// space. The drained node is cordoned by then. The choice is reserved, so
-// the next group sees the space taken. why explains an empty target in the
-// controller's words.
+// pickTarget is the migrate controller's target choice (migrate.Target) on
+// the cluster read, the drained node counted as cordoned. The choice is
+// reserved, so the next group sees the space taken.
 func (p *planner) pickTarget(lv *v1.LocalVolume, vols []*v1.LocalVolume, suggested []string) (target, why string) {
 	src := p.node.Name
-	holding := map[string]bool{}
-	var pvols []placement.Volume
+	schedulable := func(n string) bool {
+		node := p.cl.node(n)
+		return n != src && node != nil && !node.Spec.Unschedulable
+	}
+	target, why = migrate.Target(p.capacity, p.cl.StorageNodes, schedulable, src, lv, vols, suggested)
+	if target == "" {
+		return "", why
+	}
+	pvols := make([]placement.Volume, 0, len(vols))
 	for _, v := range vols {
-		for _, n := range v.ReplicaNodes() {
-			holding[n] = true
-		}
-		pool, ok := placement.PoolByName(v.Spec.PoolName)
-		if !ok {
-			return "", fmt.Sprintf("volume %s has unknown pool %s", v.Name, v.Spec.PoolName)
-		}
+		pool, _ := placement.PoolByName(v.Spec.PoolName) // Target checked it
 		pvols = append(pvols, placement.Volume{Key: v.Name, Pool: pool, Bytes: v.Spec.RequiredCapacityBytes})
 	}
-	var candidates []string
-	for i := range p.cl.StorageNodes {
-		lsn := &p.cl.StorageNodes[i]
-		n := p.cl.node(lsn.Name)
-		if holding[lsn.Name] || lsn.Name == src || n == nil || n.Spec.Unschedulable || lsn.Status.State != v1.StateReady {
-			continue
-		}
-		if len(suggested) > 0 && !slices.Contains(suggested, lsn.Name) {
-			continue
-		}
-		candidates = append(candidates, lsn.Name)
-	}
-	if len(candidates) == 0 {
-		return "", "no Ready, schedulable node without a replica of the volumes"
-	}
-	// The replica that stays anchors the zone preference (HA); else the source.
-	anchor := src
-	for _, n := range lv.ReplicaNodes() {
-		if n != src {
-			anchor = n
-		}
-	}
-	target, ok := p.capacity.PickPeer(anchor, pvols, candidates)
-	if !ok {
-		return "", fmt.Sprintf("no candidate node (%d checked) can hold %s", len(candidates), placement.Demand(pvols))
-	}
 	if _, err := p.capacity.Reserve(target, pvols); err != nil {
-		return "", err.Error() // PickPeer found room a moment ago: not expected
+		return "", err.Error() // Target found room a moment ago: not expected
 	}
 	return target, ""
 }

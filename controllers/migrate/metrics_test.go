@@ -1,9 +1,6 @@
 package migrate
 
 import (
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +15,7 @@ import (
 
 	v1 "hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/controllers/internal/fixture"
+	"hwameistor.io/local/internal/testenv"
 )
 
 // TestMigrationStatesGauge: the gauge counts the migrations by state from
@@ -123,17 +121,7 @@ func TestMigrationMetrics(t *testing.T) {
 
 	// The names on the manager's /metrics (the same handler over the
 	// same registry), with the states from this manager's cache.
-	srv := httptest.NewServer(promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{ErrorHandling: promhttp.HTTPErrorOnError}))
-	defer srv.Close()
-	resp, err := http.Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	body := testenv.Scrape(t, promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{ErrorHandling: promhttp.HTTPErrorOnError}))
 	for _, line := range []string{
 		`hwameistor_controllers_migrations{state="Completed"} 1`,
 		`hwameistor_controllers_migrations{state="Failed"} 1`,
@@ -142,7 +130,7 @@ func TestMigrationMetrics(t *testing.T) {
 		`hwameistor_controllers_migration_bytes_copied_total `,
 		`controller_runtime_reconcile_errors_total{controller="localvolumemigrate"}`,
 	} {
-		if !strings.Contains(string(body), "\n"+line) {
+		if !strings.Contains(body, "\n"+line) {
 			t.Errorf("/metrics has no %s", line)
 		}
 	}

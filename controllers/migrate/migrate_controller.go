@@ -353,16 +353,12 @@ func findMigration(list *v1.LocalVolumeMigrateList, name string) *v1.LocalVolume
 	return nil
 }
 
-// pickTarget chooses the target node with the scheduler's placement code:
-// a Ready, schedulable node holding no replica of the volumes where the
-// whole group fits net of every persisted reservation, preferring another
-// zone than the replica that stays (HA) and the most free space.
+// pickTarget chooses the target node (Target) from the cluster as it is.
 func (r *Reconciler) pickTarget(ctx context.Context, m *v1.LocalVolumeMigrate, lv *v1.LocalVolume, vols []*v1.LocalVolume) (string, string, error) {
 	view, err := volumes.LoadCapacity(ctx, r.Client)
 	if err != nil {
 		return "", "", err
 	}
-	cache := view.Cache
 	nodes := &corev1.NodeList{}
 	if err := r.Client.List(ctx, nodes); err != nil {
 		return "", "", err
@@ -371,6 +367,19 @@ func (r *Reconciler) pickTarget(ctx context.Context, m *v1.LocalVolumeMigrate, l
 	for _, n := range nodes.Items {
 		schedulable[n.Name] = !n.Spec.Unschedulable
 	}
+	target, why := Target(view.Cache, view.Nodes, func(n string) bool { return schedulable[n] }, m.Spec.SourceNode, lv, vols, m.Spec.TargetNodesSuggested)
+	return target, why, nil
+}
+
+// Target is a migration's target choice, with the scheduler's placement
+// code: among the nodes with a Ready LocalStorageNode whose Node is
+// schedulable and that hold no replica of vols (only suggested ones, when
+// given), one where the whole group fits net of capacity's reservations,
+// preferring another zone than the replica of lv that stays (HA), then the
+// most free space. why says, in the words the migration's status uses, why
+// there is none. `kubectl hwameistor drain-check` predicts with it.
+func Target(capacity *placement.Cache, storageNodes []v1.LocalStorageNode, schedulable func(node string) bool,
+	source string, lv *v1.LocalVolume, vols []*v1.LocalVolume, suggested []string) (target, why string) {
 	holding := map[string]bool{}
 	var pvols []placement.Volume
 	for _, v := range vols {
@@ -379,36 +388,36 @@ func (r *Reconciler) pickTarget(ctx context.Context, m *v1.LocalVolumeMigrate, l
 		}
 		pool, ok := placement.PoolByName(v.Spec.PoolName)
 		if !ok {
-			return "", fmt.Sprintf("volume %s has unknown pool %s", v.Name, v.Spec.PoolName), nil
+			return "", fmt.Sprintf("volume %s has unknown pool %s", v.Name, v.Spec.PoolName)
 		}
 		pvols = append(pvols, placement.Volume{Key: v.Name, Pool: pool, Bytes: v.Spec.RequiredCapacityBytes})
 	}
 	var candidates []string
-	for i := range view.Nodes {
-		n := view.Nodes[i].Name
-		if holding[n] || !schedulable[n] || view.Nodes[i].Status.State != v1.StateReady {
+	for i := range storageNodes {
+		n := storageNodes[i].Name
+		if holding[n] || !schedulable(n) || storageNodes[i].Status.State != v1.StateReady {
 			continue
 		}
-		if len(m.Spec.TargetNodesSuggested) > 0 && !slices.Contains(m.Spec.TargetNodesSuggested, n) {
+		if len(suggested) > 0 && !slices.Contains(suggested, n) {
 			continue
 		}
 		candidates = append(candidates, n)
 	}
 	sort.Strings(candidates)
 	if len(candidates) == 0 {
-		return "", "no Ready, schedulable node without a replica of the volumes", nil
+		return "", "no Ready, schedulable node without a replica of the volumes"
 	}
 	// The replica that stays anchors the zone preference (HA); else the source.
-	anchor := m.Spec.SourceNode
+	anchor := source
 	for _, n := range lv.ReplicaNodes() {
-		if n != m.Spec.SourceNode {
+		if n != source {
 			anchor = n
 		}
 	}
-	if target, ok := cache.PickPeer(anchor, pvols, candidates); ok {
-		return target, "", nil
+	if target, ok := capacity.PickPeer(anchor, pvols, candidates); ok {
+		return target, ""
 	}
-	return "", fmt.Sprintf("no candidate node (%d checked) can hold %s", len(candidates), placement.Demand(pvols)), nil
+	return "", fmt.Sprintf("no candidate node (%d checked) can hold %s", len(candidates), placement.Demand(pvols))
 }
 
 // addReplica creates the target replicas (marked sync-pending, so the

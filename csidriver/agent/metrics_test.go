@@ -2,9 +2,6 @@ package agent
 
 import (
 	"context"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"sort"
 	"strings"
 	"sync"
@@ -20,6 +17,7 @@ import (
 	v1 "hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/csidriver/backend"
 	_ "hwameistor.io/local/csidriver/backend/lvm" // its metrics, served by the same binary
+	"hwameistor.io/local/internal/testenv"
 )
 
 // poolsBackend reports the pools a test sets; nothing else is called.
@@ -86,17 +84,7 @@ func TestPoolMetrics(t *testing.T) {
 		}
 	}
 
-	srv := httptest.NewServer(promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{ErrorHandling: promhttp.HTTPErrorOnError}))
-	defer srv.Close()
-	resp, err := http.Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	body := testenv.Scrape(t, promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{ErrorHandling: promhttp.HTTPErrorOnError}))
 	for _, line := range []string{
 		`hwameistor_node_pool_total_bytes{class="HDD",node="metrics-node"} 1.073741824e+11`,
 		`hwameistor_node_pool_free_bytes{class="HDD",node="metrics-node"}`,
@@ -105,7 +93,7 @@ func TestPoolMetrics(t *testing.T) {
 		`hwameistor_node_lvm_command_duration_seconds_count{command="lvcreate"}`,
 		`hwameistor_node_lvm_command_errors_total{command="lvcreate"}`,
 	} {
-		if !strings.Contains(string(body), "\n"+line) {
+		if !strings.Contains(body, "\n"+line) {
 			t.Errorf("/metrics has no %s", line)
 		}
 	}

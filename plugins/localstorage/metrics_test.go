@@ -2,9 +2,6 @@ package localstorage
 
 import (
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,6 +14,7 @@ import (
 
 	v1 "hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/internal/placement"
+	"hwameistor.io/local/internal/testenv"
 )
 
 // The metrics are global: each test registers them (once per process) and
@@ -310,17 +308,7 @@ hwameistor_scheduler_ledger_oldest_reservation_age_seconds{persisted="true"} %s
 func TestMetricsServed(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.pl.exportMetrics()
-	srv := httptest.NewServer(legacyregistry.Handler())
-	defer srv.Close()
-	resp, err := http.Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	body := testenv.Scrape(t, legacyregistry.Handler())
 	for _, name := range []string{
 		"hwameistor_scheduler_rejections_total{",
 		"hwameistor_scheduler_prefilter_duration_seconds_bucket{",
@@ -330,7 +318,7 @@ func TestMetricsServed(t *testing.T) {
 		"hwameistor_scheduler_ledger_reserved_bytes{",
 		"hwameistor_scheduler_ledger_oldest_reservation_age_seconds{",
 	} {
-		if !strings.Contains(string(body), "\n"+name) {
+		if !strings.Contains(body, "\n"+name) {
 			t.Errorf("/metrics has no %s", name)
 		}
 	}
