@@ -3,6 +3,7 @@ package v1alpha1
 import (
 	"fmt"
 	"hash/fnv"
+	"strings"
 	"time"
 )
 
@@ -155,4 +156,19 @@ func ReplicaName(volume, node string) string {
 func StagedAt(r *LocalVolumeReplica) time.Time {
 	t, _ := time.Parse(time.RFC3339Nano, r.Annotations[StagedAtAnnotation])
 	return t
+}
+
+// AgentLeaseName is the coordination.k8s.io Lease, in the components'
+// namespace, that the node agent serving node renews as its heartbeat (as
+// kubelet renews the Node's): a LocalStorageNode whose Lease expired is
+// marked NotReady by the LocalStorageNode controller. Names too long for a
+// Lease are cut and made unique with a hash of the node name.
+func AgentLeaseName(node string) string {
+	name := "hwameistor-node-" + node
+	if len(name) <= 253 {
+		return name
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(node))
+	return fmt.Sprintf("%s-%08x", strings.TrimRight(name[:244], "-."), h.Sum32())
 }

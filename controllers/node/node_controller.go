@@ -9,8 +9,10 @@ package node
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -34,11 +36,18 @@ import (
 // a LocalStorageNode whose Node never went away has none.
 const ConditionNodeRegistered = "NodeRegistered"
 
+// ConditionAgentHeartbeat says whether the node agent renews the node's
+// Lease (v1.AgentLeaseName). Written when the Lease expires and when it is
+// renewed again; a node whose agent never stopped has none.
+const ConditionAgentHeartbeat = "AgentHeartbeat"
+
 // Condition and event reasons.
 const (
 	ReasonNodeDeleted    = "NodeDeleted"
 	ReasonNodeRegistered = "NodeRegistered"
 	EventTopologyChanged = "TopologyChanged"
+	ReasonAgentStopped   = "AgentNotReporting"
+	ReasonAgentReporting = "AgentReporting"
 )
 
 // conflictRetry is how soon a reconcile that lost an optimistic-concurrency
@@ -58,6 +67,11 @@ type Reconciler struct {
 	// cache can lag a Node registered a moment ago. Nil means Client.
 	APIReader client.Reader
 	Recorder  record.EventRecorder
+	// Namespace holds the node agents' Leases; empty leaves heartbeats
+	// unchecked. The manager's cache must hold Leases of that namespace.
+	Namespace string
+	// Now is the clock heartbeats are judged by; time.Now when nil.
+	Now func() time.Time
 }
 
 var _ reconcile.Reconciler = &Reconciler{}
@@ -66,13 +80,24 @@ var _ reconcile.Reconciler = &Reconciler{}
 // Nodes of the same name. Nodes are watched as metadata only (labels are all
 // it reads), which keeps node status out of the cache.
 func (r *Reconciler) SetupWithManager(_ context.Context, mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("localstoragenode").
 		For(&v1.LocalStorageNode{}).
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: o.GetName()}}}
-		}), builder.OnlyMetadata, builder.WithPredicates(topologyChanged)).
-		Complete(r)
+		}), builder.OnlyMetadata, builder.WithPredicates(topologyChanged))
+	if r.Namespace != "" {
+		// A renewal after an expiry wakes the node at once; expiries are
+		// found by the requeue at each Lease's end.
+		b = b.Watches(&coordinationv1.Lease{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			l, ok := o.(*coordinationv1.Lease)
+			if !ok || l.Namespace != r.Namespace || l.Spec.HolderIdentity == nil || !strings.HasPrefix(l.Name, "hwameistor-node-") {
+				return nil
+			}
+			return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: strings.TrimPrefix(l.Name, "hwameistor-node-")}}}
+		}))
+	}
+	return b.Complete(r)
 }
 
 // topologyChanged lets through Node creation, deletion and changes of the
@@ -117,7 +142,65 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.syncTopology(ctx, lsn, node); err != nil {
 		return r.retry(err)
 	}
-	return r.registered(ctx, lsn)
+	if res, err := r.registered(ctx, lsn); err != nil || !res.IsZero() {
+		return res, err
+	}
+	return r.heartbeat(ctx, lsn)
+}
+
+// heartbeat marks the LocalStorageNode NotReady when its agent's Lease has
+// expired (with a Warning Event, once), records its return, and otherwise
+// looks again when the Lease would expire. A node without a Lease (an
+// agent that does not renew one) is left alone.
+func (r *Reconciler) heartbeat(ctx context.Context, lsn *v1.LocalStorageNode) (ctrl.Result, error) {
+	if r.Namespace == "" {
+		return ctrl.Result{}, nil
+	}
+	lease := &coordinationv1.Lease{}
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: v1.AgentLeaseName(lsn.Name)}, lease)
+	if apierrors.IsNotFound(err) || (err == nil && (lease.Spec.RenewTime == nil || lease.Spec.LeaseDurationSeconds == nil)) {
+		return ctrl.Result{}, nil
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	now := time.Now()
+	if r.Now != nil {
+		now = r.Now()
+	}
+	expires := lease.Spec.RenewTime.Add(time.Duration(*lease.Spec.LeaseDurationSeconds) * time.Second)
+	prev := meta.FindStatusCondition(lsn.Status.Conditions, ConditionAgentHeartbeat)
+	if now.Before(expires) {
+		if prev == nil || prev.Status == metav1.ConditionTrue {
+			return ctrl.Result{RequeueAfter: expires.Sub(now) + time.Second}, nil
+		}
+		// Back: the agent's next report sets the state Ready again.
+		base := lsn.DeepCopy()
+		msg := fmt.Sprintf("the node agent renews its Lease %s/%s again", r.Namespace, lease.Name)
+		meta.SetStatusCondition(&lsn.Status.Conditions, metav1.Condition{Type: ConditionAgentHeartbeat, Status: metav1.ConditionTrue,
+			Reason: ReasonAgentReporting, Message: msg, ObservedGeneration: lsn.Generation})
+		if err := r.patchStatus(ctx, lsn, base); err != nil {
+			return r.retry(err)
+		}
+		r.Recorder.Event(lsn, corev1.EventTypeNormal, ReasonAgentReporting, msg)
+		return ctrl.Result{RequeueAfter: expires.Sub(now) + time.Second}, nil
+	}
+	if prev != nil && prev.Status == metav1.ConditionFalse && lsn.Status.State != v1.StateReady {
+		return ctrl.Result{}, nil // marked already; the Lease's next renewal wakes it
+	}
+	base := lsn.DeepCopy()
+	msg := fmt.Sprintf("the node agent has not renewed its Lease %s/%s since %s: the node takes no new volumes and its volumes' pods wait; check the hwameistor-node pod on %s",
+		r.Namespace, lease.Name, lease.Spec.RenewTime.UTC().Format(time.RFC3339), lsn.Name)
+	lsn.Status.State = v1.StateNotReady
+	meta.SetStatusCondition(&lsn.Status.Conditions, metav1.Condition{Type: ConditionAgentHeartbeat, Status: metav1.ConditionFalse,
+		Reason: ReasonAgentStopped, Message: msg, ObservedGeneration: lsn.Generation})
+	if err := r.patchStatus(ctx, lsn, base); err != nil {
+		return r.retry(err)
+	}
+	if prev == nil || prev.Status != metav1.ConditionFalse {
+		r.Recorder.Event(lsn, corev1.EventTypeWarning, ReasonAgentStopped, msg+"; state NotReady")
+	}
+	return ctrl.Result{}, nil
 }
 
 // node returns the Node's metadata, or nil when the Node does not exist.

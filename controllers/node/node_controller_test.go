@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/csidriver/agent"
 	"hwameistor.io/local/internal/testenv"
 )
 
@@ -366,5 +367,50 @@ func TestLaggingCacheKeepsState(t *testing.T) {
 	}
 	if ev := events(rec); len(ev) > 0 {
 		t.Errorf("events %v", ev)
+	}
+}
+
+// TestAgentHeartbeat: a node whose agent stops renewing its Lease turns
+// NotReady with a condition and a Warning Event once the Lease expires; a
+// renewal records that the agent is back (its next report sets Ready). A
+// node without a Lease is left alone.
+func TestAgentHeartbeat(t *testing.T) {
+	createNode(t, "hb-1", nil)
+	createLSN(t, "hb-1", v1.Topology{}, v1.StateReady)
+	createNode(t, "hb-none", nil)
+	createLSN(t, "hb-none", v1.Topology{}, v1.StateReady)
+	rec := record.NewFakeRecorder(1000)
+	env.StartManager(t, func(ctx context.Context, mgr ctrl.Manager) error {
+		return (&Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: rec, Namespace: metav1.NamespaceDefault}).SetupWithManager(ctx, mgr)
+	})
+	// The agent's heartbeat, as csidriver/agent renews it: a 1s interval
+	// gives a 4s Lease.
+	hb := &agent.Heartbeat{Client: env.Client, Namespace: metav1.NamespaceDefault, Nodes: []string{"hb-1"}, Holder: "test-agent", Interval: time.Second}
+	hb.RenewAll(context.Background())
+	consistently(t, "Ready while the Lease is fresh", 2*time.Second, func() bool { return getLSN(t, "hb-1").Status.State == v1.StateReady })
+
+	// The agent stops.
+	testenv.Eventually(t, "NotReady after the Lease expired", func() bool {
+		lsn := getLSN(t, "hb-1")
+		c := meta.FindStatusCondition(lsn.Status.Conditions, ConditionAgentHeartbeat)
+		return lsn.Status.State == v1.StateNotReady && c != nil && c.Status == metav1.ConditionFalse && c.Reason == ReasonAgentStopped
+	})
+	e := expectEvent(t, rec, "Warning "+ReasonAgentStopped)
+	for _, want := range []string{"has not renewed its Lease default/hwameistor-node-hb-1", "hwameistor-node pod on hb-1"} {
+		if !strings.Contains(e, want) {
+			t.Errorf("event %q does not say %q", e, want)
+		}
+	}
+
+	// Back.
+	hb.RenewAll(context.Background())
+	testenv.Eventually(t, "the heartbeat condition True again", func() bool {
+		c := meta.FindStatusCondition(getLSN(t, "hb-1").Status.Conditions, ConditionAgentHeartbeat)
+		return c != nil && c.Status == metav1.ConditionTrue && c.Reason == ReasonAgentReporting
+	})
+	expectEvent(t, rec, "Normal "+ReasonAgentReporting)
+
+	if lsn := getLSN(t, "hb-none"); lsn.Status.State != v1.StateReady || meta.FindStatusCondition(lsn.Status.Conditions, ConditionAgentHeartbeat) != nil {
+		t.Errorf("a node without a Lease changed: %+v", lsn.Status)
 	}
 }

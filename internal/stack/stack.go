@@ -344,6 +344,8 @@ func (h *Stack) startComponents(ours string) error {
 		nodes := groups[pools]
 		args := []string{"--backend=emulated", "--emulated-root=" + filepath.Join(h.Work, "pools"), "--emulated-pools=" + pools,
 			"--metrics-bind-address=0", "--report-interval=5s", fmt.Sprintf("--emulated-attach=%t", h.Mount), "--kube-api-qps=100", "--kube-api-burst=200",
+			// Heartbeats scale with the nodes as the fake nodes' leases do.
+			fmt.Sprintf("--heartbeat-interval=%ds", nodeLeaseSeconds(len(h.Nodes))/4),
 			fmt.Sprintf("--replication-address=127.0.0.1:%d", h.Ports+10+i), "--replication-rate=" + cmp.Or(h.CopyRate, "0"), h.pprofFlag(20 + i)}
 		if h.Mount && len(h.Nodes) == 1 {
 			h.NodeSocket = filepath.Join(h.Work, "csi", "node.sock")

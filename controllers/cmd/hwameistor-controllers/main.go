@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -22,6 +23,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -132,6 +134,11 @@ func main() {
 		LeaderElectionID:              "hwameistor-controllers",
 		LeaderElectionNamespace:       namespace,
 		LeaderElectionReleaseOnCancel: true,
+		// The node agents' heartbeat Leases, and only those of our
+		// namespace: not every kubelet's.
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&coordinationv1.Lease{}: {Namespaces: map[string]cache.Config{namespace: {}}},
+		}},
 	})
 	if err != nil {
 		log.Error(err, "Cannot create the manager")
@@ -164,7 +171,7 @@ func main() {
 		log.Error(err, "Cannot set up the LocalVolumeGroup controller")
 		os.Exit(1)
 	}
-	if err := (&node.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorderFor("hwameistor-node")}).SetupWithManager(ctx, mgr); err != nil {
+	if err := (&node.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorderFor("hwameistor-node"), Namespace: namespace}).SetupWithManager(ctx, mgr); err != nil {
 		log.Error(err, "Cannot set up the LocalStorageNode controller")
 		os.Exit(1)
 	}

@@ -6,6 +6,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -52,7 +53,7 @@ func main() {
 		replAddr, replAdvertise, replSecret              string
 		replRate                                         string
 		attach                                           bool
-		interval                                         time.Duration
+		interval, heartbeat                              time.Duration
 	)
 	flag.StringVar(&nodeName, "node-name", os.Getenv("NODE_NAME"), "the node this agent serves (default $NODE_NAME)")
 	flag.StringVar(&nodes, "nodes", "", "comma-separated nodes to serve with the emulated backend (simulator); replaces --node-name and disables the CSI node service")
@@ -64,6 +65,7 @@ func main() {
 	flag.StringVar(&endpoint, "csi-address", "unix:///csi/csi.sock", "CSI node service endpoint; empty disables it")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "metrics address (0 disables it)")
 	flag.DurationVar(&interval, "report-interval", 30*time.Second, "how often pools are re-read and reported")
+	flag.DurationVar(&heartbeat, "heartbeat-interval", agent.DefaultHeartbeatInterval, "how often the agent renews each served node's Lease (valid four intervals; an expired one makes the node NotReady); 0 disables it")
 	flag.StringVar(&replAddr, "replication-address", "", "address other agents pull migration copies from, e.g. :9810; empty disables migrations to and from this agent")
 	flag.StringVar(&replAdvertise, "replication-advertise", "", "host:port other agents reach --replication-address at (written to LocalStorageNode spec.storageIP); default --replication-address")
 	flag.StringVar(&replSecret, "replication-secret", "hwameistor-replication", "Secret (in $POD_NAMESPACE, default hwameistor) holding the key agents authenticate copies with; created when missing")
@@ -130,6 +132,22 @@ func main() {
 			ctrl.Log.Error(err, "Cannot serve pprof", "address", *pprofAddr)
 		}
 	}()
+	namespace := os.Getenv("POD_NAMESPACE")
+	if namespace == "" {
+		namespace = "hwameistor"
+	}
+	// Leases and the replication key come from the API directly, not
+	// through a cache of every object of their kind.
+	direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: scheme})
+	if err != nil {
+		fail(log, err, "Cannot create a client")
+	}
+	if heartbeat > 0 {
+		holder := cmp.Or(os.Getenv("POD_NAME"), served[0])
+		if err := mgr.Add(&agent.Heartbeat{Client: direct, Namespace: namespace, Nodes: served, Holder: holder, Interval: heartbeat}); err != nil {
+			fail(log, err, "Cannot set up the heartbeat")
+		}
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mgr.Start(ctx) })
 	if replAddr != "" {
@@ -139,15 +157,6 @@ func main() {
 		}
 		if replAdvertise == "" {
 			replAdvertise = replAddr
-		}
-		namespace := os.Getenv("POD_NAMESPACE")
-		if namespace == "" {
-			namespace = "hwameistor"
-		}
-		// The key comes from the API before the cache runs: a direct client.
-		direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: scheme})
-		if err != nil {
-			fail(log, err, "Cannot create a client")
 		}
 		key, err := replication.LoadOrCreateKey(ctx, direct, namespace, replSecret)
 		if err != nil {
