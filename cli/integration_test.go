@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,9 +10,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -33,7 +29,7 @@ func TestAgainstControllers(t *testing.T) {
 	e := controlPlane(t)
 	ctx := context.Background()
 	c := e.Client
-	kubeconfig := writeKubeconfig(t, e.Config)
+	kubeconfig := testenv.WriteKubeconfig(t, e.Config)
 	run := func(args ...string) (string, string, int) {
 		t.Helper()
 		streams, _, out, errOut := genericiooptions.NewTestIOStreams()
@@ -274,20 +270,4 @@ func waitMigration(t *testing.T, c client.Client, name, what string, cond func(*
 		return cond(m)
 	})
 	return last
-}
-
-// writeKubeconfig writes a kubeconfig for the control plane, so the CLI
-// connects as a user's would (--kubeconfig).
-func writeKubeconfig(t *testing.T, cfg *rest.Config) string {
-	t.Helper()
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["envtest"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos["envtest"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
-	kc.Contexts["envtest"] = &clientcmdapi.Context{Cluster: "envtest", AuthInfo: "envtest", Namespace: "default"}
-	kc.CurrentContext = "envtest"
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*kc, path); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }

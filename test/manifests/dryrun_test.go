@@ -14,9 +14,6 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/yaml"
 
 	"hwameistor.io/local/internal/testenv"
@@ -36,7 +33,7 @@ func TestServerSideDryRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = env.Stop() })
-	kubeconfig := writeKubeconfig(t, env.Config)
+	kubeconfig := testenv.WriteKubeconfig(t, env.Config)
 	run := func(stdin []byte, args ...string) string {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -207,25 +204,6 @@ func kubectlBinary(t *testing.T) string {
 	path := filepath.Join(assets, "kubectl")
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("KUBEBUILDER_ASSETS=%s has no kubectl: run hack/build-control-plane.sh", assets)
-	}
-	return path
-}
-
-// writeKubeconfig writes a kubeconfig for envtest's admin user (client
-// certificate, or token where envtest gives one) and returns its path.
-func writeKubeconfig(t *testing.T, cfg *rest.Config) string {
-	t.Helper()
-	if len(cfg.CertData) == 0 && cfg.BearerToken == "" {
-		t.Fatal("envtest's rest.Config has neither a client certificate nor a token")
-	}
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["envtest"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos["envtest"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
-	kc.Contexts["envtest"] = &clientcmdapi.Context{Cluster: "envtest", AuthInfo: "envtest", Namespace: "default"}
-	kc.CurrentContext = "envtest"
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*kc, path); err != nil {
-		t.Fatal(err)
 	}
 	return path
 }
