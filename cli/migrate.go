@@ -146,9 +146,8 @@ func newMigration(cl *cluster, volume, from string, to []string, name string) (*
 	}
 	m := &v1.LocalVolumeMigrate{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:       name,
-			Labels:     map[string]string{evictor.SourceNodeLabel: evictor.SourceNodeLabelValue(from)},
-			Finalizers: []string{v1.MigrationFinalizer},
+			Name:   name,
+			Labels: map[string]string{evictor.SourceNodeLabel: evictor.SourceNodeLabelValue(from)},
 		},
 		Spec: v1.LocalVolumeMigrateSpec{
 			SourceNode:           from,

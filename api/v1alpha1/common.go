@@ -132,9 +132,11 @@ const (
 	// them, which saves the owner an update per object.
 	VolumeFinalizer  = "hwameistor.io/volume-protection"
 	ReplicaFinalizer = "hwameistor.io/replica-data"
-	// MigrationFinalizer keeps a LocalVolumeMigrate deleted before it ended
-	// until the migrate controller has rolled it back (as spec.abort) or,
-	// once its copy is verified and the volume switched, finished it.
+	// MigrationFinalizer is on a LocalVolumeMigrate while it runs (the
+	// migrate controller adds it on its first pass and removes it when the
+	// migration ends), so that one deleted before it ended is rolled back
+	// (as spec.abort) or, once its copy is verified and the volume
+	// switched, finished before it goes.
 	MigrationFinalizer = "hwameistor.io/migration-cleanup"
 
 	// SchedulerName and DriverName are the names users put in their objects.
@@ -157,6 +159,10 @@ func StagedAt(r *LocalVolumeReplica) time.Time {
 	t, _ := time.Parse(time.RFC3339Nano, r.Annotations[StagedAtAnnotation])
 	return t
 }
+
+// AgentLeaseNodeAnnotation on an agent's Lease names its node (the Lease's
+// name may be cut, see AgentLeaseName).
+const AgentLeaseNodeAnnotation = "hwameistor.io/node"
 
 // AgentLeaseName is the coordination.k8s.io Lease, in the components'
 // namespace, that the node agent serving node renews as its heartbeat (as

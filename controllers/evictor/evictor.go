@@ -28,7 +28,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -735,18 +734,6 @@ func (r *Reconciler) create(ctx context.Context, req request, g *group) (created
 		// user who wants another attempt deletes it or cordons the node anew.
 		return "", false, nil
 	default:
-		if controllerutil.ContainsFinalizer(old, v1.MigrationFinalizer) {
-			// Finished: there is nothing to roll back, so it need not wait
-			// for the migrate controller to go.
-			patch := client.MergeFromWithOptions(old.DeepCopy(), client.MergeFromWithOptimisticLock{})
-			controllerutil.RemoveFinalizer(old, v1.MigrationFinalizer)
-			if err := r.Client.Patch(ctx, old, patch); err != nil {
-				if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-					return "", true, nil
-				}
-				return "", false, fmt.Errorf("releasing finished LocalVolumeMigrate %s: %w", name, err)
-			}
-		}
 		uid, rv := old.UID, old.ResourceVersion
 		if err := r.Client.Delete(ctx, old, client.Preconditions{UID: &uid, ResourceVersion: &rv}); err != nil && !apierrors.IsNotFound(err) {
 			if apierrors.IsConflict(err) {
@@ -763,7 +750,6 @@ func (r *Reconciler) create(ctx context.Context, req request, g *group) (created
 	m := &v1.LocalVolumeMigrate{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        name,
-			Finalizers:  []string{v1.MigrationFinalizer},
 			Labels:      map[string]string{TriggerLabel: req.trigger, SourceNodeLabel: SourceNodeLabelValue(req.node)},
 			Annotations: map[string]string{RequestedAtAnnotation: req.at.UTC().Format(time.RFC3339Nano)},
 		},

@@ -156,9 +156,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if state == "" {
 		state = v1.OperationStateSubmitted
 	}
-	if !state.Finished() && !controllerutil.ContainsFinalizer(m, v1.MigrationFinalizer) {
-		// Made by a user without it (the evictor and the CLI set it).
-		if err := r.patchFinalizer(ctx, m, true); err != nil {
+	if hold := !state.Finished(); hold != controllerutil.ContainsFinalizer(m, v1.MigrationFinalizer) {
+		// Held exactly while the migration runs: a deletion then rolls it
+		// back first, and a finished one goes at once.
+		if err := r.patchFinalizer(ctx, m, hold); err != nil {
 			return ctrl.Result{}, err
 		}
 	}

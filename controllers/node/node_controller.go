@@ -9,7 +9,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -90,11 +89,11 @@ func (r *Reconciler) SetupWithManager(_ context.Context, mgr ctrl.Manager) error
 		// A renewal after an expiry wakes the node at once; expiries are
 		// found by the requeue at each Lease's end.
 		b = b.Watches(&coordinationv1.Lease{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
-			l, ok := o.(*coordinationv1.Lease)
-			if !ok || l.Namespace != r.Namespace || l.Spec.HolderIdentity == nil || !strings.HasPrefix(l.Name, "hwameistor-node-") {
+			node := o.GetAnnotations()[v1.AgentLeaseNodeAnnotation]
+			if o.GetNamespace() != r.Namespace || node == "" {
 				return nil
 			}
-			return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: strings.TrimPrefix(l.Name, "hwameistor-node-")}}}
+			return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: node}}}
 		}))
 	}
 	return b.Complete(r)

@@ -81,7 +81,8 @@ func (h *Heartbeat) renew(ctx context.Context, node string) error {
 		if apierrors.IsNotFound(err) {
 			lease = &coordinationv1.Lease{
 				ObjectMeta: metav1.ObjectMeta{Namespace: h.Namespace, Name: v1.AgentLeaseName(node),
-					Labels: map[string]string{"app.kubernetes.io/name": "hwameistor-node"}},
+					Labels:      map[string]string{"app.kubernetes.io/name": "hwameistor-node"},
+					Annotations: map[string]string{v1.AgentLeaseNodeAnnotation: node}},
 				Spec: h.spec(node, now),
 			}
 			if err := h.Client.Create(ctx, lease); err != nil {

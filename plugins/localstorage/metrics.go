@@ -212,16 +212,15 @@ const filterTimedOneIn = 8
 // one call in filterTimedOneIn (a per-thread random number, no shared
 // counter): about one call in 80 overall.
 func (pl *LocalStorage) Filter(ctx context.Context, cs fwk.CycleState, pod *corev1.Pod, ni fwk.NodeInfo) *fwk.Status {
-	if !cs.ShouldRecordPluginMetrics() || rand.Uint32()%filterTimedOneIn != 0 {
-		st := pl.filter(ctx, cs, pod, ni)
-		if st != nil {
-			countRejection(pointFilter, st)
-		}
-		return st
+	timed := cs.ShouldRecordPluginMetrics() && rand.Uint32()%filterTimedOneIn == 0
+	var start time.Time
+	if timed {
+		start = time.Now()
 	}
-	start := time.Now()
 	st := pl.filter(ctx, cs, pod, ni)
-	filterDuration.Observe(time.Since(start).Seconds())
+	if timed {
+		filterDuration.Observe(time.Since(start).Seconds())
+	}
 	if st != nil {
 		countRejection(pointFilter, st)
 	}
