@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs every Go test: all packages once, then the packages with shared state
 # again under the race detector. Integration tests get the pinned control
-# plane through KUBEBUILDER_ASSETS. Prints a summary of tests run.
+# plane through KUBEBUILDER_ASSETS. Prints a summary of tests run and the
+# skipped tests, and fails on a skip not on hack/test-skips.allow.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "${HACK_DIR}/skips.sh"
 cd "${ROOT_DIR}"
 
 export KUBEBUILDER_ASSETS="$("${HACK_DIR}/build-control-plane.sh")"
@@ -28,4 +30,5 @@ passed=$(grep -cE '^\s*--- PASS' "${log}" || true)
 failed=$(grep -cE '^\s*--- FAIL' "${log}" || true)
 skipped=$(grep -cE '^\s*--- SKIP' "${log}" || true)
 log "tests: ${passed} passed, ${failed} failed, ${skipped} skipped (full log: ${log})"
+check_skips "${log}" "${HACK_DIR}/test-skips.allow" || rc=1
 exit "${rc}"

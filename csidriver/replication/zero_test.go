@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
 	"hwameistor.io/local/csidriver/backend/loop"
+	"hwameistor.io/local/internal/testenv"
 )
 
 // TestZeroer zeroes ranges of a garbage file by punching holes and, where
@@ -59,12 +59,8 @@ func TestZeroer(t *testing.T) {
 // the device or written zeros, and the copy is verified by reading the
 // device whole. Root only.
 func TestRealPullToLoopDevice(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: attaches a loop device")
-	}
-	if _, err := exec.LookPath("losetup"); err != nil {
-		t.Skipf("needs losetup (apt-get install -y util-linux): %v", err)
-	}
+	testenv.RequireRoot(t, "attaches a loop device")
+	testenv.RequireCommands(t, "losetup")
 	ctx := context.Background()
 	size := 16 * mi
 	fx := newFixture(t)

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"hwameistor.io/local/internal/stack"
+	"hwameistor.io/local/internal/testenv"
 )
 
 const nodeName = "e2e-node-0"
@@ -21,10 +22,7 @@ const nodeName = "e2e-node-0"
 var h *stack.Stack
 
 func TestMain(m *testing.M) {
-	if os.Geteuid() != 0 {
-		fmt.Println("e2e: skipped, it mounts loop devices and needs root (CI runs as root)")
-		os.Exit(0)
-	}
+	testenv.RequireOrExit("e2e", testenv.MissingRoot("it mounts loop devices"))
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
 		fmt.Fprintln(os.Stderr, "KUBEBUILDER_ASSETS is not set: run `make test`, or export KUBEBUILDER_ASSETS=$(hack/build-control-plane.sh)")

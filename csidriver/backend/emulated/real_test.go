@@ -14,6 +14,7 @@ import (
 	"hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/csidriver/backend"
 	"hwameistor.io/local/csidriver/backend/loop"
+	"hwameistor.io/local/internal/testenv"
 )
 
 func run(t *testing.T, argv ...string) {
@@ -52,14 +53,8 @@ func fsBytes(t *testing.T, dir string) int64 {
 // check the new size and the data, detach, delete. Root only; mounts and
 // loop devices are cleaned up also when it fails.
 func TestRealLoopDeviceDataPath(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: attaches loop devices and mounts file systems")
-	}
-	for _, p := range []string{"losetup", "mkfs.xfs", "xfs_growfs", "mount", "umount"} {
-		if _, err := exec.LookPath(p); err != nil {
-			t.Skipf("needs %s (apt-get install -y util-linux xfsprogs): %v", p, err)
-		}
-	}
+	testenv.RequireRoot(t, "attaches loop devices and mounts file systems")
+	testenv.RequireCommands(t, "losetup", "mkfs.xfs", "xfs_growfs", "mount", "umount")
 	ctx := context.Background()
 	root := t.TempDir()
 	cfg := []PoolConfig{{Class: v1alpha1.PoolClassHDD, CapacityBytes: 4 << 30}}

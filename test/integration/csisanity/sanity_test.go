@@ -7,7 +7,6 @@ package csisanity
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -34,9 +33,7 @@ import (
 const node = "sanity-node"
 
 func TestSanity(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("csi-sanity stages volumes with real mkfs and mount on loop devices: run as root (CI does)")
-	}
+	testenv.RequireRoot(t, "csi-sanity stages volumes with real mkfs and mount on loop devices")
 	env, err := testenv.Start()
 	if err != nil {
 		t.Fatal(err)
