@@ -9,7 +9,6 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/mount-utils"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
@@ -28,7 +27,7 @@ func TestCopyTakesTheSourcesLastUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	repl := &Replication{Key: []byte("0123456789abcdef0123456789abcdef"), Endpoint: lis.Addr().String(), Mounts: mount.NewFakeMounter(nil)}
+	repl := &Replication{Key: []byte("0123456789abcdef0123456789abcdef"), Endpoint: lis.Addr().String()}
 	env.StartManager(t, func(ctx context.Context, mgr ctrl.Manager) error {
 		rec := record.NewFakeRecorder(1000)
 		if err := (&volume.Reconciler{Client: mgr.GetClient(), Recorder: rec}).SetupWithManager(ctx, mgr); err != nil {

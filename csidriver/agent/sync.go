@@ -9,12 +9,12 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/mount-utils"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/csidriver/backend"
+	"hwameistor.io/local/csidriver/blockdev"
 	"hwameistor.io/local/csidriver/replication"
 )
 
@@ -28,11 +28,16 @@ type Replication struct {
 	// Endpoint is this agent's replication address (host:port), published
 	// in each served node's LocalStorageNode spec.storageIP.
 	Endpoint string
-	// HTTP is the client for pulls; http.DefaultClient when nil.
+	// HTTP is the client for pulls; nil is a replication.NewHTTPClient
+	// client with Timeouts.
 	HTTP *http.Client
-	// Mounts lists mount points, to refuse copying a volume in use; nil
-	// means the host's (mount-utils).
-	Mounts mount.Interface
+	// Timeouts bound each pull's connect, response and silences (zero
+	// fields: replication's defaults), so a stalled source frees the copy
+	// worker.
+	Timeouts replication.Timeouts
+	// MountInfo is the mount table the in-use check reads
+	// (/proc/<pid>/mountinfo format); this process's when empty.
+	MountInfo string
 }
 
 // SyncRetryAfter is how long a failed copy waits before the next attempt.
@@ -81,7 +86,8 @@ func (a *Agent) sync(ctx context.Context, be backend.Backend, rep *v1.LocalVolum
 		last = time.Now()
 		_ = a.patchSync(ctx, rep, func(st *v1.LocalVolumeReplicaStatus) { st.SyncedBytes, st.Message = copied, "" })
 	}
-	sum, err := replication.Pull(ctx, a.Replication.HTTP, lsn.Spec.StorageIP, a.Replication.Key,
+	puller := replication.Puller{HTTP: a.Replication.HTTP, Timeouts: a.Replication.Timeouts}
+	sum, err := puller.Pull(ctx, lsn.Spec.StorageIP, a.Replication.Key,
 		rep.Spec.PoolName, rep.Spec.VolumeName, rep.Spec.NodeName, dst, progress)
 	if err != nil {
 		return fail("%v", err)
@@ -156,34 +162,51 @@ func (a *Agent) ReplicationServer() *replication.Server {
 	}
 }
 
-// inUse refuses to stream a volume that is mounted on this host: its data
-// may change under the copy.
+// inUse refuses to stream a volume that is in use on this host, since its
+// data may change under the copy: a filesystem on it mounted, its device
+// node bind-mounted (a raw block publish), or a device stacked on it. The
+// devices are compared by number (blockdev.Uses), never by path: the mount
+// table names an LV /dev/mapper/VG-LV (or dm-N), not /dev/VG/LV, and a raw
+// block publish's source is devtmpfs. A backend that can name the volume's
+// devices (backend.BlockDevicer: lvm's /dev/VG/LV, emulated's attached loop
+// devices) is asked; for another, the replica's status.devicePath is
+// checked. The source's exclusive open (OpenData) then keeps it unmounted
+// during the copy.
 func (a *Agent) inUse(volume string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	reps := &v1.LocalVolumeReplicaList{}
-	if err := a.Client.List(context.Background(), reps); err != nil {
+	if err := a.Client.List(ctx, reps); err != nil {
 		return err
 	}
-	devices := map[string]bool{}
+	var devices []string
 	for _, r := range reps.Items {
-		if r.Spec.VolumeName == volume && a.Backends[r.Spec.NodeName] != nil && r.Status.DevicePath != "" {
-			devices[r.Status.DevicePath] = true
+		be := a.Backends[r.Spec.NodeName]
+		if r.Spec.VolumeName != volume || be == nil {
+			continue
 		}
+		bd, ok := be.(backend.BlockDevicer)
+		if !ok {
+			if r.Status.DevicePath != "" {
+				devices = append(devices, r.Status.DevicePath)
+			}
+			continue
+		}
+		devs, err := bd.BlockDevices(ctx, r.Spec.PoolName, volume)
+		if err != nil && !errors.Is(err, backend.ErrNotFound) && !errors.Is(err, backend.ErrPoolNotFound) {
+			return fmt.Errorf("finding the block devices of volume %s: %w", volume, err)
+		}
+		devices = append(devices, devs...)
 	}
 	if len(devices) == 0 {
 		return nil
 	}
-	m := a.Replication.Mounts
-	if m == nil {
-		m = mount.New("")
-	}
-	mps, err := m.List()
+	uses, err := blockdev.Checker{MountInfo: a.Replication.MountInfo}.Uses(devices...)
 	if err != nil {
-		return fmt.Errorf("listing mounts: %w", err)
+		return fmt.Errorf("checking whether volume %s is in use: %w", volume, err)
 	}
-	for _, mp := range mps {
-		if devices[mp.Device] {
-			return fmt.Errorf("volume %s is mounted at %s: the pod using it must stop before it is copied", volume, mp.Path)
-		}
+	if len(uses) > 0 {
+		return fmt.Errorf("volume %s is in use on this node: %s: the pod using it must stop before it is copied", volume, blockdev.Describe(uses))
 	}
 	return nil
 }

@@ -55,13 +55,25 @@ type Attacher interface {
 // nodes (csidriver/replication streams them from the source node's agent to
 // the target node's agent). Both backends implement it.
 type DataOpener interface {
-	// OpenData opens the volume's data (emulated: the backing file; lvm:
-	// the LV's block device /dev/<vg>/<lv>) for reading, or for writing
-	// when write is true. A file opened for writing is also readable, so
-	// the copy can be verified through it; it is never truncated or
-	// grown. A missing volume is an error that Is ErrNotFound. The caller
-	// closes the file.
+	// OpenData opens the volume's data (emulated: the backing file, or
+	// the loop device attached to it; lvm: the LV's block device
+	// /dev/<vg>/<lv>) for reading, or for writing when write is true. A
+	// block device is opened exclusively (O_EXCL): it fails with an error
+	// that Is blockdev.ErrBusy while the volume is mounted, and nothing
+	// can mount it while the file is open. A file opened for writing is
+	// also readable, so the copy can be verified through it; it is never
+	// truncated or grown. A missing volume is an error that Is
+	// ErrNotFound. The caller closes the file.
 	OpenData(ctx context.Context, pool, name string, write bool) (*os.File, error)
+}
+
+// BlockDevicer names the block devices through which a volume's data is
+// reachable on this host right now (lvm: /dev/<vg>/<lv>, which exists while
+// the LV is active; emulated: the loop devices attached to its file, none
+// when detached), for the check that the volume is not in use
+// (blockdev.Uses) before it is copied. Both backends implement it.
+type BlockDevicer interface {
+	BlockDevices(ctx context.Context, pool, name string) ([]string, error)
 }
 
 // CreateOptions are the StorageClass choices a backend honours.

@@ -27,7 +27,10 @@ type ReplicaDevices struct {
 
 var _ DeviceResolver = ReplicaDevices{}
 
-// DevicePath returns status.devPath of the volume's Ready replica on the node.
+// DevicePath returns status.devPath of the volume's Ready replica on the node:
+// NotFound without a replica there, Unavailable while it is not Ready or is
+// still waiting for its copy (a migration target), so nothing stages,
+// publishes or expands it before it holds the volume's data.
 func (r ReplicaDevices) DevicePath(ctx context.Context, volumeID string) (string, error) {
 	rep := &v1.LocalVolumeReplica{}
 	err := r.Client.Get(ctx, client.ObjectKey{Name: v1.ReplicaName(volumeID, r.Node)}, rep)
@@ -40,7 +43,20 @@ func (r ReplicaDevices) DevicePath(ctx context.Context, volumeID string) (string
 	if rep.Status.State != v1.StateReady || rep.Status.DevicePath == "" {
 		return "", status.Errorf(codes.Unavailable, "replica %s of volume %s on node %s is not ready (state %q)", rep.Name, volumeID, r.Node, rep.Status.State)
 	}
+	if syncPending(rep) {
+		return "", status.Errorf(codes.Unavailable,
+			"replica %s of volume %s on node %s is waiting for its copy from node %s (%s %s): it holds no data yet and cannot be used until the copy is verified (status.synced)",
+			rep.Name, volumeID, r.Node, rep.Annotations[v1.SyncSourceAnnotation], v1.SyncPendingAnnotation, rep.Annotations[v1.SyncPendingAnnotation])
+	}
 	return rep.Status.DevicePath, nil
+}
+
+// syncPending says whether rep is a migration or conversion target still
+// waiting for its copy; the node agent's needsSync (agent/sync.go) is the
+// same test. Staging or publishing it would expose an empty or half-written
+// volume, and its writes would be overwritten by the copy.
+func syncPending(rep *v1.LocalVolumeReplica) bool {
+	return rep.Annotations[v1.SyncPendingAnnotation] != "" && rep.Annotations[v1.SyncSourceAnnotation] != "" && !rep.Status.Synced
 }
 
 // MarkStaged stamps the volume's replica on the node with the time (the

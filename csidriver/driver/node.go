@@ -2,7 +2,9 @@ package driver
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -140,7 +142,8 @@ func (n *Node) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolume
 }
 
 // NodePublishVolume bind-mounts the staged filesystem (or the raw device,
-// for block volumes) at the target path.
+// for block volumes) at the target path. A filesystem volume whose staging
+// path has nothing mounted is refused (FailedPrecondition).
 func (n *Node) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
 	id, target := req.GetVolumeId(), req.GetTargetPath()
 	if id == "" || target == "" || req.GetVolumeCapability() == nil {
@@ -178,6 +181,16 @@ func (n *Node) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolume
 			return nil, status.Error(codes.FailedPrecondition, "staging_target_path is required: the volume must be staged first")
 		}
 		source = req.GetStagingTargetPath()
+		// A bind mount of an unmounted staging directory would give the
+		// pod an empty directory on the node's disk, and its data would
+		// never reach the volume.
+		staged, err := n.Mounter.IsMountPoint(source)
+		switch {
+		case errors.Is(err, fs.ErrNotExist) || err == nil && !staged:
+			return nil, status.Errorf(codes.FailedPrecondition, "volume %s is not staged: nothing is mounted at its staging_target_path %s (NodeStageVolume must succeed first)", id, source)
+		case err != nil:
+			return nil, status.Errorf(codes.Internal, "checking the staging path %s: %v", source, err)
+		}
 		if err := os.MkdirAll(target, 0o750); err != nil {
 			return nil, status.Errorf(codes.Internal, "creating %s: %v", target, err)
 		}

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -26,7 +28,78 @@ var (
 	ErrTruncated = errors.New("replication: stream ended before its trailer")
 	// ErrBusy: the source refused because the volume is in use (409).
 	ErrBusy = errors.New("replication: volume is busy on the source")
+	// ErrTimeout: the source did not answer in time (Timeouts).
+	ErrTimeout = errors.New("replication: the source did not answer in time")
 )
+
+// Defaults of Timeouts.
+const (
+	DefaultDialTimeout           = 10 * time.Second
+	DefaultResponseHeaderTimeout = 30 * time.Second
+	DefaultIdleTimeout           = 60 * time.Second
+)
+
+// Timeouts bound the phases of a Pull, so that a source that stopped
+// answering fails the copy (it is retried) rather than holding one of the
+// agent's few copy workers forever. A zero field takes its default; none
+// bounds the whole copy, which lasts as long as the volume needs (ctx can).
+type Timeouts struct {
+	// Dial bounds the TCP connect to the source (DefaultDialTimeout). It
+	// applies to the client NewHTTPClient builds, which Pull uses when
+	// given none.
+	Dial time.Duration
+	// ResponseHeader bounds the time from sending the request to the
+	// response's headers (DefaultResponseHeaderTimeout), the connect
+	// included: the source checks the request, that the volume is not in
+	// use and opens it first.
+	ResponseHeader time.Duration
+	// Idle aborts the copy when no byte of the stream arrives for this
+	// long (DefaultIdleTimeout), counted only while Pull waits for the
+	// stream (not while it writes to the target). The source flushes what
+	// it has at least every few seconds (Server), also during long runs of
+	// zeros; a rate limit slower than ChunkSize per Idle (17 KiB/s at the
+	// default) trips it.
+	Idle time.Duration
+}
+
+func (t Timeouts) withDefaults() Timeouts {
+	if t.Dial <= 0 {
+		t.Dial = DefaultDialTimeout
+	}
+	if t.ResponseHeader <= 0 {
+		t.ResponseHeader = DefaultResponseHeaderTimeout
+	}
+	if t.Idle <= 0 {
+		t.Idle = DefaultIdleTimeout
+	}
+	return t
+}
+
+// NewHTTPClient returns a client for Pull whose connections time out after
+// t.Dial (and TLS handshakes and response headers after t.ResponseHeader).
+// The copy itself has no overall timeout: Pull's idle timeout and ctx bound
+// it.
+func NewHTTPClient(t Timeouts) *http.Client {
+	t = t.withDefaults()
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = (&net.Dialer{Timeout: t.Dial, KeepAlive: 30 * time.Second}).DialContext
+	tr.TLSHandshakeTimeout = t.ResponseHeader
+	tr.ResponseHeaderTimeout = t.ResponseHeader
+	tr.Proxy = nil // agents talk to each other directly
+	return &http.Client{Transport: tr}
+}
+
+// defaultClients are the NewHTTPClient clients Pull uses when given none,
+// one per dial timeout, so their connections are reused.
+var defaultClients sync.Map // time.Duration -> *http.Client
+
+func defaultClient(dial time.Duration) *http.Client {
+	if c, ok := defaultClients.Load(dial); ok {
+		return c.(*http.Client)
+	}
+	c, _ := defaultClients.LoadOrStore(dial, NewHTTPClient(Timeouts{Dial: dial}))
+	return c.(*http.Client)
+}
 
 // StatusError is a refusal of the source (a response other than 200). It Is
 // ErrBusy for 409 and backend.ErrNotFound for 404.
@@ -62,10 +135,27 @@ func (e *StatusError) Is(target error) bool {
 // backend.DataOpener opens it for writing) of at least the volume's size;
 // bytes beyond the volume's size are left alone. progress, when set, is
 // called with the bytes of the volume handled so far (written, zeroed or
-// skipped as holes) and the volume's size. c may be nil
-// (http.DefaultClient); ctx bounds the whole copy.
+// skipped as holes) and the volume's size. c may be nil (a NewHTTPClient
+// client with the default timeouts); ctx bounds the whole copy, and the
+// default Timeouts its phases: a source that stalls fails the copy with an
+// error that Is ErrTimeout.
 func Pull(ctx context.Context, c *http.Client, endpoint string, key []byte, pool, volume, target string, dst *os.File, progress func(copied, total int64)) (checksum string, err error) {
-	return pull(ctx, c, endpoint, key, pool, volume, target, dst, progress, pullHooks{})
+	return Puller{HTTP: c}.Pull(ctx, endpoint, key, pool, volume, target, dst, progress)
+}
+
+// Puller is Pull with its client and timeouts chosen.
+type Puller struct {
+	// HTTP is the client; nil is a NewHTTPClient(Timeouts) client.
+	HTTP *http.Client
+	// Timeouts bound the phases of each Pull (zero fields: defaults).
+	// ResponseHeader and Idle apply whatever the client; Dial only to
+	// the client built when HTTP is nil.
+	Timeouts Timeouts
+}
+
+// Pull is the package's Pull with p's client and timeouts.
+func (p Puller) Pull(ctx context.Context, endpoint string, key []byte, pool, volume, target string, dst *os.File, progress func(copied, total int64)) (checksum string, err error) {
+	return pull(ctx, p.HTTP, endpoint, key, pool, volume, target, dst, progress, pullHooks{timeouts: p.Timeouts})
 }
 
 // pullHooks let tests reach inside a Pull.
@@ -74,6 +164,8 @@ type pullHooks struct {
 	beforeVerify func(dst *os.File) error
 	// noFallocate makes the zeroer write zeros.
 	noFallocate bool
+	// timeouts of the phases (zero fields: defaults).
+	timeouts Timeouts
 }
 
 func pull(ctx context.Context, c *http.Client, endpoint string, key []byte, pool, volume, target string, dst *os.File, progress func(copied, total int64), hooks pullHooks) (string, error) {
@@ -88,8 +180,9 @@ func pull(ctx context.Context, c *http.Client, endpoint string, key []byte, pool
 			return "", err
 		}
 	}
+	to := hooks.timeouts.withDefaults()
 	if c == nil {
-		c = http.DefaultClient
+		c = defaultClient(to.Dial)
 	}
 	z, dstSize, err := newZeroer(dst)
 	if err != nil {
@@ -97,6 +190,22 @@ func pull(ctx context.Context, c *http.Client, endpoint string, key []byte, pool
 	}
 	if hooks.noFallocate {
 		z.mode = 0
+	}
+
+	// The phases' timeouts cancel the request with their reason; the
+	// caller's ctx stays what it was.
+	parent := ctx
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	explain := func(err error) error {
+		if cause := context.Cause(ctx); parent.Err() == nil && cause != nil && errors.Is(cause, ErrTimeout) {
+			return cause
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() && parent.Err() == nil { // the client's dial timeout
+			return fmt.Errorf("%w: %w", ErrTimeout, err)
+		}
+		return err
 	}
 
 	path := PathPrefix + pool + "/" + volume
@@ -107,9 +216,13 @@ func pull(ctx context.Context, c *http.Client, endpoint string, key []byte, pool
 	}
 	req.Header.Set("Authorization", Sign(key, path, target, time.Now()))
 	req.Header.Set("Accept", ContentType)
+	headerTimer := time.AfterFunc(to.ResponseHeader, func() {
+		cancel(fmt.Errorf("%w: no response from %s within %v (the source is unreachable or stalled)", ErrTimeout, endpoint, to.ResponseHeader))
+	})
 	resp, err := c.Do(req)
+	headerTimer.Stop()
 	if err != nil {
-		return "", fmt.Errorf("replication: pull %s/%s from %s: %w", pool, volume, endpoint, err)
+		return "", fmt.Errorf("replication: pull %s/%s from %s: %w", pool, volume, endpoint, explain(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -128,9 +241,13 @@ func pull(ctx context.Context, c *http.Client, endpoint string, key []byte, pool
 	}
 	progress(0, size)
 
-	want, err := receive(ctx, bufio.NewReaderSize(resp.Body, 256<<10), dst, z, size, progress)
+	body := &idleReader{r: resp.Body, d: to.Idle, stalled: func() {
+		cancel(fmt.Errorf("%w: no data from %s for %v (the source stalled)", ErrTimeout, endpoint, to.Idle))
+	}}
+	want, err := receive(ctx, bufio.NewReaderSize(body, 256<<10), dst, z, size, progress)
+	body.stop()
 	if err != nil {
-		return "", fmt.Errorf("replication: pull %s/%s from %s: %w", pool, volume, endpoint, err)
+		return "", fmt.Errorf("replication: pull %s/%s from %s: %w", pool, volume, endpoint, explain(err))
 	}
 	if err := dst.Sync(); err != nil {
 		return "", fmt.Errorf("replication: fsync %s: %w", dst.Name(), err)
@@ -151,6 +268,33 @@ func pull(ctx context.Context, c *http.Client, endpoint string, key []byte, pool
 		return "", fmt.Errorf("%w: %s/%s: source %s, target %s (%s)", ErrChecksumMismatch, pool, volume, want, got, dst.Name())
 	}
 	return got, nil
+}
+
+// idleReader calls stalled when one Read waits longer than d: only the time
+// spent waiting for the source counts, not the time the caller spends
+// between reads (writing and zeroing the target).
+type idleReader struct {
+	r       io.Reader
+	d       time.Duration
+	stalled func()
+	timer   *time.Timer
+}
+
+func (ir *idleReader) Read(p []byte) (int, error) {
+	if ir.timer == nil {
+		ir.timer = time.AfterFunc(ir.d, ir.stalled)
+	} else {
+		ir.timer.Reset(ir.d)
+	}
+	n, err := ir.r.Read(p)
+	ir.timer.Stop()
+	return n, err
+}
+
+func (ir *idleReader) stop() {
+	if ir.timer != nil {
+		ir.timer.Stop()
+	}
 }
 
 // receive applies the frames to dst and returns the trailer's checksum.

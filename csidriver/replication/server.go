@@ -11,12 +11,14 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/go-logr/logr"
 	"golang.org/x/time/rate"
 
 	"hwameistor.io/local/csidriver/backend"
+	"hwameistor.io/local/csidriver/blockdev"
 )
 
 // PathPrefix starts the path of a stream request:
@@ -28,6 +30,13 @@ const SizeHeader = "Hwameistor-Volume-Size"
 
 // ContentType is the media type of a stream response.
 const ContentType = "application/vnd.hwameistor.replication.v1"
+
+// FlushInterval is the longest the server keeps what it has of a stream
+// (frames in its buffers, a run of zero chunks not yet sent as a frame)
+// while it goes on reading: the client's idle timeout (Timeouts.Idle) sees
+// progress at least this often, also while the server reads a long range
+// of zeros of a block device.
+const FlushInterval = 5 * time.Second
 
 // Server streams volumes to the node agents of other nodes; it is an
 // http.Handler for GET PathPrefix{pool}/{volume}?target=<node>. The agent
@@ -58,6 +67,11 @@ type Server struct {
 	// Log receives one line per stream and the failures; discarded when
 	// zero.
 	Log logr.Logger
+
+	// flushEvery replaces FlushInterval and afterChunk runs after each
+	// chunk read (tests).
+	flushEvery time.Duration
+	afterChunk func()
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -111,6 +125,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, backend.ErrNotFound), errors.Is(err, backend.ErrPoolNotFound), errors.Is(err, fs.ErrNotExist):
 		httpError(w, http.StatusNotFound, "pool %s: volume %s: %v", pool, volume, err)
 		return
+	case errors.Is(err, blockdev.ErrBusy), errors.Is(err, syscall.EBUSY):
+		// The exclusive open of its device failed: mounted meanwhile,
+		// or another copy holds it.
+		httpError(w, http.StatusConflict, "volume %s is busy: %v", volume, err)
+		return
 	case errors.Is(err, backend.ErrInvalidArgument):
 		httpError(w, http.StatusBadRequest, "%v", err)
 		return
@@ -126,8 +145,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(SizeHeader, strconv.FormatInt(size, 10))
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, 64<<10)
+	rc := http.NewResponseController(w)
+	flush := func() error {
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return err
+		}
+		return nil
+	}
 	start := time.Now()
-	st, err := s.stream(r.Context(), bw, f, size, volume)
+	// The headers at once: the client's response-header timeout covers
+	// the checks and the open, not the first frames.
+	if err := flush(); err != nil {
+		log.Error(err, "Cannot send the response headers")
+		return
+	}
+	st, err := s.stream(r.Context(), bw, flush, f, size, volume)
 	if err != nil {
 		log.Error(err, "Stream failed", "sentBytes", st.sent)
 		// Best effort: the client then reports the source's message
@@ -152,8 +187,9 @@ type streamStats struct {
 	checksum string
 }
 
-// stream writes the frames of f's first size bytes and the trailer.
-func (s *Server) stream(ctx context.Context, w *bufio.Writer, f *os.File, size int64, volume string) (streamStats, error) {
+// stream writes the frames of f's first size bytes and the trailer; flush
+// sends what w holds to the client, at least every FlushInterval.
+func (s *Server) stream(ctx context.Context, w *bufio.Writer, flush func() error, f *os.File, size int64, volume string) (streamStats, error) {
 	var st streamStats
 	h := sha256.New()
 	var zeroStart, zeroEnd int64 // pending zero frame [zeroStart, zeroEnd)
@@ -165,8 +201,27 @@ func (s *Server) stream(ctx context.Context, w *bufio.Writer, f *os.File, size i
 		zeroStart = zeroEnd
 		return err
 	}
+	every := s.flushEvery
+	if every <= 0 {
+		every = FlushInterval
+	}
+	lastFlush := time.Now()
 	buf := make([]byte, ChunkSize)
 	err := walk(ctx, f, size, buf, true, func(off int64, chunk []byte, zero bool) error {
+		if s.afterChunk != nil {
+			s.afterChunk()
+		}
+		// Keep the client's idle timeout fed: send what is pending
+		// (also before a wait for the rate limiter).
+		if time.Since(lastFlush) >= every {
+			if err := flushZero(); err != nil {
+				return err
+			}
+			if err := flush(); err != nil {
+				return err
+			}
+			lastFlush = time.Now()
+		}
 		n := int64(len(chunk))
 		if zero {
 			if off == zeroEnd && zeroEnd-zeroStart+n <= maxZeroFrame {

@@ -45,6 +45,11 @@ func (e Exec) Run(ctx context.Context, name string, args ...string) ([]byte, err
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
+	// The caller's deadline may come first: the error names the one that
+	// ended the command.
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
+		timeout = time.Until(dl).Round(time.Millisecond)
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 

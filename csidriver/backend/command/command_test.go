@@ -7,12 +7,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"hwameistor.io/local/internal/testenv"
 )
 
 func TestExec(t *testing.T) {
-	if _, err := exec.LookPath("sh"); err != nil {
-		t.Skip("no sh on this machine")
-	}
+	testenv.RequireCommands(t, "sh")
 	tests := []struct {
 		name       string
 		runner     Exec
@@ -90,5 +90,17 @@ func TestFake(t *testing.T) {
 	}
 	if err := f.Verify(); err == nil || !strings.Contains(err.Error(), "unexpected command") {
 		t.Errorf("Verify() = %v, want a complaint about the extra command", err)
+	}
+}
+
+// TestExecCallerDeadline: when the caller's deadline ends the command
+// first, the error says so, not the runner's own (longer) timeout.
+func TestExecCallerDeadline(t *testing.T) {
+	testenv.RequireCommands(t, "sh")
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err := Exec{}.Run(ctx, "sh", "-c", "exec sleep 5")
+	if err == nil || !strings.Contains(err.Error(), "timed out after") || strings.Contains(err.Error(), DefaultTimeout.String()) {
+		t.Errorf("error %v: want the caller's deadline (about 200ms)", err)
 	}
 }

@@ -34,6 +34,7 @@ import (
 	"hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/csidriver/backend"
 	"hwameistor.io/local/csidriver/backend/loop"
+	"hwameistor.io/local/csidriver/blockdev"
 )
 
 // DefaultExtentSize is LVM's default extent size, so emulated pools round
@@ -91,9 +92,10 @@ type Backend struct {
 }
 
 var (
-	_ backend.Backend    = (*Backend)(nil)
-	_ backend.Attacher   = (*Backend)(nil)
-	_ backend.DataOpener = (*Backend)(nil)
+	_ backend.Backend      = (*Backend)(nil)
+	_ backend.Attacher     = (*Backend)(nil)
+	_ backend.DataOpener   = (*Backend)(nil)
+	_ backend.BlockDevicer = (*Backend)(nil)
 )
 
 // pool is one pool's state; mu guards it and serialises its file changes.
@@ -485,11 +487,19 @@ func (b *Backend) Attach(ctx context.Context, poolName, name string) (string, er
 	return dev, nil
 }
 
-// OpenData implements backend.DataOpener: it opens the volume's backing file,
-// read-only or, when write is true, read-write (never truncated, created or
-// grown, so the volume keeps its size and the pool its accounting). Writes
-// through the file and through an attached loop device reach the same bytes.
-func (b *Backend) OpenData(_ context.Context, poolName, name string, write bool) (*os.File, error) {
+// OpenData implements backend.DataOpener. While the volume's file is attached
+// to a loop device, that device is what it opens, exclusively (O_EXCL), as
+// the lvm backend opens an LV: the kernel refuses while the volume is mounted
+// (an error that Is blockdev.ErrBusy) and, while the file is open, refuses to
+// mount it; other loop devices of the same file (Attach reuses one, so
+// normally there are none) are checked the same way and closed. A detached
+// volume has no device to hold: its backing file is opened, and a mount
+// would need an Attach first (the replication server asks again before it
+// completes a copy). Read-only or, when write is true, read-write; never
+// truncated, created or grown, so the volume keeps its size and the pool its
+// accounting. A loop device has no holes to skip: reading a sparse volume
+// through it reads every byte (zeros included).
+func (b *Backend) OpenData(ctx context.Context, poolName, name string, write bool) (*os.File, error) {
 	p, err := b.pool(poolName, name)
 	if err != nil {
 		return nil, err
@@ -498,6 +508,15 @@ func (b *Backend) OpenData(_ context.Context, poolName, name string, write bool)
 	defer p.mu.Unlock()
 	if _, ok := p.vols[name]; !ok {
 		return nil, fmt.Errorf("%w: pool %s: volume %s", backend.ErrNotFound, p.name, name)
+	}
+	if b.loop != nil {
+		devs, err := b.loop.Find(ctx, p.imgPath(name))
+		if err != nil {
+			return nil, fmt.Errorf("pool %s: open volume %s: %w", p.name, name, err)
+		}
+		if len(devs) > 0 {
+			return openLoops(p.name, name, devs, write)
+		}
 	}
 	flag := os.O_RDONLY
 	if write {
@@ -511,6 +530,46 @@ func (b *Backend) OpenData(_ context.Context, poolName, name string, write bool)
 		return nil, fmt.Errorf("pool %s: open volume %s: %w", p.name, name, err)
 	}
 	return f, nil
+}
+
+// openLoops opens devs[0] exclusively and returns it, after checking that
+// none of the others is in use.
+func openLoops(pool, name string, devs []string, write bool) (*os.File, error) {
+	for _, dev := range devs[1:] {
+		f, err := blockdev.OpenExclusive(dev, false)
+		if err != nil {
+			return nil, fmt.Errorf("pool %s: volume %s: loop device %s is in use (mounted, or being copied): %w", pool, name, dev, err)
+		}
+		f.Close()
+	}
+	f, err := blockdev.OpenExclusive(devs[0], write)
+	if err != nil {
+		return nil, fmt.Errorf("pool %s: volume %s: loop device %s is in use (mounted, or being copied): %w", pool, name, devs[0], err)
+	}
+	return f, nil
+}
+
+// BlockDevices implements backend.BlockDevicer: the loop devices attached to
+// the volume's file (losetup -j), none when it is detached or the backend
+// has no loop devices.
+func (b *Backend) BlockDevices(ctx context.Context, poolName, name string) ([]string, error) {
+	p, err := b.pool(poolName, name)
+	if err != nil {
+		return nil, err
+	}
+	if b.loop == nil {
+		return nil, nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.vols[name]; !ok {
+		return nil, nil
+	}
+	devs, err := b.loop.Find(ctx, p.imgPath(name))
+	if err != nil {
+		return nil, fmt.Errorf("pool %s: volume %s: %w", p.name, name, err)
+	}
+	return devs, nil
 }
 
 // DetachAll detaches every volume of every pool: what a test or a process

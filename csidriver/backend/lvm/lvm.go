@@ -2,9 +2,12 @@
 // one volume group per pool class (named like the pool, LocalStorage_PoolHDD
 // ...), thick logical volumes sized in whole extents, and an ownership tag on
 // every LV it creates so that LVs of other users of the volume group are never
-// listed or touched. Reports are read with `--reportformat json --units b
-// --nosuffix` and decoded into typed structs; failures become the backend
-// package's typed errors with lvm's stderr in the message.
+// listed or touched. Every byte of a new LV, and of the extents an expansion
+// adds, is zeroed before the volume is handed out (a tag marks a zeroing not
+// yet finished, so a crash cannot skip it). Reports are read with
+// `--reportformat json --units b --nosuffix` and decoded into typed structs;
+// failures become the backend package's typed errors with lvm's stderr in the
+// message.
 package lvm
 
 import (
@@ -24,12 +27,22 @@ import (
 	"hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/csidriver/backend"
 	"hwameistor.io/local/csidriver/backend/command"
+	"hwameistor.io/local/csidriver/blockdev"
 )
 
 // OwnerTagPrefix starts the LV tag that marks our LVs:
 // hwameistor.io/owner=<Options.Owner>. LVM tags allow [A-Za-z0-9_+.-/=!:&#],
 // so a label-like key=value fits as is.
 const OwnerTagPrefix = "hwameistor.io/owner="
+
+// ZeroTagPrefix starts the tag of an LV whose bytes from an offset on may
+// still hold a previous tenant's data: hwameistor.io/zero-from=<bytes>.
+// lvcreate adds it (offset 0), and lvchange before lvextend (the old size);
+// it is removed once that range is zeroed. Every call that finds an LV with
+// it (CreateVolume, ExpandVolume, GetVolume, OpenData) finishes the zeroing
+// before it returns the volume, so a crash or a failure in between never
+// hands out unzeroed bytes.
+const ZeroTagPrefix = "hwameistor.io/zero-from="
 
 // DefaultOwner is the owner tag value, the CSI driver's name.
 const DefaultOwner = v1alpha1.DriverName
@@ -80,20 +93,29 @@ type Backend struct {
 
 	// mu serialises changes, so that "look, then lvcreate" is atomic
 	// within this process; lvm's own VG lock covers other processes.
+	// Zeroing runs outside it.
 	mu sync.Mutex
+	// volumeLocks (VG/LV -> *sync.Mutex) serialise the calls on one
+	// volume, so that nothing sees or removes a volume while it is being
+	// zeroed. Taken before mu.
+	volumeLocks sync.Map
 
 	// openFile opens device nodes; os.OpenFile except in tests.
 	openFile func(name string, flag int, perm os.FileMode) (*os.File, error)
+	// zero makes [off, off+n) of the device at path read as zeros;
+	// zeroDevice except in tests.
+	zero func(ctx context.Context, path string, off, n int64, exclusive bool) error
 }
 
 var (
-	_ backend.Backend    = (*Backend)(nil)
-	_ backend.DataOpener = (*Backend)(nil)
+	_ backend.Backend      = (*Backend)(nil)
+	_ backend.DataOpener   = (*Backend)(nil)
+	_ backend.BlockDevicer = (*Backend)(nil)
 )
 
 // New validates the options and returns a Backend. It runs no command.
 func New(o Options) (*Backend, error) {
-	b := &Backend{run: o.Runner, bin: o.Binary, config: o.Config, limit: o.VolumeCountLimit, vgOf: map[string]string{}, openFile: os.OpenFile}
+	b := &Backend{run: o.Runner, bin: o.Binary, config: o.Config, limit: o.VolumeCountLimit, vgOf: map[string]string{}, openFile: os.OpenFile, zero: zeroDevice}
 	if b.run == nil {
 		b.run = command.Exec{Env: []string{"LC_ALL=C", "LVM_SUPPRESS_FD_WARNINGS=1"}}
 	}
@@ -135,23 +157,22 @@ func New(o Options) (*Backend, error) {
 	return b, nil
 }
 
-// Pools implements backend.Backend with three commands (vgs, pvs, lvs) for
-// all pools.
+// Pools implements backend.Backend with one `lvm fullreport` for all volume
+// groups: lvm reports each VG (its size and free space, its PVs and LVs)
+// under that VG's lock, so a report never lists a volume beside a free size
+// measured before it existed, whoever creates volumes meanwhile. No lock of
+// the Backend is taken: a report does not wait for a zeroing.
 func (b *Backend) Pools(ctx context.Context) ([]backend.Pool, error) {
-	vgr, err := b.report(ctx, "vgs", vgFields)
+	out, err := b.lvm(ctx, "fullreport", fullreportArgs()...)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
-	pvr, err := b.report(ctx, "pvs", pvFields)
-	if err != nil {
-		return nil, err
-	}
-	lvr, err := b.report(ctx, "lvs", lvFields)
+	r, err := decodeReport(out)
 	if err != nil {
 		return nil, err
 	}
 	vgByName := map[string]vg{}
-	for _, g := range vgr.vgs() {
+	for _, g := range r.vgs() {
 		vgByName[g.Name] = g
 	}
 	var pools []backend.Pool
@@ -166,12 +187,12 @@ func (b *Backend) Pools(ctx context.Context) ([]backend.Pool, error) {
 			TotalBytes: int64(g.Size), FreeBytes: int64(g.Free), ExtentSizeBytes: int64(g.ExtentSize),
 			VolumeCountLimit: b.limit,
 		}
-		for _, v := range pvr.pvs() {
+		for _, v := range r.pvs() {
 			if v.VGName == g.Name {
 				p.Disks = append(p.Disks, backend.Disk{DevPath: v.Name, CapacityBytes: int64(v.Size)})
 			}
 		}
-		for _, l := range lvr.lvs() {
+		for _, l := range r.lvs() {
 			if l.VGName == g.Name && b.owned(l) {
 				p.Volumes = append(p.Volumes, l.Name)
 			}
@@ -188,7 +209,11 @@ func (b *Backend) Pools(ctx context.Context) ([]backend.Pool, error) {
 
 // CreateVolume implements backend.Backend: lvcreate -L <bytes>b rounded to
 // extents (to extents x stripes when striped), after checking vg_free and the
-// volume count so that a short pool fails before lvm runs.
+// volume count so that a short pool fails before lvm runs. The new LV carries
+// the tag hwameistor.io/zero-from=0 until every byte of it is zeroed
+// (blockdev.Zero on its device, outside the Backend's lock); only then is it
+// returned. lvremove wipes nothing and lvcreate -Zy clears only the first
+// 4 KiB, so without this a new volume could read a previous tenant's data.
 func (b *Backend) CreateVolume(ctx context.Context, pool, name string, bytes int64, opts backend.CreateOptions) (backend.Volume, error) {
 	vgName, err := b.checkArgs(pool, name)
 	if err != nil {
@@ -198,19 +223,29 @@ func (b *Backend) CreateVolume(ctx context.Context, pool, name string, bytes int
 		return backend.Volume{}, err
 	}
 	for _, t := range opts.Tags {
-		if strings.HasPrefix(t, OwnerTagPrefix) {
-			return backend.Volume{}, fmt.Errorf("%w: tag %q: %s is reserved for the ownership tag", backend.ErrInvalidArgument, t, OwnerTagPrefix)
+		if strings.HasPrefix(t, OwnerTagPrefix) || strings.HasPrefix(t, ZeroTagPrefix) {
+			return backend.Volume{}, fmt.Errorf("%w: tag %q: %s and %s are reserved for the backend's own tags", backend.ErrInvalidArgument, t, OwnerTagPrefix, ZeroTagPrefix)
 		}
 	}
 	if bytes <= 0 {
 		return backend.Volume{}, fmt.Errorf("%w: size %d must be positive", backend.ErrInvalidArgument, bytes)
 	}
+	defer b.lockVolume(vgName, name)()
+	l, err := b.create(ctx, pool, vgName, name, bytes, opts)
+	if err != nil {
+		return backend.Volume{}, err
+	}
+	return b.finishZeroing(ctx, pool, l)
+}
 
+// create looks the volume up and runs lvcreate when it does not exist, under
+// b.mu; it returns the LV as lvs would report it.
+func (b *Backend) create(ctx context.Context, pool, vgName, name string, bytes int64, opts backend.CreateOptions) (lv, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	g, err := b.vg(ctx, pool, vgName)
 	if err != nil {
-		return backend.Volume{}, err
+		return lv{}, err
 	}
 	stripes := int64(1)
 	if opts.Striped && g.PVCount >= 2 {
@@ -218,26 +253,26 @@ func (b *Backend) CreateVolume(ctx context.Context, pool, name string, bytes int
 	}
 	size, err := backend.RoundUp(bytes, int64(g.ExtentSize)*stripes)
 	if err != nil {
-		return backend.Volume{}, err
+		return lv{}, err
 	}
 	lvs, err := b.lvsOf(ctx, pool, vgName)
 	if err != nil {
-		return backend.Volume{}, err
+		return lv{}, err
 	}
 	owned := 0
 	for _, l := range lvs {
 		if l.Name == name {
 			if !b.owned(l) {
-				return backend.Volume{}, fmt.Errorf("%w: pool %s: %s/%s has no tag %s", backend.ErrNotOwned, pool, vgName, name, b.ownerTag)
+				return lv{}, fmt.Errorf("%w: pool %s: %s/%s has no tag %s", backend.ErrNotOwned, pool, vgName, name, b.ownerTag)
 			}
 			// The size a retry asks for, rounded as before; a
 			// striped LV may be rounded to extents only when the VG
 			// had one PV at creation.
 			plain, _ := backend.RoundUp(bytes, int64(g.ExtentSize))
 			if int64(l.Size) == size || int64(l.Size) == plain {
-				return b.volume(pool, l), nil
+				return l, nil
 			}
-			return backend.Volume{}, fmt.Errorf("%w: pool %s: volume %s has %s, requested %s",
+			return lv{}, fmt.Errorf("%w: pool %s: volume %s has %s, requested %s",
 				backend.ErrAlreadyExists, pool, name, backend.FormatBytes(int64(l.Size)), backend.FormatBytes(size))
 		}
 		if b.owned(l) {
@@ -245,17 +280,18 @@ func (b *Backend) CreateVolume(ctx context.Context, pool, name string, bytes int
 		}
 	}
 	if int64(owned) >= b.limit {
-		return backend.Volume{}, &backend.CapacityError{Pool: pool, VolumeCountLimit: b.limit}
+		return lv{}, &backend.CapacityError{Pool: pool, VolumeCountLimit: b.limit}
 	}
 	if size > int64(g.Free) {
-		return backend.Volume{}, &backend.CapacityError{Pool: pool, NeedBytes: size, FreeBytes: int64(g.Free)}
+		return lv{}, &backend.CapacityError{Pool: pool, NeedBytes: size, FreeBytes: int64(g.Free)}
 	}
 
+	zeroTag := ZeroTagPrefix + "0"
 	args := []string{"-y", "-Wy", "-Zy", "-L", strconv.FormatInt(size, 10) + "b", "-n", name}
 	if stripes > 1 {
 		args = append(args, "-i", strconv.FormatInt(stripes, 10))
 	}
-	args = append(args, "--addtag", b.ownerTag)
+	args = append(args, "--addtag", b.ownerTag, "--addtag", zeroTag)
 	tags := backend.NormalizeTags(opts.Tags)
 	for _, t := range tags {
 		args = append(args, "--addtag", t)
@@ -263,59 +299,85 @@ func (b *Backend) CreateVolume(ctx context.Context, pool, name string, bytes int
 	args = append(args, vgName)
 	if _, err := b.lvm(ctx, "lvcreate", args...); err != nil {
 		if isCapacity(err) {
-			return backend.Volume{}, fmt.Errorf("%w: %w", &backend.CapacityError{Pool: pool, NeedBytes: size, FreeBytes: int64(g.Free)}, err)
+			return lv{}, fmt.Errorf("%w: %w", &backend.CapacityError{Pool: pool, NeedBytes: size, FreeBytes: int64(g.Free)}, err)
 		}
-		return backend.Volume{}, fmt.Errorf("pool %s: create volume %s: %w", pool, name, classify(err))
+		return lv{}, fmt.Errorf("pool %s: create volume %s: %w", pool, name, classify(err))
 	}
-	return backend.Volume{Name: name, Pool: pool, SizeBytes: size, DevicePath: devicePath(vgName, name), Tags: tags}, nil
+	return lv{Name: name, VGName: vgName, Size: num(size), Tags: append([]string{b.ownerTag, zeroTag}, tags...), Path: devicePath(vgName, name)}, nil
 }
 
 // ExpandVolume implements backend.Backend with lvextend -L <bytes>b, after
 // checking vg_free for the difference. It re-reads the LV because lvm rounds
-// a striped LV further, to whole stripes.
+// a striped LV further, to whole stripes. The added extents may hold a
+// previous tenant's data: the LV is tagged hwameistor.io/zero-from=<old size>
+// (lvchange) before lvextend and the new range zeroed after it, before the
+// volume is returned. The device is not opened exclusively for this: the
+// volume may be mounted, and its filesystem only grows into the new range
+// afterwards (NodeExpandVolume).
 func (b *Backend) ExpandVolume(ctx context.Context, pool, name string, bytes int64) (backend.Volume, error) {
 	vgName, err := b.checkArgs(pool, name)
 	if err != nil {
 		return backend.Volume{}, err
 	}
+	defer b.lockVolume(vgName, name)()
+	l, err := b.expand(ctx, pool, vgName, name, bytes)
+	if err != nil {
+		return backend.Volume{}, err
+	}
+	return b.finishZeroing(ctx, pool, l)
+}
+
+// expand runs lvextend when the LV is smaller than bytes, under b.mu, and
+// returns the LV as lvs reports it afterwards.
+func (b *Backend) expand(ctx context.Context, pool, vgName, name string, bytes int64) (lv, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	g, err := b.vg(ctx, pool, vgName)
 	if err != nil {
-		return backend.Volume{}, err
+		return lv{}, err
 	}
 	size, err := backend.RoundUp(bytes, int64(g.ExtentSize))
 	if err != nil {
-		return backend.Volume{}, err
+		return lv{}, err
 	}
-	cur, err := b.find(ctx, pool, vgName, name)
+	cur, err := b.findLV(ctx, pool, vgName, name)
 	if err != nil {
-		return backend.Volume{}, err
+		return lv{}, err
 	}
-	if size <= cur.SizeBytes {
+	if size <= int64(cur.Size) {
 		return cur, nil
 	}
-	if need := size - cur.SizeBytes; need > int64(g.Free) {
-		return backend.Volume{}, &backend.CapacityError{Pool: pool, NeedBytes: need, FreeBytes: int64(g.Free)}
+	if need := size - int64(cur.Size); need > int64(g.Free) {
+		return lv{}, &backend.CapacityError{Pool: pool, NeedBytes: need, FreeBytes: int64(g.Free)}
+	}
+	// A pending zeroing from at or below the current size covers the new
+	// range already.
+	if from, pending := b.zeroFrom(cur); !pending || from > int64(cur.Size) {
+		if _, err := b.lvm(ctx, "lvchange", "--addtag", ZeroTagPrefix+strconv.FormatInt(int64(cur.Size), 10), vgName+"/"+name); err != nil {
+			return lv{}, fmt.Errorf("pool %s: expand volume %s: marking the new extents for zeroing: %w", pool, name, classify(err))
+		}
 	}
 	if _, err := b.lvm(ctx, "lvextend", "-L", strconv.FormatInt(size, 10)+"b", vgName+"/"+name); err != nil {
 		switch {
 		case isCapacity(err):
-			return backend.Volume{}, fmt.Errorf("%w: %w", &backend.CapacityError{Pool: pool, NeedBytes: size - cur.SizeBytes, FreeBytes: int64(g.Free)}, err)
+			return lv{}, fmt.Errorf("%w: %w", &backend.CapacityError{Pool: pool, NeedBytes: size - int64(cur.Size), FreeBytes: int64(g.Free)}, err)
 		case !strings.Contains(err.Error(), "matches existing size"):
-			return backend.Volume{}, fmt.Errorf("pool %s: expand volume %s: %w", pool, name, classify(err))
+			return lv{}, fmt.Errorf("pool %s: expand volume %s: %w", pool, name, classify(err))
 		}
 	}
-	return b.find(ctx, pool, vgName, name)
+	return b.findLV(ctx, pool, vgName, name)
 }
 
 // DeleteVolume implements backend.Backend with lvremove -y. A volume group
 // that does not exist holds no volume of ours, so deleting from it succeeds.
+// Nothing is wiped here: new and grown volumes are zeroed instead
+// (README.md, "No data from a previous tenant").
 func (b *Backend) DeleteVolume(ctx context.Context, pool, name string) error {
 	vgName, err := b.checkArgs(pool, name)
 	if err != nil {
 		return err
 	}
+	defer b.lockVolume(vgName, name)()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	_, err = b.find(ctx, pool, vgName, name)
@@ -335,15 +397,23 @@ func (b *Backend) DeleteVolume(ctx context.Context, pool, name string) error {
 }
 
 // GetVolume implements backend.Backend. An LV without our tag is ErrNotOwned.
+// An LV whose zeroing was interrupted (it still has a zero-from tag) is
+// zeroed first.
 func (b *Backend) GetVolume(ctx context.Context, pool, name string) (backend.Volume, error) {
 	vgName, err := b.checkArgs(pool, name)
 	if err != nil {
 		return backend.Volume{}, err
 	}
-	return b.find(ctx, pool, vgName, name)
+	defer b.lockVolume(vgName, name)()
+	l, err := b.findLV(ctx, pool, vgName, name)
+	if err != nil {
+		return backend.Volume{}, err
+	}
+	return b.finishZeroing(ctx, pool, l)
 }
 
-// ListVolumes implements backend.Backend: the LVs with our tag, by name.
+// ListVolumes implements backend.Backend: the LVs with our tag, by name. It
+// reports them as they are and finishes no zeroing (GetVolume does).
 func (b *Backend) ListVolumes(ctx context.Context, pool string) ([]backend.Volume, error) {
 	vgName, err := b.vgName(pool)
 	if err != nil {
@@ -364,20 +434,24 @@ func (b *Backend) ListVolumes(ctx context.Context, pool string) ([]backend.Volum
 }
 
 // OpenData implements backend.DataOpener: it looks the LV up (lvs VG, so a
-// missing volume is ErrNotFound and a foreign LV ErrNotOwned) and opens the
-// device node lvs reports (lv_path, /dev/<vg>/<lv>). For writing it opens it
-// read-write and exclusively (O_EXCL on a block device), so the kernel
-// refuses while the LV is mounted, and nobody mounts it during the copy.
+// missing volume is ErrNotFound and a foreign LV ErrNotOwned; an interrupted
+// zeroing is finished first) and opens the device node lvs reports (lv_path,
+// /dev/<vg>/<lv>) exclusively (O_EXCL on a block device), read-only or
+// read-write: the kernel refuses while the LV is mounted or held by a
+// stacked device (an error that Is blockdev.ErrBusy), and, while the file is
+// open, refuses to mount it, so neither the copy's source nor its target can
+// be mounted during the copy. One copy at a time: a second exclusive open
+// fails the same way.
 func (b *Backend) OpenData(ctx context.Context, pool, name string, write bool) (*os.File, error) {
 	vgName, err := b.checkArgs(pool, name)
 	if err != nil {
 		return nil, err
 	}
-	v, err := b.find(ctx, pool, vgName, name)
+	v, err := b.GetVolume(ctx, pool, name)
 	if err != nil {
 		return nil, err
 	}
-	flag := os.O_RDONLY
+	flag := os.O_RDONLY | os.O_EXCL
 	if write {
 		flag = os.O_RDWR | os.O_EXCL
 	}
@@ -386,11 +460,99 @@ func (b *Backend) OpenData(ctx context.Context, pool, name string, write bool) (
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("pool %s: volume %s: device %s does not exist (is the LV active?): %w", pool, name, v.DevicePath, err)
 	case errors.Is(err, syscall.EBUSY):
-		return nil, fmt.Errorf("pool %s: volume %s: device %s is in use (mounted?): %w", pool, name, v.DevicePath, err)
+		return nil, fmt.Errorf("%w: pool %s: volume %s: device %s is in use (mounted, or being copied): %w", blockdev.ErrBusy, pool, name, v.DevicePath, err)
 	case err != nil:
-		return nil, fmt.Errorf("pool %s: open volume %s: %w", pool, name, err)
+		return nil, fmt.Errorf("pool %s: open volume %s in %s: %w", pool, name, vgName, err)
 	}
 	return f, nil
+}
+
+// BlockDevices implements backend.BlockDevicer: the LV's device node,
+// /dev/<vg>/<lv> (it exists only while the LV is active). No command runs.
+func (b *Backend) BlockDevices(_ context.Context, pool, name string) ([]string, error) {
+	vgName, err := b.checkArgs(pool, name)
+	if err != nil {
+		return nil, err
+	}
+	return []string{devicePath(vgName, name)}, nil
+}
+
+// lockVolume takes the volume's lock and returns its release.
+func (b *Backend) lockVolume(vgName, name string) func() {
+	m, _ := b.volumeLocks.LoadOrStore(vgName+"/"+name, &sync.Mutex{})
+	mu := m.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
+}
+
+// zeroFrom returns the lowest offset of the LV's zero-from tags.
+func (b *Backend) zeroFrom(l lv) (from int64, pending bool) {
+	for _, t := range l.Tags {
+		v, ok := strings.CutPrefix(t, ZeroTagPrefix)
+		if !ok {
+			continue
+		}
+		off, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || off < 0 {
+			off = 0 // unreadable: zero it all
+		}
+		if !pending || off < from {
+			from = off
+		}
+		pending = true
+	}
+	return from, pending
+}
+
+// finishZeroing zeroes the LV from its lowest zero-from tag to its end and
+// then removes the tags (lvchange --deltag), and returns the volume; an LV
+// without the tag is returned as is. The volume's lock is held, b.mu is not.
+func (b *Backend) finishZeroing(ctx context.Context, pool string, l lv) (backend.Volume, error) {
+	from, pending := b.zeroFrom(l)
+	if !pending {
+		return b.volume(pool, l), nil
+	}
+	v := b.volume(pool, l)
+	if n := v.SizeBytes - from; n > 0 {
+		// A whole new LV is nobody's yet: exclusively, so a stray mount
+		// fails. A grown one may be mounted.
+		if err := b.zero(ctx, v.DevicePath, from, n, from == 0); err != nil {
+			return backend.Volume{}, fmt.Errorf("pool %s: volume %s: zeroing bytes [%d, %d) of %s, which may hold a previous tenant's data: %w",
+				pool, v.Name, from, v.SizeBytes, v.DevicePath, err)
+		}
+	}
+	args := []string{}
+	for _, t := range l.Tags {
+		if strings.HasPrefix(t, ZeroTagPrefix) {
+			args = append(args, "--deltag", t)
+		}
+	}
+	args = append(args, l.VGName+"/"+l.Name)
+	if _, err := b.lvm(ctx, "lvchange", args...); err != nil {
+		return backend.Volume{}, fmt.Errorf("pool %s: volume %s: zeroed, but removing its %s tag failed: %w", pool, v.Name, ZeroTagPrefix, classify(err))
+	}
+	return v, nil
+}
+
+// zeroDevice is Backend.zero: it opens the device read-write (exclusively
+// when asked) and zeroes the range with blockdev.Zero.
+func zeroDevice(ctx context.Context, path string, off, n int64, exclusive bool) error {
+	var f *os.File
+	var err error
+	if exclusive {
+		f, err = blockdev.OpenExclusive(path, true)
+	} else {
+		f, err = os.OpenFile(path, os.O_RDWR, 0)
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("device %s does not exist (is the LV active?): %w", path, err)
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = blockdev.Zero(ctx, f, off, n)
+	return err
 }
 
 func (b *Backend) vgName(pool string) (string, error) {
@@ -421,20 +583,29 @@ func (b *Backend) checkArgs(pool, name string) (string, error) {
 
 // find returns our LV name in vgName, ErrNotFound or ErrNotOwned.
 func (b *Backend) find(ctx context.Context, pool, vgName, name string) (backend.Volume, error) {
-	lvs, err := b.lvsOf(ctx, pool, vgName)
+	l, err := b.findLV(ctx, pool, vgName, name)
 	if err != nil {
 		return backend.Volume{}, err
+	}
+	return b.volume(pool, l), nil
+}
+
+// findLV is find's LV as lvs reports it.
+func (b *Backend) findLV(ctx context.Context, pool, vgName, name string) (lv, error) {
+	lvs, err := b.lvsOf(ctx, pool, vgName)
+	if err != nil {
+		return lv{}, err
 	}
 	for _, l := range lvs {
 		if l.Name != name {
 			continue
 		}
 		if !b.owned(l) {
-			return backend.Volume{}, fmt.Errorf("%w: pool %s: %s/%s has no tag %s", backend.ErrNotOwned, pool, vgName, name, b.ownerTag)
+			return lv{}, fmt.Errorf("%w: pool %s: %s/%s has no tag %s", backend.ErrNotOwned, pool, vgName, name, b.ownerTag)
 		}
-		return b.volume(pool, l), nil
+		return l, nil
 	}
-	return backend.Volume{}, fmt.Errorf("%w: pool %s: volume %s", backend.ErrNotFound, pool, name)
+	return lv{}, fmt.Errorf("%w: pool %s: volume %s", backend.ErrNotFound, pool, name)
 }
 
 func (b *Backend) vg(ctx context.Context, pool, vgName string) (vg, error) {
@@ -490,7 +661,7 @@ func (b *Backend) volume(pool string, l lv) backend.Volume {
 		v.DevicePath = devicePath(l.VGName, l.Name)
 	}
 	for _, t := range l.Tags {
-		if t != b.ownerTag {
+		if t != b.ownerTag && !strings.HasPrefix(t, ZeroTagPrefix) {
 			v.Tags = append(v.Tags, t)
 		}
 	}

@@ -49,9 +49,31 @@ func vgsCall(out string, vg ...string) command.Call {
 		"-o", "vg_name,vg_size,vg_free,vg_extent_size,pv_count"}, vg...), Stdout: out}
 }
 
-func pvsCall(out string) command.Call {
-	return command.Call{Argv: []string{"lvm", "pvs", "--reportformat", "json", "--units", "b", "--nosuffix",
-		"-o", "pv_name,vg_name,pv_size,pv_free"}, Stdout: out}
+func fullreportCall(out string) command.Call {
+	return command.Call{Argv: []string{"lvm", "fullreport", "--reportformat", "json", "--units", "b", "--nosuffix",
+		"--configreport", "vg", "-o", "vg_name,vg_size,vg_free,vg_extent_size,pv_count",
+		"--configreport", "pv", "-o", "pv_name,vg_name,pv_size,pv_free",
+		"--configreport", "lv", "-o", "lv_name,vg_name,lv_size,lv_tags,lv_path",
+		"--configreport", "pvseg", "-o", "pvseg_start", "--configreport", "seg", "-o", "seg_start"}, Stdout: out}
+}
+
+// zeroTag0 marks a new LV until it is zeroed.
+const zeroTag0 = "hwameistor.io/zero-from=0"
+
+// deltag is the lvchange that removes zero-from tags once the LV is zeroed.
+func deltag(lv string, tags ...string) command.Call {
+	argv := []string{"lvm", "lvchange"}
+	for _, t := range tags {
+		argv = append(argv, "--deltag", t)
+	}
+	return cmd(append(argv, lv)...)
+}
+
+// zeroCall is one call of Backend.zero.
+type zeroCall struct {
+	path      string
+	off, n    int64
+	exclusive bool
 }
 
 func lvsCall(out string, vg ...string) command.Call {
@@ -76,6 +98,24 @@ func missingVG(t *testing.T, c command.Call, vg string) command.Call {
 
 func cmd(argv ...string) command.Call { return command.Call{Argv: argv} }
 
+// pending is a recorded lvs report in which the LV name also has the tags
+// given (an interrupted zeroing).
+func pending(t *testing.T, file, name string, tags ...string) string {
+	t.Helper()
+	out, n := "", 0
+	for _, line := range strings.SplitAfter(testdata(t, file), "\n") {
+		if strings.Contains(line, `"lv_name":"`+name+`"`) {
+			line = strings.Replace(line, `"lv_tags":"`, `"lv_tags":"`+strings.Join(tags, ",")+",", 1)
+			n++
+		}
+		out += line
+	}
+	if n != 1 {
+		t.Fatalf("%s: %d rows of %s", file, n, name)
+	}
+	return out
+}
+
 type testCase struct {
 	name    string
 	opts    Options
@@ -84,6 +124,10 @@ type testCase struct {
 	want    any
 	wantErr error  // errors.Is target
 	wantMsg string // substring of the error (an error is expected)
+	// wantZero are the ranges zeroed, in order (nil: none).
+	wantZero []zeroCall
+	// zeroErr makes every zeroing fail.
+	zeroErr error
 }
 
 func runCases(t *testing.T, tests []testCase) {
@@ -101,6 +145,11 @@ func runCases(t *testing.T, tests []testCase) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			var zeroed []zeroCall
+			b.zero = func(_ context.Context, path string, off, n int64, exclusive bool) error {
+				zeroed = append(zeroed, zeroCall{path, off, n, exclusive})
+				return tc.zeroErr
+			}
 			got, err := tc.run(context.Background(), b)
 			if tc.wantErr == nil && tc.wantMsg == "" && err != nil {
 				t.Fatalf("unexpected error: %v", err)
@@ -113,6 +162,9 @@ func runCases(t *testing.T, tests []testCase) {
 			}
 			if tc.want != nil && !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("got\n%#v\nwant\n%#v", got, tc.want)
+			}
+			if !reflect.DeepEqual(zeroed, tc.wantZero) {
+				t.Errorf("zeroed %+v, want %+v", zeroed, tc.wantZero)
 			}
 			if err := fake.Verify(); err != nil {
 				t.Error(err)
@@ -143,34 +195,41 @@ func TestCreateVolume(t *testing.T) {
 		{
 			name: "new volume rounded up to whole extents",
 			calls: then(cmd(lvcreate("-L", "12582912b", "-n", "pvc-new",
-				"--addtag", owner, "--addtag", "hwameistor.io/volume=pvc-new", hdd)...)),
-			run: create(hdd, "pvc-new", 10*mi, tagged),
+				"--addtag", owner, "--addtag", zeroTag0, "--addtag", "hwameistor.io/volume=pvc-new", hdd)...),
+				deltag("LocalStorage_PoolHDD/pvc-new", zeroTag0)),
+			run:      create(hdd, "pvc-new", 10*mi, tagged),
+			wantZero: []zeroCall{{"/dev/LocalStorage_PoolHDD/pvc-new", 0, 12 * mi, true}},
 			want: backend.Volume{Name: "pvc-new", Pool: hdd, SizeBytes: 12 * mi,
 				DevicePath: "/dev/LocalStorage_PoolHDD/pvc-new", Tags: []string{"hwameistor.io/volume=pvc-new"}},
 		},
 		{
 			name: "striped over both PVs, rounded to whole stripes",
 			calls: then(cmd(lvcreate("-L", "16777216b", "-n", "pvc-new", "-i", "2",
-				"--addtag", owner, hdd)...)),
-			run:  create(hdd, "pvc-new", 10*mi, backend.CreateOptions{Striped: true}),
-			want: backend.Volume{Name: "pvc-new", Pool: hdd, SizeBytes: 16 * mi, DevicePath: "/dev/LocalStorage_PoolHDD/pvc-new"},
+				"--addtag", owner, "--addtag", zeroTag0, hdd)...), deltag("LocalStorage_PoolHDD/pvc-new", zeroTag0)),
+			run:      create(hdd, "pvc-new", 10*mi, backend.CreateOptions{Striped: true}),
+			wantZero: []zeroCall{{"/dev/LocalStorage_PoolHDD/pvc-new", 0, 16 * mi, true}},
+			want:     backend.Volume{Name: "pvc-new", Pool: hdd, SizeBytes: 16 * mi, DevicePath: "/dev/LocalStorage_PoolHDD/pvc-new"},
 		},
 		{
 			name: "striped in a VG of one PV is a plain LV",
 			calls: func(t *testing.T) []command.Call {
 				return []command.Call{
 					vgsCall(testdata(t, "vgs_ssd_empty.json"), ssd), lvsCall(testdata(t, "lvs_ssd_empty.json"), ssd),
-					cmd(lvcreate("-L", "12582912b", "-n", "pvc-new", "--addtag", owner, ssd)...),
+					cmd(lvcreate("-L", "12582912b", "-n", "pvc-new", "--addtag", owner, "--addtag", zeroTag0, ssd)...),
+					deltag("LocalStorage_PoolSSD/pvc-new", zeroTag0),
 				}
 			},
-			run:  create(ssd, "pvc-new", 10*mi, backend.CreateOptions{Striped: true}),
-			want: backend.Volume{Name: "pvc-new", Pool: ssd, SizeBytes: 12 * mi, DevicePath: "/dev/LocalStorage_PoolSSD/pvc-new"},
+			run:      create(ssd, "pvc-new", 10*mi, backend.CreateOptions{Striped: true}),
+			wantZero: []zeroCall{{"/dev/LocalStorage_PoolSSD/pvc-new", 0, 12 * mi, true}},
+			want:     backend.Volume{Name: "pvc-new", Pool: ssd, SizeBytes: 12 * mi, DevicePath: "/dev/LocalStorage_PoolSSD/pvc-new"},
 		},
 		{
-			name:  "tags are sorted and deduplicated",
-			calls: then(cmd(lvcreate("-L", "4194304b", "-n", "pvc-new", "--addtag", owner, "--addtag", "a=1", "--addtag", "b=2", hdd)...)),
-			run:   create(hdd, "pvc-new", 1, backend.CreateOptions{Tags: []string{"b=2", "a=1", "b=2"}}),
-			want:  backend.Volume{Name: "pvc-new", Pool: hdd, SizeBytes: 4 * mi, DevicePath: "/dev/LocalStorage_PoolHDD/pvc-new", Tags: []string{"a=1", "b=2"}},
+			name: "tags are sorted and deduplicated",
+			calls: then(cmd(lvcreate("-L", "4194304b", "-n", "pvc-new", "--addtag", owner, "--addtag", zeroTag0, "--addtag", "a=1", "--addtag", "b=2", hdd)...),
+				deltag("LocalStorage_PoolHDD/pvc-new", zeroTag0)),
+			run:      create(hdd, "pvc-new", 1, backend.CreateOptions{Tags: []string{"b=2", "a=1", "b=2"}}),
+			wantZero: []zeroCall{{"/dev/LocalStorage_PoolHDD/pvc-new", 0, 4 * mi, true}},
+			want:     backend.Volume{Name: "pvc-new", Pool: hdd, SizeBytes: 4 * mi, DevicePath: "/dev/LocalStorage_PoolHDD/pvc-new", Tags: []string{"a=1", "b=2"}},
 		},
 		{
 			name:  "same name and size returns the existing volume",
@@ -215,17 +274,17 @@ func TestCreateVolume(t *testing.T) {
 		},
 		{
 			name: "lvcreate reports insufficient free space",
-			calls: then(failed(cmd(lvcreate("-L", "1073741824b", "-n", "pvc-new", "--addtag", owner, hdd)...),
+			calls: then(failed(cmd(lvcreate("-L", "1073741824b", "-n", "pvc-new", "--addtag", owner, "--addtag", zeroTag0, hdd)...),
 				5, testdata(t, "lvcreate_insufficient.stderr"))),
 			run:     create(hdd, "pvc-new", gi, backend.CreateOptions{}),
 			wantErr: backend.ErrInsufficientCapacity,
-			wantMsg: `need 1Gi, free 2012Mi: lvm lvcreate -y -Wy -Zy -L 1073741824b -n pvc-new --addtag hwameistor.io/owner=lvm.hwameistor.io LocalStorage_PoolHDD: exit status 5: ` +
+			wantMsg: `need 1Gi, free 2012Mi: lvm lvcreate -y -Wy -Zy -L 1073741824b -n pvc-new --addtag hwameistor.io/owner=lvm.hwameistor.io --addtag hwameistor.io/zero-from=0 LocalStorage_PoolHDD: exit status 5: ` +
 				`WARNING: Activation disabled. No device-mapper interaction will be attempted.; WARNING: Skipping zeroing and wipping, compiled without activation support.; ` +
 				`Volume group "LocalStorage_PoolHDD" has insufficient free space (502 extents): 1024 required.`,
 		},
 		{
 			name: "lvcreate finds no PVs with free extents for every stripe",
-			calls: then(failed(cmd(lvcreate("-L", "8388608b", "-n", "pvc-ccc", "-i", "2", "--addtag", owner, hdd)...),
+			calls: then(failed(cmd(lvcreate("-L", "8388608b", "-n", "pvc-ccc", "-i", "2", "--addtag", owner, "--addtag", zeroTag0, hdd)...),
 				5, testdata(t, "lvcreate_no_suitable_extents.stderr"))),
 			run:     create(hdd, "pvc-ccc", 8*mi, backend.CreateOptions{Striped: true}),
 			wantErr: backend.ErrInsufficientCapacity,
@@ -233,7 +292,7 @@ func TestCreateVolume(t *testing.T) {
 		},
 		{
 			name: "lvcreate races with another creator",
-			calls: then(failed(cmd(lvcreate("-L", "8388608b", "-n", "pvc-new", "--addtag", owner, hdd)...),
+			calls: then(failed(cmd(lvcreate("-L", "8388608b", "-n", "pvc-new", "--addtag", owner, "--addtag", zeroTag0, hdd)...),
 				5, strings.ReplaceAll(testdata(t, "lvcreate_exists.stderr"), "pvc-bbb", "pvc-new"))),
 			run:     create(hdd, "pvc-new", 8*mi, backend.CreateOptions{}),
 			wantErr: backend.ErrAlreadyExists,
@@ -241,10 +300,10 @@ func TestCreateVolume(t *testing.T) {
 		},
 		{
 			name: "lvcreate without device-mapper: the error carries stderr",
-			calls: then(failed(cmd(lvcreate("-L", "8388608b", "-n", "pvc-new", "--addtag", owner, hdd)...),
+			calls: then(failed(cmd(lvcreate("-L", "8388608b", "-n", "pvc-new", "--addtag", owner, "--addtag", zeroTag0, hdd)...),
 				3, testdata(t, "lvcreate_no_device_mapper.stderr"))),
 			run:     create(hdd, "pvc-new", 8*mi, backend.CreateOptions{}),
-			wantMsg: "pool LocalStorage_PoolHDD: create volume pvc-new: lvm lvcreate -y -Wy -Zy -L 8388608b -n pvc-new --addtag hwameistor.io/owner=lvm.hwameistor.io LocalStorage_PoolHDD: exit status 3: /dev/mapper/control: open failed: No such device;",
+			wantMsg: "pool LocalStorage_PoolHDD: create volume pvc-new: lvm lvcreate -y -Wy -Zy -L 8388608b -n pvc-new --addtag hwameistor.io/owner=lvm.hwameistor.io --addtag hwameistor.io/zero-from=0 LocalStorage_PoolHDD: exit status 3: /dev/mapper/control: open failed: No such device;",
 		},
 		{
 			name:    "volume count limit",
@@ -273,6 +332,26 @@ func TestCreateVolume(t *testing.T) {
 		{name: "option injection in the name", run: create(hdd, "--config=x", 8*mi, backend.CreateOptions{}), wantErr: backend.ErrInvalidArgument},
 		{name: "a tag with a space", run: create(hdd, "pvc-new", 8*mi, backend.CreateOptions{Tags: []string{"a b"}}), wantErr: backend.ErrInvalidArgument},
 		{name: "a forged ownership tag", run: create(hdd, "pvc-new", 8*mi, backend.CreateOptions{Tags: []string{"hwameistor.io/owner=x"}}), wantErr: backend.ErrInvalidArgument},
+		{name: "a forged zeroing tag", run: create(hdd, "pvc-new", 8*mi, backend.CreateOptions{Tags: []string{"hwameistor.io/zero-from=99"}}), wantErr: backend.ErrInvalidArgument},
+		{
+			name:     "zeroing fails: the volume is not returned and keeps its tag",
+			calls:    then(cmd(lvcreate("-L", "8388608b", "-n", "pvc-new", "--addtag", owner, "--addtag", zeroTag0, hdd)...)),
+			run:      create(hdd, "pvc-new", 8*mi, backend.CreateOptions{}),
+			zeroErr:  errors.New("device /dev/LocalStorage_PoolHDD/pvc-new does not exist (is the LV active?)"),
+			wantZero: []zeroCall{{"/dev/LocalStorage_PoolHDD/pvc-new", 0, 8 * mi, true}},
+			wantMsg:  "pool LocalStorage_PoolHDD: volume pvc-new: zeroing bytes [0, 8388608) of /dev/LocalStorage_PoolHDD/pvc-new, which may hold a previous tenant's data: device",
+		},
+		{
+			name: "a retry finishes the zeroing a crash interrupted",
+			calls: func(t *testing.T) []command.Call {
+				return []command.Call{vgsCall(testdata(t, "vgs_hdd.json"), hdd), lvsCall(pending(t, "lvs_hdd.json", "pvc-aaa", zeroTag0), hdd),
+					deltag("LocalStorage_PoolHDD/pvc-aaa", zeroTag0)}
+			},
+			run: create(hdd, "pvc-aaa", 12*mi, backend.CreateOptions{}),
+			want: backend.Volume{Name: "pvc-aaa", Pool: hdd, SizeBytes: 12 * mi,
+				DevicePath: "/dev/LocalStorage_PoolHDD/pvc-aaa", Tags: []string{"hwameistor.io/volume=pvc-aaa"}},
+			wantZero: []zeroCall{{"/dev/LocalStorage_PoolHDD/pvc-aaa", 0, 12 * mi, true}},
+		},
 		{name: "zero bytes", run: create(hdd, "pvc-new", 0, backend.CreateOptions{}), wantErr: backend.ErrInvalidArgument},
 		{
 			name:    "a name too long for device-mapper with this VG",
@@ -290,11 +369,13 @@ func TestCreateVolume(t *testing.T) {
 				return []command.Call{
 					{Argv: concat([]string{"/sbin/lvm", "vgs"}, conf, []string{"--reportformat", "json", "--units", "b", "--nosuffix", "-o", "vg_name,vg_size,vg_free,vg_extent_size,pv_count", "test_hdd"}), Stdout: vgs},
 					{Argv: concat([]string{"/sbin/lvm", "lvs"}, conf, []string{"--reportformat", "json", "--units", "b", "--nosuffix", "-o", "lv_name,vg_name,lv_size,lv_tags,lv_path", "test_hdd"}), Stdout: lvs},
-					{Argv: concat([]string{"/sbin/lvm", "lvcreate"}, conf, []string{"-y", "-Wy", "-Zy", "-L", "8388608b", "-n", "pvc-new", "--addtag", owner, "test_hdd"})},
+					{Argv: concat([]string{"/sbin/lvm", "lvcreate"}, conf, []string{"-y", "-Wy", "-Zy", "-L", "8388608b", "-n", "pvc-new", "--addtag", owner, "--addtag", zeroTag0, "test_hdd"})},
+					{Argv: concat([]string{"/sbin/lvm", "lvchange"}, conf, []string{"--deltag", zeroTag0, "test_hdd/pvc-new"})},
 				}
 			},
-			run:  create(hdd, "pvc-new", 8*mi, backend.CreateOptions{}),
-			want: backend.Volume{Name: "pvc-new", Pool: hdd, SizeBytes: 8 * mi, DevicePath: "/dev/test_hdd/pvc-new"},
+			run:      create(hdd, "pvc-new", 8*mi, backend.CreateOptions{}),
+			wantZero: []zeroCall{{"/dev/test_hdd/pvc-new", 0, 8 * mi, true}},
+			want:     backend.Volume{Name: "pvc-new", Pool: hdd, SizeBytes: 8 * mi, DevicePath: "/dev/test_hdd/pvc-new"},
 		},
 	})
 }
@@ -315,19 +396,48 @@ func TestExpandVolume(t *testing.T) {
 		return []command.Call{vgsCall(testdata(t, "vgs_hdd.json"), hdd), lvsCall(testdata(t, "lvs_hdd.json"), hdd)}
 	}
 	lvextend := func(size, lv string) command.Call { return cmd("lvm", "lvextend", "-L", size, lv) }
+	const zeroTag12 = "hwameistor.io/zero-from=12582912"
+	addtag := cmd("lvm", "lvchange", "--addtag", zeroTag12, "LocalStorage_PoolHDD/pvc-aaa")
 	aaa16 := backend.Volume{Name: "pvc-aaa", Pool: hdd, SizeBytes: 16 * mi, DevicePath: "/dev/LocalStorage_PoolHDD/pvc-aaa", Tags: []string{"hwameistor.io/volume=pvc-aaa"}}
 	aaa12 := aaa16
 	aaa12.SizeBytes = 12 * mi
 
 	runCases(t, []testCase{
 		{
-			name: "grows to whole extents and re-reads the LV",
+			name: "grows to whole extents, re-reads the LV and zeroes the new extents",
 			calls: func(t *testing.T) []command.Call {
-				return append(hddState(t), lvextend("16777216b", "LocalStorage_PoolHDD/pvc-aaa"),
-					lvsCall(testdata(t, "lvs_hdd_extended.json"), hdd))
+				return append(hddState(t), addtag, lvextend("16777216b", "LocalStorage_PoolHDD/pvc-aaa"),
+					lvsCall(pending(t, "lvs_hdd_extended.json", "pvc-aaa", zeroTag12), hdd),
+					deltag("LocalStorage_PoolHDD/pvc-aaa", zeroTag12))
 			},
 			run:  expand("pvc-aaa", 13*mi),
 			want: aaa16,
+			// Not exclusively: a mounted volume grows online.
+			wantZero: []zeroCall{{"/dev/LocalStorage_PoolHDD/pvc-aaa", 12 * mi, 4 * mi, false}},
+		},
+		{
+			name: "a retry finishes the zeroing of an interrupted expansion",
+			calls: func(t *testing.T) []command.Call {
+				return []command.Call{vgsCall(testdata(t, "vgs_hdd.json"), hdd),
+					lvsCall(pending(t, "lvs_hdd_extended.json", "pvc-aaa", zeroTag12), hdd),
+					deltag("LocalStorage_PoolHDD/pvc-aaa", zeroTag12)}
+			},
+			run:      expand("pvc-aaa", 16*mi),
+			want:     aaa16,
+			wantZero: []zeroCall{{"/dev/LocalStorage_PoolHDD/pvc-aaa", 12 * mi, 4 * mi, false}},
+		},
+		{
+			name: "an unfinished zeroing of the whole LV covers the new extents",
+			calls: func(t *testing.T) []command.Call {
+				return []command.Call{vgsCall(testdata(t, "vgs_hdd.json"), hdd),
+					lvsCall(pending(t, "lvs_hdd.json", "pvc-aaa", zeroTag0), hdd),
+					lvextend("16777216b", "LocalStorage_PoolHDD/pvc-aaa"),
+					lvsCall(pending(t, "lvs_hdd_extended.json", "pvc-aaa", zeroTag0), hdd),
+					deltag("LocalStorage_PoolHDD/pvc-aaa", zeroTag0)}
+			},
+			run:      expand("pvc-aaa", 16*mi),
+			want:     aaa16,
+			wantZero: []zeroCall{{"/dev/LocalStorage_PoolHDD/pvc-aaa", 0, 16 * mi, true}},
 		},
 		{name: "never shrinks", calls: hddState, run: expand("pvc-aaa", 4*mi), want: aaa12},
 		{name: "same size runs no lvextend", calls: hddState, run: expand("pvc-aaa", 12*mi), want: aaa12},
@@ -343,7 +453,8 @@ func TestExpandVolume(t *testing.T) {
 		{
 			name: "lvextend reports insufficient free space",
 			calls: func(t *testing.T) []command.Call {
-				return append(hddState(t), failed(lvextend("1073741824b", "LocalStorage_PoolHDD/pvc-aaa"), 5, testdata(t, "lvextend_insufficient.stderr")))
+				return append(hddState(t), cmd("lvm", "lvchange", "--addtag", "hwameistor.io/zero-from=12582912", "LocalStorage_PoolHDD/pvc-aaa"),
+					failed(lvextend("1073741824b", "LocalStorage_PoolHDD/pvc-aaa"), 5, testdata(t, "lvextend_insufficient.stderr")))
 			},
 			run:     expand("pvc-aaa", gi),
 			wantErr: backend.ErrInsufficientCapacity,
@@ -424,6 +535,24 @@ func TestGetAndListVolumes(t *testing.T) {
 	}
 	runCases(t, []testCase{
 		{name: "get ours", calls: hddLVs("lvs_hdd.json"), run: get(hdd, "pvc-aaa"), want: aaa},
+		{
+			name: "get finishes a zeroing a crash interrupted",
+			calls: func(t *testing.T) []command.Call {
+				return []command.Call{lvsCall(pending(t, "lvs_hdd.json", "pvc-aaa", zeroTag0, "hwameistor.io/zero-from=4194304"), hdd),
+					deltag("LocalStorage_PoolHDD/pvc-aaa", zeroTag0, "hwameistor.io/zero-from=4194304")}
+			},
+			run:      get(hdd, "pvc-aaa"),
+			want:     aaa,
+			wantZero: []zeroCall{{"/dev/LocalStorage_PoolHDD/pvc-aaa", 0, 12 * mi, true}},
+		},
+		{
+			name: "list hides the zeroing tag and zeroes nothing",
+			calls: func(t *testing.T) []command.Call {
+				return []command.Call{lvsCall(pending(t, "lvs_hdd.json", "pvc-aaa", zeroTag0), hdd)}
+			},
+			run:  list(hdd),
+			want: []backend.Volume{aaa, bbb},
+		},
 		{name: "get missing", calls: hddLVs("lvs_hdd.json"), run: get(hdd, "pvc-zzz"), wantErr: backend.ErrNotFound},
 		{name: "get not ours", calls: hddLVs("lvs_hdd.json"), run: get(hdd, "other"), wantErr: backend.ErrNotOwned},
 		{
@@ -459,7 +588,7 @@ func TestGetAndListVolumes(t *testing.T) {
 func TestPools(t *testing.T) {
 	pools := func(ctx context.Context, b *Backend) (any, error) { return b.Pools(ctx) }
 	recorded := func(t *testing.T) []command.Call {
-		return []command.Call{vgsCall(testdata(t, "vgs.json")), pvsCall(testdata(t, "pvs.json")), lvsCall(testdata(t, "lvs.json"))}
+		return []command.Call{fullreportCall(testdata(t, "fullreport.json"))}
 	}
 	hddPool := backend.Pool{
 		Name: hdd, Class: v1alpha1.PoolClassHDD,
@@ -487,9 +616,9 @@ func TestPools(t *testing.T) {
 			want:  []backend.Pool{nvmeOnSSD},
 		},
 		{
-			name: "vgs fails",
+			name: "fullreport fails",
 			calls: func(t *testing.T) []command.Call {
-				return []command.Call{failed(vgsCall(""), 5, "  Reading VG LocalStorage_PoolHDD failed.\n")}
+				return []command.Call{failed(fullreportCall(""), 5, "  Reading VG LocalStorage_PoolHDD failed.\n")}
 			},
 			run:     pools,
 			wantMsg: "exit status 5: Reading VG LocalStorage_PoolHDD failed.",

@@ -14,14 +14,14 @@ import (
 
 // commands are the lvm subcommands the backend runs: the values of the
 // command label.
-var commands = []string{"vgs", "pvs", "lvs", "lvcreate", "lvextend", "lvremove"}
+var commands = []string{"fullreport", "vgs", "lvs", "lvcreate", "lvextend", "lvchange", "lvremove"}
 
 var (
 	commandDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "hwameistor",
 		Subsystem: "node",
 		Name:      "lvm_command_duration_seconds",
-		Help:      "Latency of the lvm commands the node agent runs, by subcommand (vgs, pvs, lvs, lvcreate, lvextend, lvremove), failed ones included.",
+		Help:      "Latency of the lvm commands the node agent runs, by subcommand (fullreport, vgs, lvs, lvcreate, lvextend, lvchange, lvremove), failed ones included.",
 		Buckets:   []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120},
 	}, []string{"command"})
 

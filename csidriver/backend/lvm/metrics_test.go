@@ -58,9 +58,9 @@ func TestCommandMetrics(t *testing.T) {
 	// there was room (another process took it); DeleteVolume of a
 	// volume in use.
 	fake := command.NewFake(
-		vgsCall(testdata(t, "vgs.json")), pvsCall(testdata(t, "pvs.json")), lvsCall(testdata(t, "lvs.json")),
+		fullreportCall(testdata(t, "fullreport.json")),
 		vgsCall(testdata(t, "vgs_hdd.json"), hdd), lvsCall(testdata(t, "lvs_hdd.json"), hdd),
-		failed(cmd("lvm", "lvcreate", "-y", "-Wy", "-Zy", "-L", "1073741824b", "-n", "pvc-new", "--addtag", owner, hdd),
+		failed(cmd("lvm", "lvcreate", "-y", "-Wy", "-Zy", "-L", "1073741824b", "-n", "pvc-new", "--addtag", owner, "--addtag", zeroTag0, hdd),
 			5, testdata(t, "lvcreate_insufficient.stderr")),
 		lvsCall(testdata(t, "lvs_hdd.json"), hdd),
 		failed(cmd("lvm", "lvremove", "-y", hdd+"/pvc-aaa"), 5, "  Logical volume LocalStorage_PoolHDD/pvc-aaa contains a filesystem in use.\n"),
@@ -88,7 +88,7 @@ func TestCommandMetrics(t *testing.T) {
 		runs   uint64
 		errors float64
 	}{
-		"vgs": {2, 0}, "pvs": {1, 0}, "lvs": {3, 0}, "lvcreate": {1, 1}, "lvextend": {0, 0}, "lvremove": {1, 1},
+		"fullreport": {1, 0}, "vgs": {1, 0}, "lvs": {2, 0}, "lvcreate": {1, 1}, "lvextend": {0, 0}, "lvchange": {0, 0}, "lvremove": {1, 1},
 	}
 	for _, c := range commands {
 		runs, errs := after[c].count-before[c].count, after[c].errors-before[c].errors

@@ -12,6 +12,7 @@ import (
 
 	"hwameistor.io/local/csidriver/backend"
 	"hwameistor.io/local/csidriver/backend/command"
+	"hwameistor.io/local/csidriver/blockdev"
 )
 
 // TestOpenData checks which device node OpenData opens, with which flags,
@@ -36,8 +37,10 @@ func TestOpenData(t *testing.T) {
 		wantMsg  string
 	}{
 		{
-			name: "read opens the LV path read-only", calls: hddLVs, pool: hdd, volume: "pvc-aaa",
-			want: &opened{path: "/dev/LocalStorage_PoolHDD/pvc-aaa", flag: os.O_RDONLY},
+			// Exclusively: the kernel refuses while the LV is
+			// mounted, and a mount while the copy reads it.
+			name: "read opens the LV path read-only and exclusively", calls: hddLVs, pool: hdd, volume: "pvc-aaa",
+			want: &opened{path: "/dev/LocalStorage_PoolHDD/pvc-aaa", flag: os.O_RDONLY | os.O_EXCL},
 		},
 		{
 			name: "write opens it read-write and exclusively", calls: hddLVs, pool: hdd, volume: "pvc-bbb", write: true,
@@ -74,7 +77,12 @@ func TestOpenData(t *testing.T) {
 		{
 			name: "device in use", calls: hddLVs, pool: hdd, volume: "pvc-aaa", write: true,
 			openErr: &fs.PathError{Op: "open", Path: "/dev/LocalStorage_PoolHDD/pvc-aaa", Err: syscall.EBUSY},
-			wantErr: syscall.EBUSY, wantMsg: "is in use (mounted?)",
+			wantErr: syscall.EBUSY, wantMsg: "is in use (mounted, or being copied)",
+		},
+		{
+			name: "source in use", calls: hddLVs, pool: hdd, volume: "pvc-aaa",
+			openErr: &fs.PathError{Op: "open", Path: "/dev/LocalStorage_PoolHDD/pvc-aaa", Err: syscall.EBUSY},
+			wantErr: blockdev.ErrBusy, wantMsg: "is in use (mounted, or being copied)",
 		},
 	}
 	for _, tc := range tests {

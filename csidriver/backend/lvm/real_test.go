@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -16,6 +15,7 @@ import (
 	"hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/csidriver/backend"
 	"hwameistor.io/local/csidriver/backend/command"
+	"hwameistor.io/local/internal/testenv"
 )
 
 // These tests run the real lvm2 on sparse files attached as loop devices.
@@ -49,14 +49,8 @@ func cleanup(t *testing.T, argv ...string) {
 // when it fails.
 func realVG(t *testing.T, extent string, sizesMiB ...int64) (vg string, devs []string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates loop devices and LVM physical volumes")
-	}
-	for _, p := range []string{"lvm", "losetup"} {
-		if _, err := exec.LookPath(p); err != nil {
-			t.Skipf("needs %s (apt-get install -y lvm2 util-linux): %v", p, err)
-		}
-	}
+	testenv.RequireRoot(t, "creates loop devices and LVM physical volumes")
+	testenv.RequireCommands(t, "lvm", "losetup")
 	dir := t.TempDir()
 	for i, s := range sizesMiB {
 		f := filepath.Join(dir, fmt.Sprintf("pv%d.img", i))
@@ -119,6 +113,19 @@ func TestRealLVMetadataOnLoopDevices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// No device node to zero: record the ranges; the zero-from tags are
+	// added and removed by the real lvcreate and lvchange.
+	var zeroed []string
+	b.zero = func(_ context.Context, path string, off, n int64, exclusive bool) error {
+		zeroed = append(zeroed, fmt.Sprintf("%s [%d, %d) exclusive=%v", path, off, off+n, exclusive))
+		return nil
+	}
+	noZeroTags := func(step string) {
+		t.Helper()
+		if out := sh(t, "lvm", "lvs", "--noheadings", "-o", "lv_name,lv_tags", vg); strings.Contains(out, ZeroTagPrefix) {
+			t.Errorf("%s: an LV kept its zeroing tag:\n%s", step, out)
+		}
+	}
 
 	a, err := b.CreateVolume(ctx, pool, "pvc-a", 5*mi, backend.CreateOptions{Tags: []string{"hwameistor.io/volume=pvc-a"}})
 	if err != nil {
@@ -154,6 +161,26 @@ func TestRealLVMetadataOnLoopDevices(t *testing.T) {
 	if got, err := b.ExpandVolume(ctx, pool, "pvc-a", 4*mi); err != nil || got.SizeBytes != 12*mi {
 		t.Errorf("ExpandVolume smaller = %+v, %v; want 12Mi unchanged", got, err)
 	}
+	noZeroTags("after creating and expanding")
+	wantZeroed := []string{
+		"/dev/" + vg + "/pvc-a [0, 8388608) exclusive=true",
+		"/dev/" + vg + "/pvc-s [0, 16777216) exclusive=true",
+		"/dev/" + vg + "/pvc-a [8388608, 12582912) exclusive=false",
+	}
+	if !reflect.DeepEqual(zeroed, wantZeroed) {
+		t.Errorf("zeroed\n%s\nwant\n%s", strings.Join(zeroed, "\n"), strings.Join(wantZeroed, "\n"))
+	}
+	// A zeroing a crash interrupted: the tag as lvcreate leaves it, then
+	// GetVolume zeroes and removes it.
+	sh(t, "lvm", "lvchange", "--config", MetadataOnlyConfig, "--addtag", ZeroTagPrefix+"0", vg+"/pvc-s")
+	zeroed = nil
+	if got, err := b.GetVolume(ctx, pool, "pvc-s"); err != nil || got.SizeBytes != 16*mi || len(got.Tags) != 0 {
+		t.Errorf("GetVolume of an interrupted zeroing = %+v, %v", got, err)
+	}
+	if want := []string{"/dev/" + vg + "/pvc-s [0, 16777216) exclusive=true"}; !reflect.DeepEqual(zeroed, want) {
+		t.Errorf("zeroed %v, want %v", zeroed, want)
+	}
+	noZeroTags("after GetVolume")
 
 	// An LV of someone else: counted in used bytes, never listed.
 	sh(t, "lvm", "lvcreate", "--config", MetadataOnlyConfig, "-q", "-y", "-Wy", "-Zy", "-L", "4m", "-n", "foreign", vg)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -20,6 +21,20 @@ const (
 // reportArgs make every report machine-readable: JSON, sizes in bytes
 // without a unit suffix.
 var reportArgs = []string{"--reportformat", "json", "--units", "b", "--nosuffix"}
+
+// fullreportArgs are the arguments of `lvm fullreport`: reportArgs and the
+// fields of each of its sub-reports, vg, pv and lv as the single reports
+// above, and pvseg and seg (one row per segment, not used) with one field
+// each. It prints one element per VG ({"vg":[..],"pv":[..],"lv":[..],...},
+// all read under that VG's lock), and one for the PVs in no VG.
+func fullreportArgs() []string {
+	return append(slices.Clone(reportArgs),
+		"--configreport", "vg", "-o", vgFields,
+		"--configreport", "pv", "-o", pvFields,
+		"--configreport", "lv", "-o", lvFields,
+		"--configreport", "pvseg", "-o", "pvseg_start",
+		"--configreport", "seg", "-o", "seg_start")
+}
 
 // vg is one row of `vgs`.
 type vg struct {

@@ -7,6 +7,7 @@
 #                         hwameistor.io/volume=pvc-aaa), pvc-bbb (ours, 8 MiB,
 #                         striped over both PVs), other (not ours, 8 MiB)
 #   LocalStorage_PoolSSD  one PV of 512 MiB, no LVs
+#   a PV of 64 MiB in no volume group
 # and records the reports and the failure messages, then removes everything.
 # LVs are created with activation disabled (metadata only), because
 # device-mapper is missing on the build machines; the reports are the same
@@ -39,11 +40,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for f in hdd1:1G hdd2:1G ssd1:512M; do
+for f in hdd1:1G hdd2:1G ssd1:512M orphan:64M; do
   truncate -s "${f#*:}" "$work/${f%:*}.img"
   loops+=("$(losetup --find --show "$work/${f%:*}.img")")
 done
-lvm pvcreate -q "${loops[@]}"
+lvm pvcreate -q "${loops[@]}" # loops[3] stays in no VG
 lvm vgcreate -q "$HDD" "${loops[0]}" "${loops[1]}"
 lvm vgcreate -q "$SSD" "${loops[2]}"
 
@@ -51,11 +52,11 @@ lvm lvcreate --config "$META" -q -y -Wy -Zy -L 12582912b -n pvc-aaa --addtag "$O
 lvm lvcreate --config "$META" -q -y -Wy -Zy -L 8388608b -n pvc-bbb -i 2 --addtag "$OWNER" "$HDD"
 lvm lvcreate --config "$META" -q -y -Wy -Zy -L 8388608b -n other "$HDD"
 
-lvm vgs "${REPORT[@]}" -o "$VG_FIELDS" >vgs.json
+# Pools: one fullreport of every VG, and of the PVs in none (loops[3]).
+lvm fullreport "${REPORT[@]}" --configreport vg -o "$VG_FIELDS" --configreport pv -o "$PV_FIELDS" \
+  --configreport lv -o "$LV_FIELDS" --configreport pvseg -o pvseg_start --configreport seg -o seg_start >fullreport.json
 lvm vgs "${REPORT[@]}" -o "$VG_FIELDS" "$HDD" >vgs_hdd.json
 lvm vgs "${REPORT[@]}" -o "$VG_FIELDS" "$SSD" >vgs_ssd_empty.json
-lvm pvs "${REPORT[@]}" -o "$PV_FIELDS" >pvs.json
-lvm lvs "${REPORT[@]}" -o "$LV_FIELDS" >lvs.json
 lvm lvs "${REPORT[@]}" -o "$LV_FIELDS" "$HDD" >lvs_hdd.json
 lvm lvs "${REPORT[@]}" -o "$LV_FIELDS" "$SSD" >lvs_ssd_empty.json
 # A segment field (stripes) makes lvs print one row per segment.
@@ -76,5 +77,6 @@ free0=$((pe - alloc))
 lvm lvcreate --config "$META" -q -y -Wy -Zy -l "$free0" -n fill "$HDD" "${loops[0]}"
 lvm lvcreate --config "$META" -y -Wy -Zy -L 8388608b -n pvc-ccc -i 2 "$HDD" 2>lvcreate_no_suitable_extents.stderr && exit 1
 # The loop device names differ per run; keep the recorded files stable.
-sed -i "s#${loops[0]}\"#/dev/loop0\"#; s#${loops[1]}\"#/dev/loop1\"#; s#${loops[2]}\"#/dev/loop2\"#" pvs.json
+for i in "${!loops[@]}"; do sed -i "s#${loops[$i]}\"#@LOOP$i@\"#" fullreport.json; done
+sed -i 's#@LOOP\([0-9]\)@#/dev/loop\1#' fullreport.json
 echo "recorded into $(pwd)"
