@@ -11,7 +11,7 @@
 #               e2fsprogs, drbd-utils, ... the kernel's modules, hack/vm/hwvm-init
 #
 # Needs root (mmdebstrap --mode=root, chroot) and the Debian packages
-# mmdebstrap, busybox-static, cpio, e2fsprogs (installed when missing).
+# mmdebstrap, cpio, e2fsprogs (installed when missing).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -25,7 +25,6 @@ INITRD_MODULES=(virtio_pci virtio_blk ext4)
 [[ "$(id -u)" -eq 0 ]] || die "building the guest image needs root (mmdebstrap --mode=root, chroot)"
 need=()
 for c in mmdebstrap cpio mke2fs; do command -v "$c" >/dev/null 2>&1 || need+=("$c"); done
-[[ -e /bin/busybox || -e /usr/bin/busybox ]] || need+=(busybox-static)
 if [[ ${#need[@]} -gt 0 ]]; then
   pkgs=$(printf '%s\n' "${need[@]}" | sed 's/^mke2fs$/e2fsprogs/' | sort -u | tr '\n' ' ')
   log "installing Debian packages: ${pkgs}"

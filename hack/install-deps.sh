@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and the demo use, only when missing:
 # xfsprogs/e2fsprogs (mkfs), lvm2 (vgs/pvs), util-linux (losetup, mount),
-# openssl and curl (control-plane certificates and readiness checks).
+# openssl and curl (control-plane certificates and readiness checks), qemu,
+# mmdebstrap and cpio (the test guests of internal/vm, whose image
+# hack/build-guest-image.sh builds), iproute2 (their bridge and taps).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 declare -A need=([mkfs.xfs]=xfsprogs [mkfs.ext4]=e2fsprogs [vgs]=lvm2 [losetup]=util-linux
-                 [openssl]=openssl [curl]=curl [setsid]=util-linux [pgrep]=procps)
+                 [openssl]=openssl [curl]=curl [setsid]=util-linux [pgrep]=procps
+                 [qemu-system-x86_64]=qemu-system-x86 [mmdebstrap]=mmdebstrap [cpio]=cpio [ip]=iproute2)
 missing=()
 for cmd in "${!need[@]}"; do
   command -v "${cmd}" >/dev/null 2>&1 || PATH="${PATH}:/sbin:/usr/sbin" command -v "${cmd}" >/dev/null 2>&1 || missing+=("${need[$cmd]}")

@@ -4,6 +4,7 @@
 package testenv
 
 import (
+	"net"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -35,7 +36,12 @@ func RootDir() string {
 
 // Start brings up etcd and kube-apiserver with the CRDs of manifests/crds
 // installed. It fails with instructions when the binaries are missing.
-func Start() (*Env, error) {
+func Start() (*Env, error) { return StartOn("") }
+
+// StartOn is Start with the kube-apiserver listening on address (and its
+// serving certificate naming it), for clients outside this host's loopback
+// such as test guests (internal/vm); empty is envtest's default, 127.0.0.1.
+func StartOn(address string) (*Env, error) {
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
 		return nil, fmt.Errorf("KUBEBUILDER_ASSETS is not set: run `make test`, or export KUBEBUILDER_ASSETS=$(hack/build-control-plane.sh)")
@@ -58,6 +64,14 @@ func Start() (*Env, error) {
 		ErrorIfCRDPathMissing: true,
 		Scheme:                scheme,
 	}
+	if address != "" {
+		// envtest picks 127.0.0.1 unless both address and port are set.
+		port, err := freePort(address)
+		if err != nil {
+			return nil, err
+		}
+		env.ControlPlane.GetAPIServer().SecureServing.ListenAddr = envtest.ListenAddr{Address: address, Port: port}
+	}
 	cfg, err := env.Start()
 	if err != nil {
 		return nil, fmt.Errorf("starting envtest: %w", err)
@@ -68,6 +82,17 @@ func Start() (*Env, error) {
 		return nil, err
 	}
 	return &Env{Config: cfg, Client: c, Scheme: scheme, env: env}, nil
+}
+
+// freePort is a TCP port free on address.
+func freePort(address string) (string, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(address, "0"))
+	if err != nil {
+		return "", fmt.Errorf("no free port on %s: %w", address, err)
+	}
+	defer l.Close()
+	_, port, err := net.SplitHostPort(l.Addr().String())
+	return port, err
 }
 
 // Stop shuts the control plane down.

@@ -48,14 +48,16 @@ func BuildAgent(ctx context.Context, share string) error {
 	return GoBuild(ctx, filepath.Join(share, "hwvm-guest"), "./internal/vm/cmd/hwvm-guest")
 }
 
-// GoBuild builds the package (a path relative to the module root) as a
-// static binary for the guests.
+// GoBuild builds the package (a path relative to the module root) for the
+// guests. They run the same Debian release as the host, so binaries linked
+// against the host's C library run there, and the build shares the cache of
+// the host's own builds and tests.
 func GoBuild(ctx context.Context, out, pkg string, extraArgs ...string) error {
 	return goCmd(ctx, append(append([]string{"build", "-o", out}, extraArgs...), pkg)...)
 }
 
 // GoTestBuild compiles the package's tests (go test -c) with the build
-// tags, as a static binary for the guests.
+// tags, for the guests.
 func GoTestBuild(ctx context.Context, out, pkg string, tags ...string) error {
 	args := []string{"test", "-c", "-o", out}
 	if len(tags) > 0 {
@@ -71,7 +73,6 @@ func goCmd(ctx context.Context, args ...string) error {
 	}
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
