@@ -110,14 +110,19 @@ func WriteKubeconfig(t testing.TB, cfg *rest.Config) string {
 	if len(cfg.CertData) == 0 && cfg.BearerToken == "" {
 		t.Fatal("the rest.Config has neither a client certificate nor a token")
 	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(Kubeconfig(cfg), path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// Kubeconfig is a kubeconfig for cfg's user with namespace default.
+func Kubeconfig(cfg *rest.Config) clientcmdapi.Config {
 	kc := clientcmdapi.NewConfig()
 	kc.Clusters["envtest"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
 	kc.AuthInfos["envtest"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
 	kc.Contexts["envtest"] = &clientcmdapi.Context{Cluster: "envtest", AuthInfo: "envtest", Namespace: "default"}
 	kc.CurrentContext = "envtest"
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*kc, path); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return *kc
 }

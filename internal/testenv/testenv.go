@@ -4,8 +4,9 @@
 package testenv
 
 import (
-	"net"
 	"fmt"
+	"k8s.io/client-go/tools/clientcmd"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -51,11 +52,8 @@ func StartOn(address string) (*Env, error) {
 			return nil, fmt.Errorf("KUBEBUILDER_ASSETS=%s has no %s: run hack/build-control-plane.sh", assets, b)
 		}
 	}
-	scheme := k8sruntime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return nil, err
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
+	scheme, err := newScheme()
+	if err != nil {
 		return nil, err
 	}
 	env := &envtest.Environment{
@@ -84,6 +82,14 @@ func StartOn(address string) (*Env, error) {
 	return &Env{Config: cfg, Client: c, Scheme: scheme, env: env}, nil
 }
 
+func newScheme() (*k8sruntime.Scheme, error) {
+	scheme := k8sruntime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	return scheme, v1alpha1.AddToScheme(scheme)
+}
+
 // freePort is a TCP port free on address.
 func freePort(address string) (string, error) {
 	l, err := net.Listen("tcp", net.JoinHostPort(address, "0"))
@@ -95,8 +101,32 @@ func freePort(address string) (string, error) {
 	return port, err
 }
 
-// Stop shuts the control plane down.
-func (e *Env) Stop() error { return e.env.Stop() }
+// Connect is an Env for a control plane someone else runs (a test guest
+// reaching the host's, see StartOn), from its kubeconfig; Stop leaves it
+// running. The CRDs must be installed already.
+func Connect(kubeconfig string) (*Env, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	scheme, err := newScheme()
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, err
+	}
+	return &Env{Config: cfg, Client: c, Scheme: scheme}, nil
+}
+
+// Stop shuts the control plane down (if this Env started it).
+func (e *Env) Stop() error {
+	if e.env == nil {
+		return nil
+	}
+	return e.env.Stop()
+}
 
 // GVR is the resource of a hwameistor.io kind, for dynamic and table requests.
 func GVR(resource string) schema.GroupVersionResource {

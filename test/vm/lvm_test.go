@@ -7,5 +7,5 @@ import "testing"
 // growth, raw block, pool reports under concurrent creates, lvm's own
 // refusals (test/vm/guest/lvm_vmguest_test.go).
 func TestLVMOnRealKernel(t *testing.T) {
-	runGuestTests(t, cluster.Guests[0], "^(TestFilesystemLifecycle|TestRawBlock|TestPoolReportWhileCreating|TestLVMErrors)$")
+	runGuestTests(t, cluster.Guests[0], "^(TestFilesystemLifecycle|TestRawBlock|TestPoolReportWhileCreating|TestLVMErrors|TestNoPreviousTenantData|TestZeroCost)$")
 }

@@ -18,15 +18,19 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/client-go/tools/clientcmd"
+
 	"hwameistor.io/local/internal/testenv"
 	"hwameistor.io/local/internal/vm"
 )
 
 // cluster is the package's two guests; share is the host folder they see
-// at vm.GuestMountPoint.
+// at vm.GuestMountPoint; api is a kube-apiserver on the host listening on
+// the guests' bridge, whose kubeconfig is share/kubeconfig.
 var (
 	cluster *vm.Cluster
 	share   string
+	api     *testenv.Env
 )
 
 // diskBytes are each guest's data disks (/dev/vdb, /dev/vdc).
@@ -66,6 +70,12 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	defer func() { _ = cluster.Stop() }()
+	if api, err = startAPI(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { _ = api.Stop() }()
 	code := m.Run()
 	if err := cluster.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "vm teardown:", err)
@@ -76,6 +86,24 @@ func run(m *testing.M) int {
 		code = 1
 	}
 	return code
+}
+
+// startAPI starts the kube-apiserver on the bridge and writes its
+// kubeconfig into the shared folder.
+func startAPI() (*testenv.Env, error) {
+	env, err := testenv.StartOn(cluster.HostIP)
+	if err != nil {
+		return nil, err
+	}
+	kubeconfig, err := clientcmd.Write(testenv.Kubeconfig(env.Config))
+	if err == nil {
+		err = os.WriteFile(filepath.Join(share, "kubeconfig"), kubeconfig, 0o600)
+	}
+	if err != nil {
+		_ = env.Stop()
+		return nil, err
+	}
+	return env, nil
 }
 
 // buildShare builds the guest agent and the test binaries into share.

@@ -3,8 +3,6 @@ package vm_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +17,6 @@ import (
 	v1 "hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/controllers/migrate"
 	"hwameistor.io/local/controllers/volume"
-	"hwameistor.io/local/internal/testenv"
 	"hwameistor.io/local/internal/vm"
 )
 
@@ -47,25 +44,13 @@ func TestMigrationBetweenGuests(t *testing.T) {
 	ctrl.SetLogger(klog.Background())
 	src, dst := cluster.Guests[0], cluster.Guests[1]
 
-	env, err := testenv.StartOn(cluster.HostIP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = env.Stop() }()
-	c := env.Client
+	c := api.Client
 	kube = c
-	kubeconfig, err := os.ReadFile(testenv.WriteKubeconfig(t, env.Config))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(share, "kubeconfig"), kubeconfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "hwameistor"}}))
 	for _, g := range cluster.Guests {
 		must(t, c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: g.Name}}))
 	}
-	env.StartManager(t, func(ctx context.Context, mgr ctrl.Manager) error {
+	api.StartManager(t, func(ctx context.Context, mgr ctrl.Manager) error {
 		if err := (&volume.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("hwameistor-volume")}).SetupWithManager(ctx, mgr); err != nil {
 			return err
 		}
