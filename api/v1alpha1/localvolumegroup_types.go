@@ -45,6 +45,17 @@ type VolumeInfo struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	RequiredCapacityBytes int64 `json:"requiredCapacityBytes,omitempty"`
+	// Refusals are the nodes that refused the claim's volume for capacity
+	// (one per node, the latest). CreateVolume records a refusal here when
+	// it clears the placement (nodes, poolName, requiredCapacityBytes) it
+	// was given; the scheduler keeps the volume off a refusing node while
+	// that node reports the pool unchanged. Dropped once the claim is
+	// bound.
+	// +optional
+	// +listType=map
+	// +listMapKey=nodeName
+	// +kubebuilder:validation:MaxItems=32
+	Refusals []CapacityRefusal `json:"refusals,omitempty"`
 }
 
 // LocalVolumeGroupStatus is the group's state.

@@ -61,6 +61,12 @@ type LocalVolumeReplicaStatus struct {
 	SyncedBytes int64 `json:"syncedBytes,omitempty"`
 	// +optional
 	Message string `json:"message,omitempty"`
+	// CapacityRefusal is set while the node agent cannot allocate the new
+	// replica because its pool is short (condition Allocated False with
+	// reason InsufficientCapacity): the numbers, for CreateVolume to answer
+	// ResourceExhausted and move the pod.
+	// +optional
+	CapacityRefusal *CapacityRefusal `json:"capacityRefusal,omitempty"`
 	// +optional
 	// +listType=map
 	// +listMapKey=type

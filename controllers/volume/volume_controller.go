@@ -161,7 +161,7 @@ func (r *Reconciler) updateStatus(ctx context.Context, lv *v1.LocalVolume, repli
 	want := wantedNodes(lv)
 	ready, names := 0, make([]string, 0, len(replicas))
 	var allocated int64 = -1
-	notReady := ""
+	notReady, refused := "", false
 	for _, rep := range replicas {
 		names = append(names, rep.Name)
 		if !contains(want, rep.Spec.NodeName) {
@@ -177,6 +177,7 @@ func (r *Reconciler) updateStatus(ctx context.Context, lv *v1.LocalVolume, repli
 			if rep.Status.Message != "" {
 				notReady += ": " + rep.Status.Message
 			}
+			refused = rep.Status.CapacityRefusal != nil
 		}
 	}
 	st := lv.Status.DeepCopy()
@@ -199,6 +200,11 @@ func (r *Reconciler) updateStatus(ctx context.Context, lv *v1.LocalVolume, repli
 		}
 		st.Message = notReady
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "ReplicasNotReady", fmt.Sprintf("%d/%d replicas ready: %s", ready, len(want), notReady)
+		if refused {
+			// Its node refused it for capacity (the replica's
+			// status.capacityRefusal): CreateVolume moves the pod.
+			cond.Reason = v1.ReasonInsufficientCapacity
+		}
 	}
 	meta.SetStatusCondition(&st.Conditions, cond)
 	if equality.Semantic.DeepEqual(&lv.Status, st) {

@@ -9,7 +9,8 @@
 // never deletes a group that still holds an entry: absences seen in the cache
 // are confirmed with a live read, and the group is deleted with a
 // resourceVersion precondition, so an entry the scheduler adds meanwhile
-// keeps the group.
+// keeps the group. Once a claim is bound it drops the capacity refusals its
+// entry recorded (CreateVolume's, which kept its pod off refusing nodes).
 package volumegroup
 
 import (
@@ -220,10 +221,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 				changed = true
 				continue
 			}
-		} else if bound := boundVolume(pvc); bound != "" && bound != e.LocalVolumeName {
-			logger.Info("Recording the claim's volume", "group", g.Name, "claim", ClaimKey(g.Spec.Namespace, e.PersistentVolumeClaimName), "volume", bound, "was", e.LocalVolumeName)
-			e.LocalVolumeName = bound
-			changed = true
+		} else if bound := boundVolume(pvc); bound != "" {
+			if bound != e.LocalVolumeName {
+				logger.Info("Recording the claim's volume", "group", g.Name, "claim", ClaimKey(g.Spec.Namespace, e.PersistentVolumeClaimName), "volume", bound, "was", e.LocalVolumeName)
+				e.LocalVolumeName = bound
+				changed = true
+			}
+			if len(e.Refusals) > 0 {
+				// The volume exists now: the capacity refusals that moved
+				// its pod have done their work.
+				e.Refusals = nil
+				changed = true
+			}
 		}
 		keep = append(keep, e)
 	}

@@ -158,8 +158,16 @@ func (a *Agent) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, e
 	vol, err := a.ensure(ctx, be, rep)
 	if err != nil {
 		a.Recorder.Eventf(rep, corev1.EventTypeWarning, "AllocationFailed", "Cannot allocate %s in %s on %s: %v", rep.Spec.VolumeName, rep.Spec.PoolName, rep.Spec.NodeName, err)
-		if serr := a.setStatus(ctx, rep, v1.StateNotReady, nil, err.Error()); serr != nil {
+		refusal := a.capacityRefusal(ctx, rep, err)
+		if serr := a.setStatus(ctx, rep, v1.StateNotReady, nil, err.Error(), refusal); serr != nil {
 			return ctrl.Result{}, serr
+		}
+		if refusal != nil {
+			// The pool is shorter than the node's report says: report it
+			// now, so the scheduler sees what is left.
+			if rerr := a.reportSoon(ctx, rep.Spec.NodeName); rerr != nil {
+				log.FromContext(ctx).Error(rerr, "Cannot report pools", "node", rep.Spec.NodeName)
+			}
 		}
 		if errors.Is(err, backend.ErrInsufficientCapacity) || errors.Is(err, backend.ErrPoolNotFound) {
 			return ctrl.Result{RequeueAfter: RetryAfter}, nil
@@ -170,7 +178,7 @@ func (a *Agent) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, e
 	if needsSync(rep) {
 		msg = rep.Status.Message // the copy's last failure stays visible
 	}
-	if err := a.setStatus(ctx, rep, v1.StateReady, &vol, msg); err != nil {
+	if err := a.setStatus(ctx, rep, v1.StateReady, &vol, msg, nil); err != nil {
 		return ctrl.Result{}, err
 	}
 	if err := a.reportSoon(ctx, rep.Spec.NodeName); err != nil {
@@ -243,10 +251,45 @@ func (a *Agent) remove(ctx context.Context, be backend.Backend, rep *v1.LocalVol
 	return a.reportSoon(ctx, rep.Spec.NodeName)
 }
 
-func (a *Agent) setStatus(ctx context.Context, rep *v1.LocalVolumeReplica, state v1.State, vol *backend.Volume, msg string) error {
+// capacityRefusal is the refusal to record on a replica whose allocation
+// failed with err: set when a new replica (nothing allocated yet) did not
+// fit in its pool, nil otherwise (a failed expansion is the
+// LocalVolumeExpand controller's business). The numbers come from the
+// backend's error; the report is the node's LocalStorageNode as it stands,
+// so the scheduler knows when a new report ends the refusal.
+func (a *Agent) capacityRefusal(ctx context.Context, rep *v1.LocalVolumeReplica, err error) *v1.CapacityRefusal {
+	var ce *backend.CapacityError
+	if !errors.As(err, &ce) || rep.Status.AllocatedCapacityBytes > 0 {
+		return nil
+	}
+	r := &v1.CapacityRefusal{
+		NodeName: rep.Spec.NodeName, PoolName: rep.Spec.PoolName, RequiredCapacityBytes: rep.Spec.RequiredCapacityBytes,
+		FreeCapacityBytes: max(ce.FreeBytes, 0), VolumeCountLimit: ce.VolumeCountLimit, By: v1.RefusedByNodeAgent,
+	}
+	lsn := &v1.LocalStorageNode{}
+	if err := a.Client.Get(ctx, client.ObjectKey{Name: rep.Spec.NodeName}, lsn); err == nil {
+		r.Report = v1.PoolReportOf(lsn, rep.Spec.PoolName)
+	}
+	r.Time = metav1.Now()
+	if old := rep.Status.CapacityRefusal; old != nil {
+		// The same refusal again keeps its time (no status write).
+		same := *old
+		same.Time = r.Time
+		if equality.Semantic.DeepEqual(&same, r) {
+			r.Time = old.Time
+		}
+	}
+	return r
+}
+
+func (a *Agent) setStatus(ctx context.Context, rep *v1.LocalVolumeReplica, state v1.State, vol *backend.Volume, msg string, refusal *v1.CapacityRefusal) error {
 	st := rep.Status.DeepCopy()
 	st.State, st.Message = state, msg
+	st.CapacityRefusal = refusal
 	cond := metav1.Condition{Type: ConditionAllocated, Status: metav1.ConditionFalse, Reason: "AllocationFailed", Message: msg, ObservedGeneration: rep.Generation}
+	if refusal != nil {
+		cond.Reason = v1.ReasonInsufficientCapacity
+	}
 	if vol != nil {
 		st.AllocatedCapacityBytes = vol.SizeBytes
 		st.DevicePath = vol.DevicePath

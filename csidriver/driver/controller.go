@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -13,9 +14,11 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -116,7 +119,12 @@ func requestedBytes(r *csi.CapacityRange) (int64, error) {
 // CreateVolume creates the LocalVolume on the nodes the scheduler chose
 // (persisted in the claim's LocalVolumeGroup; else the selected node) and
 // returns when it is Ready. It is idempotent: a retry with the same name
-// waits for the same volume.
+// waits for the same volume. A node that cannot take the volume (the pool
+// short in its report, or its agent's allocation refused) makes it clear
+// the placement it was given, remove what it created, record the refusal
+// in the claim's group entry and answer ResourceExhausted: external-
+// provisioner then resets the claim's selected node and the scheduler
+// places the pod afresh, away from the refusing node (refuse).
 func (c *Controller) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
 	if req.GetName() == "" {
 		return nil, status.Error(codes.InvalidArgument, "name is required")
@@ -140,11 +148,23 @@ func (c *Controller) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequ
 
 	lv := &v1.LocalVolume{}
 	err = c.Client.Get(ctx, client.ObjectKey{Name: name}, lv)
+	if err == nil && lv.DeletionTimestamp != nil {
+		// A volume an earlier call refused (or a deleted one) is still
+		// going: wait for it, then start afresh.
+		if err := c.waitGone(ctx, lv); err != nil {
+			return nil, status.Errorf(codes.Unavailable, "volume %s is still being deleted (%s); retry", name, lv.Status.Message)
+		}
+		err = apierrors.NewNotFound(v1.GroupVersion.WithResource("localvolumes").GroupResource(), name)
+	}
 	switch {
 	case apierrors.IsNotFound(err):
-		lv, err = c.newVolume(ctx, req, name, pool, size, params)
+		var refused *refusal
+		lv, refused, err = c.newVolume(ctx, req, name, pool, size, params)
 		if err != nil {
 			return nil, err
+		}
+		if refused != nil {
+			return nil, c.refuse(ctx, nil, refused)
 		}
 		if err := c.Client.Create(ctx, lv); err != nil && !apierrors.IsAlreadyExists(err) {
 			return nil, status.Errorf(codes.Internal, "creating LocalVolume %s: %v", name, err)
@@ -183,28 +203,55 @@ func VolumeName(csiName string) string {
 
 var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
+// placed is where the scheduler put a claim's volume.
+type placed struct {
+	ns, pvc string
+	nodes   []string
+	// group and entry are the claim's LocalVolumeGroup and its entry; ""
+	// and nil when the placement is the selected node alone.
+	group string
+	entry *v1.VolumeInfo
+}
+
 // newVolume builds the LocalVolume, checking the placement and the pools.
-func (c *Controller) newVolume(ctx context.Context, req *csi.CreateVolumeRequest, name, pool string, size int64, params scparams.Params) (*v1.LocalVolume, error) {
+// A node that cannot take it is answered by a refusal (nothing created).
+func (c *Controller) newVolume(ctx context.Context, req *csi.CreateVolumeRequest, name, pool string, size int64, params scparams.Params) (*v1.LocalVolume, *refusal, error) {
 	ns, pvc := req.GetParameters()[ParamPVCNamespace], req.GetParameters()[ParamPVCName]
-	nodes, group, err := c.placement(ctx, ns, pvc, req.GetAccessibilityRequirements())
+	pl, err := c.placement(ctx, ns, pvc, req.GetAccessibilityRequirements())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if e := pl.entry; e != nil && len(e.Nodes) == 0 && len(e.Refusals) > 0 {
+		// The placement was withdrawn after a refusal and the scheduler
+		// has not placed the claim again: this call is from before (a
+		// retry with the old selected node). Refused, so it is rescheduled.
+		latest := e.Refusals[0]
+		for _, r := range e.Refusals[1:] {
+			if latest.Time.Before(&r.Time) {
+				latest = r
+			}
+		}
+		return nil, &refusal{placed: pl, volume: name, CapacityRefusal: latest}, nil
+	}
+	nodes := pl.nodes[:min(len(pl.nodes), params.Replicas)]
+	for _, n := range nodes {
+		ref, err := c.checkPool(ctx, n, pool, size, pl.entry)
+		if err != nil {
+			return nil, nil, err
+		}
+		if ref != nil {
+			return nil, &refusal{placed: pl, volume: name, CapacityRefusal: *ref}, nil
+		}
 	}
 	if len(nodes) < params.Replicas {
-		return nil, status.Errorf(codes.FailedPrecondition,
+		return nil, nil, status.Errorf(codes.FailedPrecondition,
 			"claim %s/%s wants %d replicas but its placement has %d node(s) %v: schedule its pod with hwameistor-scheduler", ns, pvc, params.Replicas, len(nodes), nodes)
-	}
-	nodes = nodes[:params.Replicas]
-	for _, n := range nodes {
-		if err := c.checkPool(ctx, n, pool, size); err != nil {
-			return nil, err
-		}
 	}
 	lv := &v1.LocalVolume{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Finalizers: []string{v1.VolumeFinalizer}},
 		Spec: v1.LocalVolumeSpec{
 			PoolName: pool, RequiredCapacityBytes: size, ReplicaNumber: int64(params.Replicas), VolumeKind: v1.VolumeKindLVM,
-			PersistentVolumeClaimNamespace: ns, PersistentVolumeClaimName: pvc, VolumeGroup: group,
+			PersistentVolumeClaimNamespace: ns, PersistentVolumeClaimName: pvc, VolumeGroup: pl.group,
 			Convertible: params.Convertible, Striped: params.Striped,
 			Accessibility: v1.AccessibilityTopology{Nodes: nodes},
 			Config:        &v1.VolumeConfig{Version: 1, VolumeName: name, RequiredCapacityBytes: size, Convertible: params.Convertible},
@@ -213,60 +260,212 @@ func (c *Controller) newVolume(ctx context.Context, req *csi.CreateVolumeRequest
 	for i, n := range nodes {
 		lv.Spec.Config.Replicas = append(lv.Spec.Config.Replicas, v1.VolumeReplica{ID: int64(i + 1), Hostname: n, Primary: i == 0})
 	}
-	return lv, nil
+	return lv, nil, nil
 }
 
 // placement returns the replica nodes the scheduler persisted for the claim
 // in its LocalVolumeGroup, or else the selected node external-provisioner
-// passes as the preferred topology.
-func (c *Controller) placement(ctx context.Context, ns, pvc string, topo *csi.TopologyRequirement) ([]string, string, error) {
+// passes as the preferred topology. The claim's group entry comes with
+// either (its recorded refusals count).
+func (c *Controller) placement(ctx context.Context, ns, pvc string, topo *csi.TopologyRequirement) (placed, error) {
+	pl := placed{ns: ns, pvc: pvc}
 	if pvc != "" {
 		groups := &v1.LocalVolumeGroupList{}
 		if err := c.Client.List(ctx, groups); err != nil {
-			return nil, "", status.Errorf(codes.Unavailable, "listing LocalVolumeGroups: %v", err)
+			return pl, status.Errorf(codes.Unavailable, "listing LocalVolumeGroups: %v", err)
 		}
 		for _, g := range groups.Items {
 			if g.Spec.Namespace != ns {
 				continue
 			}
-			for _, v := range g.Spec.Volumes {
-				if v.PersistentVolumeClaimName == pvc && len(v.Nodes) > 0 {
-					return v.Nodes, g.Name, nil
+			for i, v := range g.Spec.Volumes {
+				if v.PersistentVolumeClaimName == pvc {
+					pl.group, pl.entry = g.Name, &g.Spec.Volumes[i]
 				}
+			}
+			if pl.entry != nil && len(pl.entry.Nodes) > 0 {
+				pl.nodes = pl.entry.Nodes
+				return pl, nil
 			}
 		}
 	}
 	for _, t := range append(topo.GetPreferred(), topo.GetRequisite()...) {
 		if n := t.GetSegments()[TopologyKey]; n != "" {
-			return []string{n}, "", nil
+			pl.nodes = []string{n}
+			return pl, nil
 		}
 	}
-	return nil, "", status.Errorf(codes.FailedPrecondition,
+	return pl, status.Errorf(codes.FailedPrecondition,
 		"no placement for claim %s/%s: no LocalVolumeGroup entry and no selected node; schedule its pod with hwameistor-scheduler", ns, pvc)
 }
 
 // checkPool is the last line against overcommit: the scheduler's ledger is
-// the authority, but a pool that is short now (a race outside the ledger)
-// must fail with ResourceExhausted so the pod is rescheduled.
-func (c *Controller) checkPool(ctx context.Context, node, pool string, size int64) error {
+// the authority, but a pool that is short now (a race outside the ledger),
+// or a node that refused this claim's volume and has not reported its pool
+// since, is answered with a refusal, so the pod is rescheduled.
+func (c *Controller) checkPool(ctx context.Context, node, pool string, size int64, entry *v1.VolumeInfo) (*v1.CapacityRefusal, error) {
 	lsn := &v1.LocalStorageNode{}
 	if err := c.Client.Get(ctx, client.ObjectKey{Name: node}, lsn); err != nil {
 		if apierrors.IsNotFound(err) {
-			return status.Errorf(codes.FailedPrecondition, "node %s has no LocalStorageNode", node)
+			return nil, status.Errorf(codes.FailedPrecondition, "node %s has no LocalStorageNode", node)
 		}
-		return status.Errorf(codes.Unavailable, "reading LocalStorageNode %s: %v", node, err)
+		return nil, status.Errorf(codes.Unavailable, "reading LocalStorageNode %s: %v", node, err)
+	}
+	report := v1.PoolReportOf(lsn, pool)
+	if entry != nil {
+		for i := range entry.Refusals {
+			if r := &entry.Refusals[i]; r.NodeName == node && r.PoolName == pool && r.Holds(report) && r.Covers(size) {
+				return r, nil // refused before, same report: refuse again
+			}
+		}
 	}
 	p, ok := lsn.Status.Pools[pool]
-	if !ok {
-		return status.Errorf(codes.ResourceExhausted, "node %s has no pool %s", node, pool)
-	}
-	if p.FreeCapacityBytes < size {
-		return status.Errorf(codes.ResourceExhausted, "pool %s on node %s: need %s, free %s", pool, node, placement.FormatBytes(size), placement.FormatBytes(p.FreeCapacityBytes))
+	if !ok || p.FreeCapacityBytes < size {
+		return &v1.CapacityRefusal{NodeName: node, PoolName: pool, RequiredCapacityBytes: size, FreeCapacityBytes: p.FreeCapacityBytes,
+			Report: report, By: v1.RefusedByCSIController, Time: metav1.Now()}, nil
 	}
 	if p.VolumeCapacityBytesLimit > 0 && size > p.VolumeCapacityBytesLimit {
-		return status.Errorf(codes.OutOfRange, "pool %s on node %s takes volumes up to %s, %s requested", pool, node, placement.FormatBytes(p.VolumeCapacityBytesLimit), placement.FormatBytes(size))
+		return nil, status.Errorf(codes.OutOfRange, "pool %s on node %s takes volumes up to %s, %s requested", pool, node, placement.FormatBytes(p.VolumeCapacityBytesLimit), placement.FormatBytes(size))
+	}
+	return nil, nil
+}
+
+// refusal is a node's capacity refusal of the volume being created, with
+// the placement it was made against.
+type refusal struct {
+	placed
+	volume string
+	v1.CapacityRefusal
+}
+
+// refusalFromVolume builds the refusal a replica of lv (a volume never
+// Ready) reports, if any.
+func refusalFromVolume(lv *v1.LocalVolume, replicas []v1.LocalVolumeReplica) *refusal {
+	for i := range replicas {
+		r := replicas[i].Status.CapacityRefusal
+		if r == nil || replicas[i].DeletionTimestamp != nil {
+			continue
+		}
+		return &refusal{
+			placed: placed{ns: lv.Spec.PersistentVolumeClaimNamespace, pvc: lv.Spec.PersistentVolumeClaimName,
+				nodes: lv.ReplicaNodes(), group: lv.Spec.VolumeGroup},
+			volume: lv.Name, CapacityRefusal: *r,
+		}
 	}
 	return nil
+}
+
+// RefusalCleanupTimeout bounds how long a refusal waits for the volume it
+// created to be gone before answering (the answer does not depend on it: a
+// retry waits for a volume still being deleted).
+const RefusalCleanupTimeout = 30 * time.Second
+
+// refuse answers a capacity refusal: lv (the volume made for the claim, if
+// any) is deleted, with its replicas; the claim's group entry loses the
+// placement it gave (nodes, pool, size) and records the refusal, so the
+// scheduler neither pins the claim to the node nor picks the node again
+// until it reports the pool anew; and the answer is ResourceExhausted with
+// the numbers, on which external-provisioner resets the claim's selected
+// node and the scheduler places the pod again.
+func (c *Controller) refuse(ctx context.Context, lv *v1.LocalVolume, r *refusal) error {
+	logger := klog.FromContext(ctx)
+	if lv != nil {
+		uid := lv.UID
+		if err := c.Client.Delete(ctx, lv, client.Preconditions{UID: &uid}); err != nil && !apierrors.IsNotFound(err) {
+			return status.Errorf(codes.Unavailable, "%s; deleting the volume made for it: %v; retry", r.String(), err)
+		}
+	}
+	cleared, err := c.withdrawPlacement(ctx, r)
+	if err != nil {
+		return status.Errorf(codes.Unavailable, "%s; clearing the placement of claim %s/%s: %v; retry", r.String(), r.ns, r.pvc, err)
+	}
+	if lv != nil {
+		wctx, cancel := context.WithTimeout(ctx, RefusalCleanupTimeout)
+		if err := c.waitGone(wctx, lv); err != nil {
+			logger.Info("The refused volume is still being deleted; a retry waits for it", "volume", lv.Name)
+		}
+		cancel()
+	}
+	logger.Info("Capacity refusal", "volume", r.volume, "claim", r.ns+"/"+r.pvc, "node", r.NodeName, "pool", r.PoolName,
+		"bytes", r.RequiredCapacityBytes, "free", r.FreeCapacityBytes, "by", r.By, "placementCleared", cleared)
+	what := "the pod is scheduled again"
+	if cleared {
+		what = fmt.Sprintf("placement %v cleared, the pod is scheduled again away from %s until it reports its pools anew", r.nodes, r.NodeName)
+	}
+	return status.Errorf(codes.ResourceExhausted, "%s; %s", r.String(), what)
+}
+
+// withdrawPlacement clears the nodes, pool and size of the claim's group
+// entry when they are still the placement the refusal was made against, and
+// records the refusal there. It reports whether it cleared the placement.
+func (c *Controller) withdrawPlacement(ctx context.Context, r *refusal) (bool, error) {
+	if r.pvc == "" {
+		return false, nil
+	}
+	cleared := false
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cleared = false
+		g, idx, err := c.groupEntry(ctx, r)
+		if err != nil || g == nil {
+			return err
+		}
+		e := &g.Spec.Volumes[idx]
+		changed := false
+		// Only a placement that still sends the claim to the refusing node
+		// is withdrawn: one the scheduler already made anew stays.
+		if slices.Contains(e.Nodes, r.NodeName) {
+			e.Nodes, e.PoolName, e.RequiredCapacityBytes = nil, "", 0
+			cleared, changed = true, true
+		}
+		if !slices.ContainsFunc(e.Refusals, func(x v1.CapacityRefusal) bool { return equality.Semantic.DeepEqual(x, r.CapacityRefusal) }) {
+			e.Refusals = v1.SetRefusal(e.Refusals, r.CapacityRefusal)
+			changed = true
+		}
+		if !changed {
+			return nil
+		}
+		return c.Client.Update(ctx, g)
+	})
+	return cleared, err
+}
+
+// groupEntry finds the claim's LocalVolumeGroup (the one named, else any
+// of the namespace) and its entry for the volume; nil when there is none.
+func (c *Controller) groupEntry(ctx context.Context, r *refusal) (*v1.LocalVolumeGroup, int, error) {
+	find := func(g *v1.LocalVolumeGroup) int {
+		for i, e := range g.Spec.Volumes {
+			if e.PersistentVolumeClaimName == r.pvc && (e.LocalVolumeName == "" || e.LocalVolumeName == r.volume) {
+				return i
+			}
+		}
+		return -1
+	}
+	if r.group != "" {
+		g := &v1.LocalVolumeGroup{}
+		err := c.Client.Get(ctx, client.ObjectKey{Name: r.group}, g)
+		if apierrors.IsNotFound(err) {
+			return nil, 0, nil
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		if i := find(g); i >= 0 {
+			return g, i, nil
+		}
+		return nil, 0, nil
+	}
+	groups := &v1.LocalVolumeGroupList{}
+	if err := c.Client.List(ctx, groups); err != nil {
+		return nil, 0, err
+	}
+	for i := range groups.Items {
+		if g := &groups.Items[i]; g.Spec.Namespace == r.ns {
+			if j := find(g); j >= 0 {
+				return g, j, nil
+			}
+		}
+	}
+	return nil, 0, nil
 }
 
 func (c *Controller) interval() time.Duration {
@@ -277,19 +476,73 @@ func (c *Controller) interval() time.Duration {
 }
 
 // waitReady polls the volume until it is Ready or ctx ends (the sidecar
-// retries with the same name, which resumes waiting).
+// retries with the same name, which resumes waiting). A replica its node
+// agent refused for capacity ends the wait with the refusal (refuse).
 func (c *Controller) waitReady(ctx context.Context, name string) (*v1.LocalVolume, error) {
 	lv := &v1.LocalVolume{}
+	var refused *refusal
 	err := wait.PollUntilContextCancel(ctx, c.interval(), true, func(ctx context.Context) (bool, error) {
 		if err := c.Client.Get(ctx, client.ObjectKey{Name: name}, lv); err != nil {
 			return false, client.IgnoreNotFound(err)
 		}
-		return lv.Status.State == v1.StateReady, nil
+		if lv.Status.State == v1.StateReady {
+			return true, nil
+		}
+		if lv.Status.State != "" && lv.Status.State != v1.StateCreating {
+			return false, nil // it was Ready once: it holds data, never refused away
+		}
+		replicas, err := c.replicasOf(ctx, lv)
+		if err != nil {
+			return false, nil
+		}
+		refused = refusalFromVolume(lv, replicas)
+		return refused != nil, nil
 	})
+	if refused != nil {
+		return nil, c.refuse(ctx, lv, refused)
+	}
 	if err != nil {
 		return nil, status.Errorf(codes.DeadlineExceeded, "volume %s is not Ready yet (state %q: %s); retry", name, lv.Status.State, lv.Status.Message)
 	}
 	return lv, nil
+}
+
+// replicasOf reads the replicas of lv's replica nodes (their names are
+// stable; a missing one is skipped).
+func (c *Controller) replicasOf(ctx context.Context, lv *v1.LocalVolume) ([]v1.LocalVolumeReplica, error) {
+	var out []v1.LocalVolumeReplica
+	for _, n := range lv.ReplicaNodes() {
+		rep := v1.LocalVolumeReplica{}
+		err := c.Client.Get(ctx, client.ObjectKey{Name: v1.ReplicaName(lv.Name, n)}, &rep)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rep)
+	}
+	return out, nil
+}
+
+// waitGone waits until lv (that UID) no longer exists, or ctx ends.
+func (c *Controller) waitGone(ctx context.Context, lv *v1.LocalVolume) error {
+	uid := lv.UID
+	return wait.PollUntilContextCancel(ctx, c.interval(), true, func(ctx context.Context) (bool, error) {
+		cur := &v1.LocalVolume{}
+		err := c.Client.Get(ctx, client.ObjectKeyFromObject(lv), cur)
+		if apierrors.IsNotFound(err) {
+			return true, nil
+		}
+		if err != nil {
+			return false, nil
+		}
+		if cur.UID != uid {
+			return true, nil
+		}
+		lv.Status = cur.Status
+		return false, nil
+	})
 }
 
 // DeleteVolume deletes the LocalVolume and returns once it is gone: the

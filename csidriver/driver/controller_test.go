@@ -133,7 +133,7 @@ func TestCreateVolume(t *testing.T) {
 		{"selected node without a group", createReq("pvc-sel", "ns", "sel", gi, nil, "cv-a"), codes.OK, "", []string{"cv-a"}},
 		{"no placement at all", createReq("pvc-none", "ns", "none", gi, nil, ""), codes.FailedPrecondition, "no placement for claim ns/none", nil},
 		{"HA without a second node", createReq("pvc-ha1", "ns", "ha1", gi, map[string]string{"replicaNumber": "2"}, "cv-a"), codes.FailedPrecondition, "wants 2 replicas", nil},
-		{"pool short", createReq("pvc-full", "ns", "full", 2*gi, nil, "cv-full"), codes.ResourceExhausted, "pool LocalStorage_PoolHDD on node cv-full: need 2Gi, free 1Gi", nil},
+		{"pool short", createReq("pvc-full", "ns", "full", 2*gi, nil, "cv-full"), codes.ResourceExhausted, "node cv-full refused 2Gi in LocalStorage_PoolHDD: 1Gi free in the node's report", nil},
 		{"no such node", createReq("pvc-ghost", "ns", "ghost", gi, nil, "ghost"), codes.FailedPrecondition, "node ghost has no LocalStorageNode", nil},
 		{"bad parameter", createReq("pvc-bad", "ns", "bad", gi, map[string]string{"poolClass": "TAPE"}, "cv-a"), codes.InvalidArgument, "parameter poolClass", nil},
 		{"no name", &csi.CreateVolumeRequest{VolumeCapabilities: mountCap()}, codes.InvalidArgument, "name is required", nil},

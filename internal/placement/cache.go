@@ -37,6 +37,9 @@ type nodeState struct {
 	pools   [NumPools]poolState
 	present map[string]struct{} // volumes the node's status already counts
 	entries map[string]*entry   // in-flight reservations by volume key
+	// refusals are the node's capacity refusals (refusal.go); few, and
+	// only those whose report still matches the pool count.
+	refusals []Refusal
 }
 
 // Cache is the capacity view plus the reservation ledger. It is safe for
@@ -45,9 +48,11 @@ type Cache struct {
 	mu       sync.RWMutex
 	nodes    map[string]*nodeState
 	byVolume map[string]map[string]struct{} // volume key -> nodes with an entry
-	ttl      time.Duration
-	now      func() time.Time
-	observer func(ReservationEnd) // see SetObserver
+	// refusedBy maps a volume key to the nodes holding a refusal of it.
+	refusedBy map[string][]string
+	ttl       time.Duration
+	now       func() time.Time
+	observer  func(ReservationEnd) // see SetObserver
 }
 
 // NewCache returns an empty cache whose unpersisted reservations live for ttl.
@@ -56,10 +61,11 @@ func NewCache(ttl time.Duration) *Cache {
 		ttl = DefaultTTL
 	}
 	return &Cache{
-		nodes:    map[string]*nodeState{},
-		byVolume: map[string]map[string]struct{}{},
-		ttl:      ttl,
-		now:      time.Now,
+		nodes:     map[string]*nodeState{},
+		byVolume:  map[string]map[string]struct{}{},
+		refusedBy: map[string][]string{},
+		ttl:       ttl,
+		now:       time.Now,
 	}
 }
 
@@ -121,7 +127,7 @@ func (c *Cache) DeleteNode(name string) {
 		for i := range n.pools {
 			n.pools[i].exists = false
 		}
-		if len(n.entries) == 0 {
+		if len(n.entries) == 0 && len(n.refusals) == 0 {
 			delete(c.nodes, name)
 		}
 	}
@@ -160,7 +166,7 @@ func (c *Cache) dropEntry(nodeName string, n *nodeState, volume string, why EndR
 			delete(c.byVolume, volume)
 		}
 	}
-	if !n.known && len(n.entries) == 0 {
+	if !n.known && len(n.entries) == 0 && len(n.refusals) == 0 {
 		delete(c.nodes, nodeName)
 	}
 }
@@ -204,6 +210,12 @@ func (c *Cache) check(node string, vols []Volume) string {
 		}
 		if p.freeCount-p.reservedCount < needCount[i] {
 			return countReason(i, needCount[i], p.freeCount, p.reservedCount)
+		}
+	}
+	for j := range n.refusals {
+		r := &n.refusals[j]
+		if needCount[r.Pool] > 0 && r.holds(&n.pools[r.Pool]) && r.covers(needBytes[r.Pool]) {
+			return r.reason()
 		}
 	}
 	return ""
@@ -293,12 +305,28 @@ func (c *Cache) SetPlacement(vol Volume, nodes []string) {
 }
 
 // Release drops every reservation of a volume (its claim or volume is gone).
+// The refusals of the volume stay: they are facts about the nodes, kept
+// until the group entry that records them changes (SetRefusals) or the
+// claim is gone (Forget).
 func (c *Cache) Release(volume string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.release(volume)
+}
+
+func (c *Cache) release(volume string) {
 	for name := range c.byVolume[volume] {
 		c.dropEntry(name, c.nodes[name], volume, EndReleased)
 	}
+}
+
+// Forget drops every reservation and every refusal of a volume: its claim
+// is gone.
+func (c *Cache) Forget(volume string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.release(volume)
+	c.setRefusals(volume, nil)
 }
 
 // Expire drops unpersisted reservations older than the TTL and returns how
@@ -386,11 +414,16 @@ func (c *Cache) UpsertVolume(lv *v1.LocalVolume) {
 }
 
 // UpsertGroup turns the placements persisted in a LocalVolumeGroup into
-// reservations (a no-op for volumes the nodes' status already counts).
+// reservations (a no-op for volumes the nodes' status already counts), and
+// takes the capacity refusals its entries record.
 func (c *Cache) UpsertGroup(g *v1.LocalVolumeGroup) {
 	for _, vi := range g.Spec.Volumes {
+		if vi.LocalVolumeName == "" {
+			continue
+		}
+		c.SetRefusals(vi.LocalVolumeName, RefusalsOf(vi.LocalVolumeName, vi.Refusals))
 		pool, ok := PoolByName(vi.PoolName)
-		if !ok || len(vi.Nodes) == 0 || vi.LocalVolumeName == "" {
+		if !ok || len(vi.Nodes) == 0 {
 			continue
 		}
 		c.SetPlacement(Volume{Key: vi.LocalVolumeName, Pool: pool, Bytes: vi.RequiredCapacityBytes}, vi.Nodes)

@@ -5,9 +5,13 @@
 // the node's status is never promised twice.
 //
 // The ledger is keyed by (volume, node). An entry starts in Reserve (not yet
-// persisted, expires after a TTL) or from a persisted placement (a PVC's
-// placement annotation or a LocalVolume's replicas, which never expire), and
-// ends when the node's status lists the volume (its bytes are then counted in
-// the pool's used bytes), when the volume is released (claim or volume
-// deleted), or on Unreserve.
+// persisted, expires after a TTL) or from a persisted placement (a
+// LocalVolumeGroup entry's nodes or a LocalVolume's replicas, which never
+// expire), and ends when the node's status lists the volume (its bytes are
+// then counted in the pool's used bytes), when the volume is released (claim
+// or volume deleted, or its placement withdrawn), or on Unreserve.
+//
+// It also keeps the nodes' capacity refusals the group entries record
+// (refusal.go): a node that could not take B bytes in a pool is left out
+// for demands of B or more there until it reports that pool differently.
 package placement

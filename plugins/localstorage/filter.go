@@ -127,7 +127,7 @@ func (pl *LocalStorage) PreFilterExtensions() framework.PreFilterExtensions { re
 // filter admits a node when it is allowed (replica locality), the pod's new
 // volumes fit in its pools net of reservations, and HA volumes have a peer.
 // (Filter, in metrics.go, counts its rejections.)
-func (pl *LocalStorage) filter(_ context.Context, cs fwk.CycleState, _ *corev1.Pod, ni fwk.NodeInfo) *fwk.Status {
+func (pl *LocalStorage) filter(_ context.Context, cs fwk.CycleState, pod *corev1.Pod, ni fwk.NodeInfo) *fwk.Status {
 	s, err := getState(cs)
 	if err != nil {
 		return fwk.AsStatus(err)
@@ -138,6 +138,10 @@ func (pl *LocalStorage) filter(_ context.Context, cs fwk.CycleState, _ *corev1.P
 	}
 	if len(s.vols) > 0 {
 		if reason := pl.cache.Check(node, s.vols); reason != "" {
+			if strings.HasPrefix(reason, placement.RefusedPrefix) {
+				// Its next report must requeue the pod (keptoff.go).
+				pl.keptOff.add(node, pod)
+			}
 			return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, reason)
 		}
 	}

@@ -20,8 +20,15 @@ import (
 // object, which rebuilds the ledger after a restart.
 func (pl *LocalStorage) registerHandlers() {
 	_, _ = pl.informers.LocalStorageNodes.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj interface{}) { pl.onNode(obj) },
-		UpdateFunc: func(_, obj interface{}) { pl.onNode(obj) },
+		AddFunc: func(obj interface{}) { pl.onNode(obj) },
+		UpdateFunc: func(oldObj, obj interface{}) {
+			pl.onNode(obj)
+			old, ok1 := oldObj.(*v1.LocalStorageNode)
+			n, ok2 := obj.(*v1.LocalStorageNode)
+			if ok1 && ok2 {
+				pl.activateKeptOff(old, n)
+			}
+		},
 		DeleteFunc: func(obj interface{}) {
 			if n, ok := unwrap(obj).(*v1.LocalStorageNode); ok {
 				pl.cache.DeleteNode(n.Name)
@@ -43,14 +50,26 @@ func (pl *LocalStorage) registerHandlers() {
 			pl.releaseDroppedEntries(oldObj, obj)
 			pl.onGroup(obj)
 		},
+		// Its claims and volumes are gone (their own events released
+		// the reservations): the refusals its entries recorded go too.
+		DeleteFunc: func(obj interface{}) {
+			if g, ok := unwrap(obj).(*v1.LocalVolumeGroup); ok {
+				for _, vi := range g.Spec.Volumes {
+					if vi.LocalVolumeName != "" {
+						pl.cache.SetRefusals(vi.LocalVolumeName, nil)
+					}
+				}
+			}
+		},
 	})
-	// A deleted claim frees what was reserved for it, placed or bound.
+	// A deleted claim frees what was reserved for it, placed or bound, and
+	// its refusals.
 	_, _ = pl.handle.SharedInformerFactory().Core().V1().PersistentVolumeClaims().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		DeleteFunc: func(obj interface{}) {
 			if pvc, ok := unwrap(obj).(*corev1.PersistentVolumeClaim); ok {
-				pl.cache.Release(provisionalKey(pvc))
+				pl.cache.Forget(provisionalKey(pvc))
 				if pvc.Spec.VolumeName != "" {
-					pl.cache.Release(pvc.Spec.VolumeName)
+					pl.cache.Forget(pvc.Spec.VolumeName)
 				}
 			}
 		},
@@ -82,21 +101,35 @@ func (pl *LocalStorage) onGroup(obj interface{}) {
 	}
 }
 
-// releaseDroppedEntries releases the reservations of group entries that an
-// update removed or re-keyed (a recreated claim placed anew).
+// releaseDroppedEntries releases the reservations (and refusals) of group
+// entries that an update removed or re-keyed (a recreated claim placed
+// anew), and the reservations of entries whose placement was withdrawn:
+// CreateVolume clears the nodes of a claim a node refused for capacity, and
+// the claim is then placed afresh. A LocalVolume that still exists keeps
+// its own reservation (its next event sets it again).
 func (pl *LocalStorage) releaseDroppedEntries(oldObj, obj interface{}) {
 	old, ok1 := oldObj.(*v1.LocalVolumeGroup)
 	g, ok2 := obj.(*v1.LocalVolumeGroup)
 	if !ok1 || !ok2 {
 		return
 	}
-	keep := make(map[string]bool, len(g.Spec.Volumes))
+	placed := make(map[string]bool, len(g.Spec.Volumes))
 	for _, vi := range g.Spec.Volumes {
-		keep[vi.LocalVolumeName] = true
+		placed[vi.LocalVolumeName] = len(vi.Nodes) > 0
 	}
 	for _, vi := range old.Spec.Volumes {
-		if vi.LocalVolumeName != "" && !keep[vi.LocalVolumeName] {
+		if vi.LocalVolumeName == "" {
+			continue
+		}
+		nowPlaced, kept := placed[vi.LocalVolumeName]
+		switch {
+		case !kept:
+			pl.cache.Forget(vi.LocalVolumeName)
+		case len(vi.Nodes) > 0 && !nowPlaced:
 			pl.cache.Release(vi.LocalVolumeName)
+			if lv, ok := pl.informers.GetLocalVolume(vi.LocalVolumeName); ok {
+				pl.cache.UpsertVolume(lv)
+			}
 		}
 	}
 }
@@ -142,8 +175,9 @@ func convert[T any](obj interface{}) (*T, bool) {
 	return out, true
 }
 
-// hintNode queues when a node appears, becomes Ready, or any pool gains free
-// bytes or free volume slots.
+// hintNode queues when a node appears, becomes Ready, any pool gains free
+// bytes or free volume slots, or a node with capacity refusals reports a
+// pool differently (which ends them).
 func (pl *LocalStorage) hintNode(logger klog.Logger, pod *corev1.Pod, oldObj, newObj interface{}) (fwk.QueueingHint, error) {
 	n, ok := convert[v1.LocalStorageNode](newObj)
 	if !ok {
@@ -156,9 +190,13 @@ func (pl *LocalStorage) hintNode(logger klog.Logger, pod *corev1.Pod, oldObj, ne
 	if n.Status.State == v1.StateReady && old.Status.State != v1.StateReady {
 		return fwk.Queue, nil
 	}
+	refused := pl.cache.HasRefusals(n.Name)
 	for key, p := range n.Status.Pools {
 		o, had := old.Status.Pools[key]
 		if !had || p.FreeCapacityBytes > o.FreeCapacityBytes || p.FreeVolumeCount > o.FreeVolumeCount {
+			return fwk.Queue, nil
+		}
+		if refused && p.Report() != o.Report() {
 			return fwk.Queue, nil
 		}
 	}

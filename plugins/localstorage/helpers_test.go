@@ -30,6 +30,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	restfake "k8s.io/client-go/rest/fake"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 
@@ -291,6 +292,9 @@ type fakeHandle struct {
 	client    kubernetes.Interface
 	informers informers.SharedInformerFactory
 	recorder  *events.FakeRecorder
+
+	mu        sync.Mutex
+	activated []string // pods passed to Activate, "namespace/name"
 }
 
 func (h *fakeHandle) EventRecorder() events.EventRecorder {
@@ -298,6 +302,15 @@ func (h *fakeHandle) EventRecorder() events.EventRecorder {
 		return nil
 	}
 	return h.recorder
+}
+
+// Activate records the pods the plugin sends back to the active queue.
+func (h *fakeHandle) Activate(_ klog.Logger, pods map[string]*corev1.Pod) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for key := range pods {
+		h.activated = append(h.activated, key)
+	}
 }
 
 func (h *fakeHandle) ClientSet() kubernetes.Interface                        { return h.client }

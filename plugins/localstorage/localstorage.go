@@ -57,6 +57,8 @@ type LocalStorage struct {
 	// synced reports whether the hwameistor.io informers (and so the
 	// ledger) are complete.
 	synced func() bool
+	// keptOff are the pods Filter kept off nodes for capacity refusals.
+	keptOff keptOff
 }
 
 // New builds the plugin: it validates its args, starts informers for the

@@ -51,6 +51,7 @@ const (
 	reasonNoPoolClass                        // node has no pool LocalStorage_PoolSSD
 	reasonNoStorageNode                      // node has no LocalStorageNode
 	reasonNodeNotReady                       // LocalStorageNode is NotReady, not Ready
+	reasonCapacityRefused                    // refused 10Gi in ...: kept off until the node reports again
 	// Placement of existing volumes and HA.
 	reasonVolumePinned   // node holds no ready replica of the pod's volumes (Filter)
 	reasonDisjointNodes  // the pod's volumes have replicas on disjoint nodes
@@ -69,7 +70,7 @@ const (
 )
 
 var reasonNames = [numReasons]string{
-	"insufficient_capacity", "no_volume_slot", "no_pool_class", "no_storage_node", "node_not_ready",
+	"insufficient_capacity", "no_volume_slot", "no_pool_class", "no_storage_node", "node_not_ready", "capacity_refused",
 	"volume_pinned", "disjoint_nodes", "ha_no_peer", "migrating", "no_ready_replica", "volume_not_found",
 	"claim_not_found", "claim_deleting", "bad_storage_class", "bad_claim", "not_synced", "other",
 }
@@ -82,9 +83,9 @@ var pointReasons = [numPoints][]reason{
 	pointPreFilter: {reasonNotSynced, reasonClaimNotFound, reasonClaimDeleting, reasonBadStorageClass, reasonBadClaim,
 		reasonVolumeNotFound, reasonMigrating, reasonNoReadyReplica, reasonDisjointNodes, reasonHANoPeer, reasonOther},
 	pointFilter: {reasonVolumePinned, reasonInsufficientCapacity, reasonNoVolumeSlot, reasonNoPoolClass,
-		reasonNoStorageNode, reasonNodeNotReady, reasonHANoPeer, reasonOther},
+		reasonNoStorageNode, reasonNodeNotReady, reasonCapacityRefused, reasonHANoPeer, reasonOther},
 	pointReserve: {reasonInsufficientCapacity, reasonNoVolumeSlot, reasonNoPoolClass, reasonNoStorageNode,
-		reasonNodeNotReady, reasonHANoPeer, reasonOther},
+		reasonNodeNotReady, reasonCapacityRefused, reasonHANoPeer, reasonOther},
 }
 
 // The result label of prefilter_duration_seconds.
@@ -277,6 +278,8 @@ func classify(msg string) reason {
 	case strings.HasPrefix(msg, ReasonNotSynced):
 		return reasonNotSynced
 	// The ledger's reasons.
+	case strings.HasPrefix(msg, placement.RefusedPrefix) || strings.Contains(msg, ": "+placement.RefusedPrefix):
+		return reasonCapacityRefused
 	case strings.Contains(msg, "pool ") && strings.Contains(msg, " volume(s), "):
 		return reasonNoVolumeSlot
 	case strings.Contains(msg, "pool ") && strings.Contains(msg, ": need "):

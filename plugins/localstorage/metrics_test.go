@@ -113,6 +113,11 @@ func TestRejectionReasons(t *testing.T) {
 			run: filter("node-z"), point: pointFilter, reason: reasonNoStorageNode},
 		{name: "LocalStorageNode not Ready", objs: []runtime.Object{data, makeLSN("node-a").pool(hdd, 100, 100).state(v1.StateNotReady).LocalStorageNode},
 			run: filter("node-a"), point: pointFilter, reason: reasonNodeNotReady},
+		{name: "refused by the node", objs: []runtime.Object{data, makeLSN("node-a").pool(hdd, 100, 100).LocalStorageNode, func() runtime.Object {
+			g := makeLVG("lvg-data").placed("data", makePVC("data").key(), hdd, 0).LocalVolumeGroup
+			g.Spec.Volumes[0].Refusals = []v1.CapacityRefusal{agentRefusal("node-a", 100, 100, 2)}
+			return g
+		}()}, run: filter("node-a"), point: pointFilter, reason: reasonCapacityRefused},
 
 		{name: "capacity gone before Reserve", objs: []runtime.Object{data, makeLSN("node-a").pool(hdd, 100, 100).LocalStorageNode},
 			run: reserveAfter(makeLSN("node-a").pool(hdd, 100, 2).LocalStorageNode), point: pointReserve, reason: reasonInsufficientCapacity},
@@ -160,6 +165,8 @@ func TestClassify(t *testing.T) {
 		"node node-a: pool LocalStorage_PoolHDD: need 1 volume(s), 0 free": reasonNoVolumeSlot,
 		"node node-a: node has no pool LocalStorage_PoolSSD":               reasonNoPoolClass,
 		"node node-a: LocalStorageNode is Offline, not Ready":              reasonNodeNotReady,
+		"node node-a: refused 6Gi in LocalStorage_PoolHDD: 2Gi free at allocation, the node reports 100Gi free; " +
+			"kept off this node until it reports the pool again": reasonCapacityRefused,
 	} {
 		if got := classify(msg); got != want {
 			t.Errorf("classify(%q) = %s, want %s", msg, got, want)

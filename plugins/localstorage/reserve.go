@@ -174,6 +174,11 @@ func mergeGroup(g *v1.LocalVolumeGroup, pod *corev1.Pod, s *podState) bool {
 				idx = j
 			}
 		}
+		if idx >= 0 && g.Spec.Volumes[idx].LocalVolumeName == want.LocalVolumeName {
+			// The nodes that refused this volume stay on record: the
+			// ledger keeps it off them while their report is unchanged.
+			want.Refusals = g.Spec.Volumes[idx].Refusals
+		}
 		switch {
 		case idx < 0:
 			g.Spec.Volumes = append(g.Spec.Volumes, want)

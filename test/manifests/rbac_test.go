@@ -117,7 +117,8 @@ func wantRBAC(capacityTracking bool) map[string][]string {
 		"hwameistor-csi-controller": {
 			// hwameistor-csi-controller
 			grants("cluster", "hwameistor.io", l("localvolumes", "localvolumeexpands"), l("get", "list", "watch", "create", "delete")),
-			grants("cluster", "hwameistor.io", l("localvolumegroups", "localstoragenodes"), read),
+			grants("cluster", "hwameistor.io", l("localstoragenodes", "localvolumereplicas"), read),
+			grants("cluster", "hwameistor.io", l("localvolumegroups"), l("get", "list", "watch", "update")),
 			// external-provisioner
 			grants("cluster", "", l("persistentvolumes"), l("get", "list", "watch", "create", "patch", "delete")),
 			grants("cluster", "", l("persistentvolumeclaims"), l("get", "list", "watch", "update")),
