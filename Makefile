@@ -37,8 +37,16 @@ verify: ## gofmt, go vet and pin checks.
 	hack/verify-pins.sh
 
 .PHONY: test
-test: deps control-plane verify ## Unit and integration tests (real etcd + kube-apiserver), -race where it matters.
+test: deps control-plane verify ## Unit and integration tests (real etcd + kube-apiserver), -race where it matters, and the VM suite.
 	hack/test.sh
+
+.PHONY: test-vm
+test-vm: deps control-plane ## The VM suite alone: the storage path on a real kernel in test guests under qemu (part of make test).
+	hack/test-vm.sh
+
+.PHONY: guest-image
+guest-image: deps ## Build (or reuse cached) the test guests' kernel, initramfs and root disk.
+	hack/build-guest-image.sh >/dev/null
 
 .PHONY: bench
 bench: deps control-plane ## Benchmarks (hours): scale scenarios with both schedulers, Go benchmarks, scheduler_perf; rewrites docs/benchmarks.md (kwok/benchdoc/README.md).

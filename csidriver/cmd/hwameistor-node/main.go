@@ -52,6 +52,7 @@ func main() {
 		endpoint, metricsAddr                            string
 		replAddr, replAdvertise, replSecret              string
 		replRate                                         string
+		replTimeouts                                     replication.Timeouts
 		attach                                           bool
 		interval, heartbeat                              time.Duration
 	)
@@ -69,6 +70,9 @@ func main() {
 	flag.StringVar(&replAddr, "replication-address", "", "address other agents pull migration copies from, e.g. :9810; empty disables migrations to and from this agent")
 	flag.StringVar(&replAdvertise, "replication-advertise", "", "host:port other agents reach --replication-address at (written to LocalStorageNode spec.storageIP); default --replication-address")
 	flag.StringVar(&replSecret, "replication-secret", "hwameistor-replication", "Secret (in $POD_NAMESPACE, default hwameistor) holding the key agents authenticate copies with; created when missing")
+	flag.DurationVar(&replTimeouts.Dial, "replication-dial-timeout", replication.DefaultDialTimeout, "how long a copy waits to connect to the source's agent")
+	flag.DurationVar(&replTimeouts.ResponseHeader, "replication-response-timeout", replication.DefaultResponseHeaderTimeout, "how long a copy waits for the source's agent to answer its request")
+	flag.DurationVar(&replTimeouts.Idle, "replication-idle-timeout", replication.DefaultIdleTimeout, "a copy that receives nothing from the source for this long fails (and is retried)")
 	flag.StringVar(&replRate, "replication-rate", "0", "copy-rate limit per agent for the copies it serves, bytes per second as a quantity (e.g. 100Mi); 0 is unlimited")
 	var apiFlags restconfig.Flags
 	apiFlags.Bind(flag.CommandLine)
@@ -162,7 +166,7 @@ func main() {
 		if err != nil {
 			fail(log, err, "Cannot read the replication key", "secret", namespace+"/"+replSecret)
 		}
-		a.Replication = &agent.Replication{Key: key, Endpoint: replAdvertise}
+		a.Replication = &agent.Replication{Key: key, Endpoint: replAdvertise, Timeouts: replTimeouts}
 		srv := a.ReplicationServer()
 		srv.Limiter = limit
 		lis, err := net.Listen("tcp", replAddr)
