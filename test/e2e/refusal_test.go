@@ -5,7 +5,6 @@ import (
 	"errors"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,42 +26,17 @@ import (
 	v1 "hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/csidriver/agent"
 	"hwameistor.io/local/csidriver/backend"
+	"hwameistor.io/local/csidriver/backend/backendtest"
 	"hwameistor.io/local/csidriver/backend/emulated"
 	"hwameistor.io/local/csidriver/driver"
 )
 
 const refuser = "e2e-refuser"
 
-// laggingReport is a node's storage whose pool report lags: while stale is
-// set, Pools returns it instead of what the pool has, as when the pool
-// shrank (space taken outside the system) and the node's report has not
-// reached the apiserver yet.
-type laggingReport struct {
-	backend.Backend
-	mu    sync.Mutex
-	stale []backend.Pool
-}
-
-func (l *laggingReport) Pools(ctx context.Context) ([]backend.Pool, error) {
-	l.mu.Lock()
-	stale := l.stale
-	l.mu.Unlock()
-	if stale != nil {
-		return stale, nil
-	}
-	return l.Backend.Pools(ctx)
-}
-
-func (l *laggingReport) catchUp() {
-	l.mu.Lock()
-	l.stale = nil
-	l.mu.Unlock()
-}
-
 // startRefuser adds the fake node e2e-refuser, served by a node agent in
 // this process (the stack's agent serves e2e-node-0 only): its pool has
 // 4Gi, its report says 40Gi until catchUp.
-func startRefuser(t *testing.T) (*agent.Agent, *laggingReport) {
+func startRefuser(t *testing.T) (*agent.Agent, *backendtest.LaggingReport) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	res := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("32"), corev1.ResourceMemory: resource.MustParse("128Gi"), corev1.ResourcePods: resource.MustParse("110")}
@@ -88,7 +62,7 @@ func startRefuser(t *testing.T) (*agent.Agent, *laggingReport) {
 		t.Fatal(err)
 	}
 	pools[0].TotalBytes, pools[0].FreeBytes = 40<<30, 40<<30
-	lag := &laggingReport{Backend: be, stale: pools}
+	lag := backendtest.NewLaggingReport(be, pools)
 
 	ctrl.SetLogger(logr.Discard()) // the stack's components log; this agent is quiet
 	scheme := runtime.NewScheme()
@@ -312,7 +286,7 @@ func TestCapacityRefusalMovesThePod(t *testing.T) {
 	if d := time.Since(placedAt); d < time.Second {
 		time.Sleep(time.Second - d)
 	}
-	lag.catchUp()
+	lag.CatchUp()
 	if err := a.ReportNode(ctx, refuser); err != nil {
 		t.Fatal(err)
 	}

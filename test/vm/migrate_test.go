@@ -154,7 +154,10 @@ func startAgent(ctx context.Context, t *testing.T, g *vm.Guest, source bool) {
 				t.Logf("%s's node agent log ends:\n%s", g.Name, out.Stdout)
 			}
 		}
-		_, _ = g.Sh(ctx, fmt.Sprintf("pkill -f hwameistor-node; sleep 1; umount /mnt/v /tmp/blk 2>/dev/null; lvm vgremove -q -f %s; lvm pvremove -q -y %s", vg, disks))
+		// pkill -x: the process name, never this script's own command line.
+		if _, err := g.Sh(ctx, fmt.Sprintf("pkill -x hwameistor-node || true; sleep 1; umount /mnt/v /tmp/blk 2>/dev/null || true; lvm vgremove -q -f %s; lvm pvremove -q -y %s", vg, disks)); err != nil {
+			t.Errorf("cleaning up %s: %v", g.Name, err)
+		}
 	})
 }
 

@@ -24,34 +24,10 @@ import (
 	"hwameistor.io/local/controllers/volume"
 	"hwameistor.io/local/csidriver/agent"
 	"hwameistor.io/local/csidriver/backend"
+	"hwameistor.io/local/csidriver/backend/backendtest"
 	"hwameistor.io/local/csidriver/backend/emulated"
 	"hwameistor.io/local/csidriver/driver"
 )
-
-// laggingReport is a node's storage whose pool report lags: while stale is
-// set, Pools returns it instead of what the pool has (a report that has not
-// reached the apiserver yet).
-type laggingReport struct {
-	backend.Backend
-	mu    sync.Mutex
-	stale []backend.Pool
-}
-
-func (l *laggingReport) Pools(ctx context.Context) ([]backend.Pool, error) {
-	l.mu.Lock()
-	stale := l.stale
-	l.mu.Unlock()
-	if stale != nil {
-		return stale, nil
-	}
-	return l.Backend.Pools(ctx)
-}
-
-func (l *laggingReport) catchUp() {
-	l.mu.Lock()
-	l.stale = nil
-	l.mu.Unlock()
-}
 
 // provisioner plays external-provisioner for the claims of a namespace:
 // CreateVolume for each claim with a selected node and no volume; on
@@ -184,7 +160,7 @@ func bindProvisioned(ctx context.Context, pvc *corev1.PersistentVolumeClaim, vol
 // NODE-small has 20Gi and says so.
 type refusalCluster struct {
 	ns, big, small string
-	lag            *laggingReport
+	lag            *backendtest.LaggingReport
 	agent          *agent.Agent
 	prov           *provisioner
 }
@@ -205,13 +181,13 @@ func startRefusalCluster(t *testing.T, ctx context.Context, name string) *refusa
 		}
 		return be
 	}
-	c.lag = &laggingReport{Backend: newPool(c.big, 4*gi)}
+	c.lag = backendtest.NewLaggingReport(newPool(c.big, 4*gi), nil)
 	stale, err := c.lag.Backend.Pools(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	stale[0].TotalBytes, stale[0].FreeBytes = 40*gi, 40*gi
-	c.lag.stale = stale
+	c.lag.SetStale(stale)
 	c.agent = &agent.Agent{Backends: map[string]backend.Backend{c.big: c.lag, c.small: newPool(c.small, 20*gi)},
 		Zones: map[string]string{c.big: "a", c.small: "a"}}
 	env.StartManager(t, func(ctx context.Context, mgr ctrl.Manager) error {
@@ -256,7 +232,7 @@ func (c *refusalCluster) catchUp(t *testing.T, ctx context.Context, since time.T
 	if d := time.Since(since); d < time.Second {
 		time.Sleep(time.Second - d)
 	}
-	c.lag.catchUp()
+	c.lag.CatchUp()
 	waitFor(t, "the true report of "+c.big, 30*time.Second, func() (bool, error) { return c.report(ctx, c.big) == 4*gi, nil })
 }
 
