@@ -21,7 +21,7 @@ log "go test ./... but test/vm (KUBEBUILDER_ASSETS=${KUBEBUILDER_ASSETS})"
 # shellcheck disable=SC2086
 go test "${flags[@]}" -v ${pkgs} > >(tee -a "${log}" | grep --line-buffered -E '^(--- |FAIL|ok|panic|\s+\S+_test\.go:)') 2>&1 || rc=1
 
-race_pkgs=$(go list ./internal/placement/... ./plugins/... ./controllers/... ./csidriver/... 2>/dev/null || true)
+race_pkgs=$(go list ./internal/placement/... ./internal/vm/... ./plugins/... ./controllers/... ./csidriver/... 2>/dev/null || true)
 if [[ -n "${race_pkgs}" ]]; then
   log "go test -race on: $(echo ${race_pkgs} | wc -w) packages"
   # shellcheck disable=SC2086

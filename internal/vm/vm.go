@@ -435,7 +435,7 @@ func Sweep() {
 	dirs, _ := filepath.Glob(filepath.Join(stateRoot, "*"))
 	for _, d := range dirs {
 		b, _ := os.ReadFile(filepath.Join(d, "owner"))
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid != os.Getpid() && syscall.Kill(pid, 0) == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && syscall.Kill(pid, 0) == nil {
 			continue // its owner still runs
 		}
 		_ = cleanState(d)

@@ -77,6 +77,8 @@ func serve(r io.Reader, w io.Writer) {
 			fmt.Fprintln(os.Stderr, "hwvm-guest: write:", err)
 		}
 	}
+	var inFlight sync.WaitGroup
+	defer inFlight.Wait() // answer what was asked before the port failed
 	br := bufio.NewReaderSize(r, 1<<20)
 	for {
 		line, err := br.ReadBytes('\n')
@@ -89,7 +91,11 @@ func serve(r io.Reader, w io.Writer) {
 			// Garbage before the host connected (or a torn line): skip it.
 			continue
 		}
-		go func() { reply(run(req)) }()
+		inFlight.Add(1)
+		go func() {
+			defer inFlight.Done()
+			reply(run(req))
+		}()
 	}
 }
 
