@@ -27,9 +27,6 @@ const (
 	volumeSize = 64 << 20
 )
 
-// kube is the client of the test's kube-apiserver.
-var kube client.Client
-
 // TestMigrationBetweenGuests moves volumes between two guests with the real
 // node agent (hwameistor-node, lvm backend, activated LVs) in each and the
 // volume and migrate controllers on the host, against a kube-apiserver
@@ -45,7 +42,6 @@ func TestMigrationBetweenGuests(t *testing.T) {
 	src, dst := cluster.Guests[0], cluster.Guests[1]
 
 	c := api.Client
-	kube = c
 	must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "hwameistor"}}))
 	for _, g := range cluster.Guests {
 		must(t, c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: g.Name}}))
@@ -112,7 +108,7 @@ func TestMigrationBetweenGuests(t *testing.T) {
 	mig = startMigration(ctx, t, "move-busy", "pvc-busy", src.Name, dst.Name)
 	waitFor(ctx, t, "the copy of pvc-busy to start", func() bool {
 		rep := &v1.LocalVolumeReplica{}
-		return kube.Get(ctx, client.ObjectKey{Name: v1.ReplicaName("pvc-busy", dst.Name)}, rep) == nil && rep.Status.SyncedBytes > 0 && !rep.Status.Synced
+		return api.Client.Get(ctx, client.ObjectKey{Name: v1.ReplicaName("pvc-busy", dst.Name)}, rep) == nil && rep.Status.SyncedBytes > 0 && !rep.Status.Synced
 	})
 	if res, err := src.Run(ctx, nil, "mount", dev, "/mnt/v"); err == nil {
 		t.Errorf("mounting %s during its copy succeeded: %+v", dev, res)
@@ -171,9 +167,9 @@ func createVolume(ctx context.Context, t *testing.T, name, node string) {
 		Config: &v1.VolumeConfig{Version: 1, VolumeName: name, RequiredCapacityBytes: volumeSize,
 			Replicas: []v1.VolumeReplica{{ID: 1, Hostname: node, Primary: true}}},
 	}}
-	must(t, kube.Create(ctx, lv))
+	must(t, api.Client.Create(ctx, lv))
 	waitFor(ctx, t, name+" Ready", func() bool {
-		return kube.Get(ctx, client.ObjectKeyFromObject(lv), lv) == nil && lv.Status.State == v1.StateReady
+		return api.Client.Get(ctx, client.ObjectKeyFromObject(lv), lv) == nil && lv.Status.State == v1.StateReady
 	})
 }
 
@@ -181,14 +177,14 @@ func startMigration(ctx context.Context, t *testing.T, name, volume, from, to st
 	t.Helper()
 	m := &v1.LocalVolumeMigrate{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1.LocalVolumeMigrateSpec{
 		VolumeName: volume, SourceNode: from, TargetNodesSuggested: []string{to}}}
-	must(t, kube.Create(ctx, m))
+	must(t, api.Client.Create(ctx, m))
 	return m
 }
 
 func waitMigration(ctx context.Context, t *testing.T, m *v1.LocalVolumeMigrate, want v1.State) {
 	t.Helper()
 	waitFor(ctx, t, fmt.Sprintf("migration %s %s", m.Name, want), func() bool {
-		if err := kube.Get(ctx, client.ObjectKeyFromObject(m), m); err != nil {
+		if err := api.Client.Get(ctx, client.ObjectKeyFromObject(m), m); err != nil {
 			return false
 		}
 		if m.Status.State == v1.OperationStateFailed || m.Status.State == v1.OperationStateAborted {
@@ -204,7 +200,7 @@ func waitSyncRefused(ctx context.Context, t *testing.T, volume, target, how stri
 	t.Helper()
 	rep := &v1.LocalVolumeReplica{}
 	waitFor(ctx, t, "the copy refused while "+volume+" is used as a "+how, func() bool {
-		if err := kube.Get(ctx, client.ObjectKey{Name: v1.ReplicaName(volume, target)}, rep); err != nil {
+		if err := api.Client.Get(ctx, client.ObjectKey{Name: v1.ReplicaName(volume, target)}, rep); err != nil {
 			return false
 		}
 		if rep.Status.Synced {
@@ -220,10 +216,10 @@ func waitSyncRefused(ctx context.Context, t *testing.T, volume, target, how stri
 func clearSyncMessage(ctx context.Context, t *testing.T, volume, target string) {
 	t.Helper()
 	rep := &v1.LocalVolumeReplica{}
-	must(t, kube.Get(ctx, client.ObjectKey{Name: v1.ReplicaName(volume, target)}, rep))
+	must(t, api.Client.Get(ctx, client.ObjectKey{Name: v1.ReplicaName(volume, target)}, rep))
 	patch := client.MergeFrom(rep.DeepCopy())
 	rep.Status.Message = ""
-	must(t, kube.Status().Patch(ctx, rep, patch))
+	must(t, api.Client.Status().Patch(ctx, rep, patch))
 }
 
 func sh(ctx context.Context, t *testing.T, g *vm.Guest, script string) string {

@@ -3,7 +3,6 @@
 package guest
 
 import (
-	"context"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -103,5 +102,3 @@ func isBlockDevice(t *testing.T, path string) bool {
 	}
 	return st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0
 }
-
-var _ = context.Background

@@ -134,9 +134,9 @@ func writePattern(t *testing.T, dev string, size int64) {
 	}
 }
 
-// assertZeros fails unless the first size bytes of dev are all zero. It
-// reads with O_DIRECT semantics avoided: the page cache of a new LV's
-// device is empty, so reads come from the disk.
+// assertZeros fails unless the first size bytes of dev are all zero. A new
+// LV is a new block device with an empty page cache, so this reads the
+// disk.
 func assertZeros(t *testing.T, dev string, size int64) {
 	t.Helper()
 	f, err := os.Open(dev)
