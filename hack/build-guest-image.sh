@@ -32,8 +32,16 @@ if [[ ${#need[@]} -gt 0 ]]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${pkgs} >/dev/null
 fi
 
-kernel_pkg=$(apt-cache depends linux-image-amd64 | sed -n 's/^ *Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -1)
-[[ -n "${kernel_pkg}" ]] || die "apt cannot resolve linux-image-amd64 to a kernel package (apt-get update?)"
+resolve_kernel() {
+  apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -1
+}
+kernel_pkg=$(resolve_kernel)
+if [[ -z "${kernel_pkg}" ]]; then
+  log "apt has no package lists yet: apt-get update"
+  apt-get update -qq
+  kernel_pkg=$(resolve_kernel)
+fi
+[[ -n "${kernel_pkg}" ]] || die "apt cannot resolve linux-image-amd64 to a kernel package"
 kver=${kernel_pkg#linux-image-}
 
 key=$( { echo "${kernel_pkg}"; printf '%s\n' "${GUEST_PACKAGES[@]}" "${INITRD_MODULES[@]}";
