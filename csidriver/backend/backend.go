@@ -130,7 +130,7 @@ type Disk struct {
 const DiskStateInUse = "InUse"
 
 // LocalPool converts the pool into the LocalStorageNode status form
-// (DESIGN.md §2 field names), so every backend reports pools the same way.
+// (HwameiStor's field names, docs/api.md), so every backend reports pools the same way.
 func (p Pool) LocalPool() v1alpha1.LocalPool {
 	used := p.TotalBytes - p.FreeBytes
 	if used < 0 {

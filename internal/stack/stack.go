@@ -77,7 +77,7 @@ type Options struct {
 	// hwameistor-scheduler: no webhook, a default-scheduler profile (the
 	// in-tree VolumeBinding alone), and capacity tracking on (CSIDriver
 	// storageCapacity true, csi-provisioner publishing CSIStorageCapacity
-	// from GetCapacity), as DESIGN §6 describes for the baseline.
+	// from GetCapacity), as docs/benchmarks.md describes for the baseline.
 	Baseline bool
 	// Pprof serves /debug/pprof on 127.0.0.1 for the controllers
 	// (Ports+8), the CSI controller (Ports+9), csi-provisioner (Ports+30)

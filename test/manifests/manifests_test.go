@@ -316,7 +316,7 @@ func TestCSIDriverStorageCapacitySwitch(t *testing.T) {
 	}
 }
 
-// defaultClasses are DESIGN.md §2's StorageClasses: name -> poolClass,
+// defaultClasses are the default StorageClasses (docs/storageclasses.md): name -> poolClass,
 // replicaNumber, convertible.
 var defaultClasses = map[string][3]string{
 	"hwameistor-storage-lvm-hdd":              {"HDD", "1", "false"},
