@@ -1,30 +1,20 @@
 package benchdoc
 
 import (
-	"bytes"
-	"encoding/xml"
 	"fmt"
 	"math"
 	"sort"
-	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"hwameistor.io/local/kwok/report"
+	"hwameistor.io/local/kwok/svgchart"
 )
 
-// Chart geometry and look: the same width and palette as the run's own
-// chart (kwok/report), so the pictures of a page look alike.
+// Chart geometry and look beyond svgchart's, which the run's own chart
+// (kwok/report) shares, so the pictures of a page look alike.
 const (
-	svgWidth     = 960
-	svgLeft      = 72
-	svgRight     = 24
-	svgPlotW     = svgWidth - svgLeft - svgRight
 	svgProgressH = 260
 	svgPoolH     = 150
-	svgFont      = "DejaVu Sans, Helvetica, Arial, sans-serif"
-	svgAxisColor = "#333333"
-	svgGridColor = "#e6e6e6"
 	svgRefColor  = "#888888"
 	// maxTimelinePoints keeps a chart small: long runs sample every
 	// 0.5 s, thousands of points that a 864-pixel axis cannot show.
@@ -35,7 +25,7 @@ const (
 // sideColors tells the two schedulers apart in every chart; the light
 // tints draw pods running under the pods bound line.
 var (
-	sideColors = map[string]string{nameHwameistor: "#4e79a7", nameDefault: "#f28e2b"}
+	sideColors = map[string]string{nameHwameistor: svgchart.Palette[0], nameDefault: svgchart.Palette[1]}
 	sideTints  = map[string]string{nameHwameistor: "#a0cbe8", nameDefault: "#ffbe7d"}
 )
 
@@ -70,7 +60,7 @@ func ProgressSVG(p Pair) []byte {
 		end          float64
 	}
 	var lines []line
-	var legend []legendItem
+	var legend []svgchart.LegendItem
 	xHi, yHi, total := 1.0, 1, 0
 	for _, s := range p.sides() {
 		if s.r.Progress == nil {
@@ -81,8 +71,8 @@ func ProgressSVG(p Pair) []byte {
 		lines = append(lines,
 			line{s.name + " running", sideTints[s.name], 5, downsample(running, maxTimelinePoints), end},
 			line{s.name + " bound", sideColors[s.name], 1.5, downsample(bound, maxTimelinePoints), end})
-		legend = append(legend, legendItem{s.name + " bound", sideColors[s.name], 2, true},
-			legendItem{s.name + " running", sideTints[s.name], 5, true})
+		legend = append(legend, svgchart.LegendItem{Label: s.name + " bound", Color: sideColors[s.name], Width: 2, Line: true},
+			svgchart.LegendItem{Label: s.name + " running", Color: sideTints[s.name], Width: 5, Line: true})
 		xHi = math.Max(xHi, end)
 		yHi = max(yHi, maxCount(bound), maxCount(running), s.r.Pods.Total)
 		total = max(total, s.r.Pods.Total)
@@ -90,30 +80,29 @@ func ProgressSVG(p Pair) []byte {
 	if len(lines) == 0 {
 		return nil
 	}
-	b := &svgBuf{}
-	b.textf(svgWidth/2, 28, `text-anchor="middle" font-size="16" font-weight="bold"`, "%s: pods bound and running over time", p.Scenario)
+	b := &svgchart.Doc{}
+	b.Text(svgchart.Width/2, 28, `text-anchor="middle" font-size="16" font-weight="bold"`, "%s: pods bound and running over time", p.Scenario)
 	top, bottom := 48.0, 48.0+svgProgressH
-	xAx, yAx := report.NiceAxis(0, xHi, 10, false), report.NiceAxis(0, float64(yHi), 6, true)
-	px := func(s float64) float64 { return svgLeft + s/xAx.Hi*svgPlotW }
+	xAx, yAx := svgchart.NiceAxis(0, xHi, 10, false), svgchart.NiceAxis(0, float64(yHi), 6, true)
+	px := func(s float64) float64 { return svgchart.Left + s/xAx.Hi*svgchart.PlotW }
 	py := func(n float64) float64 { return bottom - n/yAx.Hi*svgProgressH }
-	b.grid(yAx, py)
-	for _, v := range xAx.Ticks {
-		b.printf(`<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s"/>`+"\n", f2(px(v)), f2(bottom), f2(px(v)), f2(bottom+4), svgAxisColor)
-		b.textf(px(v), bottom+18, `text-anchor="middle"`, "%s", xAx.Label(v))
-	}
-	b.axes(top, bottom)
-	b.textf(svgLeft+svgPlotW/2, bottom+36, `text-anchor="middle"`, "seconds since the workloads started")
+	b.YAxis(yAx, py)
+	b.XAxis(xAx, px, bottom)
+	b.Frame(top, bottom)
+	b.XTitle(bottom+36, "seconds since the workloads started")
 	if total > 0 {
 		y := py(float64(total))
-		b.printf(`<line x1="%d" y1="%s" x2="%d" y2="%s" stroke="%s" stroke-dasharray="2 3"/>`+"\n", svgLeft, f2(y), svgLeft+svgPlotW, f2(y), svgRefColor)
-		b.textf(svgLeft+svgPlotW-4, y-4, `text-anchor="end" fill="#666666"`, "%s pods", thousands(int64(total)))
+		b.Printf(`<line x1="%d" y1="%s" x2="%d" y2="%s" stroke="%s" stroke-dasharray="2 3"/>`+"\n", svgchart.Left, svgchart.Num(y), svgchart.Left+svgchart.PlotW, svgchart.Num(y), svgRefColor)
+		b.Text(svgchart.Left+svgchart.PlotW-4, y-4, `text-anchor="end" fill="#666666"`, "%s pods", thousands(int64(total)))
 	}
 	// every running line first: no halo covers another run's bound line
 	sort.SliceStable(lines, func(i, j int) bool { return lines[i].width > lines[j].width })
 	for _, l := range lines {
-		b.stepLine(l.pts, l.end, px, py, l.color, l.width, l.label)
+		if len(l.pts) > 0 {
+			b.Polyline(svgchart.Line{Points: svgchart.StepPoints(l.pts, pointXY, l.end, px, py), Color: l.color, Width: l.width, Title: l.label})
+		}
 	}
-	return b.document(fmt.Sprintf("%s: pods over time", p.Scenario), b.legend(legend, bottom+50))
+	return b.Document(fmt.Sprintf("%s: pods over time", p.Scenario), b.Legend(legend, bottom+50))
 }
 
 // sortedPoints orders a timeline by time (stable: equal times keep their
@@ -170,25 +159,8 @@ func downsample(pts []report.Point, n int) []report.Point {
 	return out
 }
 
-// stepLine draws a timeline whose count holds until the next point, and
-// after the last point until end.
-func (b *svgBuf) stepLine(pts []report.Point, end float64, px, py func(float64) float64, color string, width float64, title string) {
-	if len(pts) == 0 {
-		return
-	}
-	var coords []string
-	for i, p := range pts {
-		if i > 0 {
-			coords = append(coords, f2(px(p.Seconds))+","+f2(py(float64(pts[i-1].Count))))
-		}
-		coords = append(coords, f2(px(p.Seconds))+","+f2(py(float64(p.Count))))
-	}
-	if last := pts[len(pts)-1]; last.Seconds < end {
-		coords = append(coords, f2(px(end))+","+f2(py(float64(last.Count))))
-	}
-	b.printf(`<polyline points="%s" fill="none" stroke="%s" stroke-width="%s" stroke-linejoin="round"><title>%s</title></polyline>`+"\n",
-		strings.Join(coords, " "), color, f2(width), esc(title))
-}
+// pointXY is a timeline point in the units of svgchart.StepPoints.
+func pointXY(p report.Point) (float64, float64) { return p.Seconds, float64(p.Count) }
 
 // Utilisation buckets of the pool chart: empty and exactly full pools
 // apart (they show how far placement spread and how tightly it packed),
@@ -255,26 +227,26 @@ func PoolsSVG(p Pair) []byte {
 	}
 	sort.Strings(classes)
 
-	b := &svgBuf{}
-	b.textf(svgWidth/2, 28, `text-anchor="middle" font-size="16" font-weight="bold"`, "%s: pool utilisation at the end, per pool class", p.Scenario)
-	var legend []legendItem
+	b := &svgchart.Doc{}
+	b.Text(svgchart.Width/2, 28, `text-anchor="middle" font-size="16" font-weight="bold"`, "%s: pool utilisation at the end, per pool class", p.Scenario)
+	var legend []svgchart.LegendItem
 	for _, s := range sides {
-		legend = append(legend, legendItem{label: s.name, color: sideColors[s.name]})
+		legend = append(legend, svgchart.LegendItem{Label: s.name, Color: sideColors[s.name]})
 	}
-	y := b.legend(legend, 40)
+	y := b.Legend(legend, 40)
 	for _, class := range classes {
 		per := make([][]float64, len(sides))
 		for i := range sides {
 			per[i] = utils[i][class]
 		}
-		y = b.poolPanel(class, sides, per, y+12)
+		y = poolPanel(b, class, sides, per, y+12)
 	}
-	return b.document(fmt.Sprintf("%s: pool utilisation", p.Scenario), y)
+	return b.Document(fmt.Sprintf("%s: pool utilisation", p.Scenario), y)
 }
 
 // poolPanel draws one class's histogram from y down and returns the y
 // below it.
-func (b *svgBuf) poolPanel(class string, sides []side, utils [][]float64, y float64) float64 {
+func poolPanel(b *svgchart.Doc, class string, sides []side, utils [][]float64, y float64) float64 {
 	counts := make([][]int, len(sides))
 	yHi := 1
 	for i, us := range utils {
@@ -286,33 +258,33 @@ func (b *svgBuf) poolPanel(class string, sides []side, utils [][]float64, y floa
 			yHi = max(yHi, n)
 		}
 	}
-	b.textf(svgLeft, y+14, `font-size="14" font-weight="bold"`, "%s pools: number of pools by utilisation (used / total)", class)
+	b.Text(svgchart.Left, y+14, `font-size="14" font-weight="bold"`, "%s pools: number of pools by utilisation (used / total)", class)
 	y += 20
 	for i, s := range sides {
-		b.textf(svgLeft, y+14, `fill="#333333"`, "%s: %s", s.name, spread(utils[i]))
+		b.Text(svgchart.Left, y+14, `fill="#333333"`, "%s: %s", s.name, spread(utils[i]))
 		y += 16
 	}
 	top, bottom := y+16, y+16+svgPoolH
 	// headroom for the count above the highest bar
-	yAx := report.NiceAxis(0, float64(yHi)*1.12, 4, true)
+	yAx := svgchart.NiceAxis(0, float64(yHi)*1.12, 4, true)
 	py := func(n float64) float64 { return bottom - n/yAx.Hi*svgPoolH }
-	b.grid(yAx, py)
-	slot := float64(svgPlotW) / float64(len(bucketLabels))
+	b.YAxis(yAx, py)
+	slot := float64(svgchart.PlotW) / float64(len(bucketLabels))
 	barW := math.Min(28, (slot-12)/float64(max(len(sides), 1)))
 	for k, label := range bucketLabels {
-		x0 := svgLeft + float64(k)*slot + (slot-barW*float64(len(sides)))/2
+		x0 := svgchart.Left + float64(k)*slot + (slot-barW*float64(len(sides)))/2
 		for i, s := range sides {
 			n := counts[i][k]
 			x := x0 + float64(i)*barW
 			if n > 0 {
-				b.printf(`<rect x="%s" y="%s" width="%s" height="%s" fill="%s"><title>%s %s: %d pools</title></rect>`+"\n",
-					f2(x), f2(py(float64(n))), f2(barW-2), f2(bottom-py(float64(n))), sideColors[s.name], esc(s.name), esc(label), n)
-				b.textf(x+(barW-2)/2, py(float64(n))-3, `text-anchor="middle" font-size="9" fill="#333333"`, "%d", n)
+				b.Printf(`<rect x="%s" y="%s" width="%s" height="%s" fill="%s"><title>%s %s: %d pools</title></rect>`+"\n",
+					svgchart.Num(x), svgchart.Num(py(float64(n))), svgchart.Num(barW-2), svgchart.Num(bottom-py(float64(n))), sideColors[s.name], svgchart.Esc(s.name), svgchart.Esc(label), n)
+				b.Text(x+(barW-2)/2, py(float64(n))-3, `text-anchor="middle" font-size="9" fill="#333333"`, "%d", n)
 			}
 		}
-		b.textf(svgLeft+float64(k)*slot+slot/2, bottom+16, `text-anchor="middle"`, "%s", label)
+		b.Text(svgchart.Left+float64(k)*slot+slot/2, bottom+16, `text-anchor="middle"`, "%s", label)
 	}
-	b.axes(top, bottom)
+	b.Frame(top, bottom)
 	return bottom + 24
 }
 
@@ -321,7 +293,7 @@ func spread(sorted []float64) string {
 	if len(sorted) == 0 {
 		return "no pools of this class"
 	}
-	q := func(p float64) string { return pct(quantile(sorted, p)) }
+	q := func(p float64) string { return svgchart.Percent(quantile(sorted, p)) }
 	over := len(sorted) - sort.Search(len(sorted), func(i int) bool { return sorted[i] > 1 })
 	s := fmt.Sprintf("%s pools, min %s · p10 %s · median %s · p90 %s · max %s", thousands(int64(len(sorted))), q(0), q(0.1), q(0.5), q(0.9), q(1))
 	if over > 0 {
@@ -334,95 +306,4 @@ func spread(sorted []float64) string {
 func quantile(sorted []float64, p float64) float64 {
 	i := int(math.Ceil(p*float64(len(sorted)))) - 1
 	return sorted[min(max(i, 0), len(sorted)-1)]
-}
-
-func pct(u float64) string {
-	if math.IsInf(u, 1) {
-		return "inf%"
-	}
-	return strconv.FormatFloat(math.Round(u*100), 'f', 0, 64) + "%"
-}
-
-// svgBuf accumulates a chart's body; document wraps it.
-type svgBuf struct{ bytes.Buffer }
-
-func (b *svgBuf) printf(format string, args ...any) { fmt.Fprintf(b, format, args...) }
-
-// textf writes a <text>; the content is escaped, attrs are trusted.
-func (b *svgBuf) textf(x, y float64, attrs, format string, args ...any) {
-	b.printf(`<text x="%s" y="%s" %s>%s</text>`+"\n", f2(x), f2(y), attrs, esc(fmt.Sprintf(format, args...)))
-}
-
-// grid draws the horizontal grid lines and their labels of a y axis.
-func (b *svgBuf) grid(a report.Axis, py func(float64) float64) {
-	for _, v := range a.Ticks {
-		y := py(v)
-		b.printf(`<line x1="%d" y1="%s" x2="%d" y2="%s" stroke="%s"/>`+"\n", svgLeft, f2(y), svgLeft+svgPlotW, f2(y), svgGridColor)
-		b.textf(svgLeft-6, y+4, `text-anchor="end"`, "%s", a.Label(v))
-	}
-}
-
-// axes draws the left and bottom axis lines of a plot.
-func (b *svgBuf) axes(top, bottom float64) {
-	b.printf(`<path d="M%d %sV%sH%d" fill="none" stroke="%s"/>`+"\n", svgLeft, f2(top), f2(bottom), svgLeft+svgPlotW, svgAxisColor)
-}
-
-type legendItem struct {
-	label, color string
-	width        float64 // of a line swatch
-	line         bool    // a line swatch, else a square
-}
-
-// legend lays items out left to right from y, wrapping at the plot width,
-// and returns the y below it.
-func (b *svgBuf) legend(items []legendItem, y float64) float64 {
-	const rowH = 18
-	x, row := float64(svgLeft), 0
-	for _, it := range items {
-		w := 22 + float64(utf8.RuneCountInString(it.label))*7 + 18
-		if x > svgLeft && x+w > svgLeft+svgPlotW {
-			x, row = svgLeft, row+1
-		}
-		yy := y + float64(row*rowH)
-		if it.line {
-			b.printf(`<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s" stroke-width="%s"/>`+"\n", f2(x), f2(yy+8), f2(x+16), f2(yy+8), it.color, f2(it.width))
-		} else {
-			b.printf(`<rect x="%s" y="%s" width="12" height="12" fill="%s"/>`+"\n", f2(x+2), f2(yy+2), it.color)
-		}
-		b.textf(x+22, yy+12, "", "%s", it.label)
-		x += w
-	}
-	return y + float64((row+1)*rowH)
-}
-
-// document wraps the body into a standalone SVG of the given height.
-func (b *svgBuf) document(title string, height float64) []byte {
-	h := f2(math.Ceil(height + 16))
-	var out bytes.Buffer
-	out.WriteString(xml.Header)
-	fmt.Fprintf(&out, `<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="%d" height="%s" viewBox="0 0 %d %s" font-family="%s" font-size="12">`+"\n",
-		svgWidth, h, svgWidth, h, svgFont)
-	fmt.Fprintf(&out, "<title>%s</title>\n", esc(title))
-	fmt.Fprintf(&out, `<rect x="0" y="0" width="%d" height="%s" fill="#ffffff"/>`+"\n", svgWidth, h)
-	out.Write(b.Bytes())
-	out.WriteString("</svg>\n")
-	return out.Bytes()
-}
-
-// f2 formats a coordinate: two decimals at most, no trailing zeros, so
-// the same input always gives the same bytes.
-func f2(v float64) string {
-	s := strconv.FormatFloat(v, 'f', 2, 64)
-	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
-	if s == "-0" || s == "" {
-		return "0"
-	}
-	return s
-}
-
-// esc escapes s for XML text and attributes.
-func esc(s string) string {
-	var sb strings.Builder
-	_ = xml.EscapeText(&sb, []byte(s))
-	return sb.String()
 }
