@@ -14,7 +14,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
-	"hwameistor.io/local/controllers/evictor"
 )
 
 // fakeClient is an in-memory API server holding cl's objects.
@@ -148,7 +147,7 @@ func TestMigrateStartCommand(t *testing.T) {
 	}
 	want := v1.LocalVolumeMigrateSpec{SourceNode: "node-1", VolumeName: "pvc-a"}
 	if m.Spec.SourceNode != want.SourceNode || m.Spec.VolumeName != want.VolumeName || m.Spec.MigrateAllVols || m.Spec.Abort ||
-		len(m.Spec.TargetNodesSuggested) != 0 || m.Labels[evictor.SourceNodeLabel] != "node-1" || m.Labels[evictor.TriggerLabel] != "" {
+		len(m.Spec.TargetNodesSuggested) != 0 || m.Labels[v1.MigrateSourceNodeLabel] != "node-1" || m.Labels[v1.MigrateTriggerLabel] != "" {
 		t.Errorf("created %+v labels %v", m.Spec, m.Labels)
 	}
 

@@ -11,8 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
-	"hwameistor.io/local/controllers/evictor"
-	"hwameistor.io/local/controllers/migrate"
 	"hwameistor.io/local/internal/placement"
 )
 
@@ -90,7 +88,7 @@ func volumesOnNode(cl *cluster, node string) []*v1.LocalVolume {
 // seen cordoned), now.
 func requestTime(n *corev1.Node, now time.Time) time.Time {
 	if n.Spec.Unschedulable {
-		if t, err := time.Parse(time.RFC3339Nano, n.Annotations[evictor.CordonedAtAnnotation]); err == nil {
+		if t, err := time.Parse(time.RFC3339Nano, n.Annotations[v1.EvictorCordonedAtAnnotation]); err == nil {
 			return t
 		}
 	}
@@ -188,7 +186,7 @@ func (p *planner) decide(g *group) move {
 		// Still Submitted: it is checked and placed like a new one.
 		return p.admit(mv, m.Spec.VolumeName)
 	}
-	name := evictor.MigrateName(g.key, src)
+	name := v1.MigrateName(g.key, src)
 	mv := move{action: ActionMove, name: name}
 	if old := p.cl.migration(name); old != nil {
 		reason, note := p.nameTaken(old)
@@ -225,7 +223,7 @@ func (p *planner) nameTaken(old *v1.LocalVolumeMigrate) (reason, note string) {
 		return "", fmt.Sprintf("%s is being deleted; the evictor creates it anew once it is gone", old.Name)
 	case !old.Status.State.Finished():
 		return fmt.Sprintf("the unfinished migration %s (off node %s) has the name the evictor would give this one, so it creates none", old.Name, old.Spec.SourceNode), ""
-	case old.Labels[evictor.TriggerLabel] == "":
+	case old.Labels[v1.MigrateTriggerLabel] == "":
 		return fmt.Sprintf("the finished migration %s, which the evictor did not create, has the name it would use: delete it", old.Name), ""
 	case !requestedAt(old).Before(p.requestAt):
 		return fmt.Sprintf("%s ended %s during this cordon and is not retried: delete it (the evictor creates it again), or uncordon and drain again", old.Name, state), ""
@@ -236,7 +234,7 @@ func (p *planner) nameTaken(old *v1.LocalVolumeMigrate) (reason, note string) {
 // requestedAt is the evictor's: the request a migration serves began at
 // its RequestedAtAnnotation, else at its creation.
 func requestedAt(m *v1.LocalVolumeMigrate) time.Time {
-	if t, err := time.Parse(time.RFC3339Nano, m.Annotations[evictor.RequestedAtAnnotation]); err == nil {
+	if t, err := time.Parse(time.RFC3339Nano, m.Annotations[v1.EvictorRequestedAtAnnotation]); err == nil {
 		return t
 	}
 	return m.CreationTimestamp.Time
@@ -290,16 +288,17 @@ func (p *planner) admit(mv move, head string) move {
 	return mv
 }
 
-// pickTarget is the migrate controller's target choice (migrate.Target) on
-// the cluster read, the drained node counted as cordoned. The choice is
-// reserved, so the next group sees the space taken.
+// pickTarget is the migrate controller's target choice
+// (placement.MigrationTarget) on the cluster read, the drained node counted
+// as cordoned. The choice is reserved, so the next group sees the space
+// taken.
 func (p *planner) pickTarget(lv *v1.LocalVolume, vols []*v1.LocalVolume, suggested []string) (target, why string) {
 	src := p.node.Name
 	schedulable := func(n string) bool {
 		node := p.cl.node(n)
 		return n != src && node != nil && !node.Spec.Unschedulable
 	}
-	target, why = migrate.Target(p.capacity, p.cl.StorageNodes, schedulable, src, lv, vols, suggested)
+	target, why = placement.MigrationTarget(p.capacity, p.cl.StorageNodes, schedulable, src, lv, vols, suggested)
 	if target == "" {
 		return "", why
 	}

@@ -8,7 +8,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
-	"hwameistor.io/local/controllers/evictor"
 )
 
 // wantMove is what a test expects for one volume; reason and note are
@@ -42,7 +41,7 @@ func TestPlanDrain(t *testing.T) {
 		}
 		return ns
 	}
-	name := func(groupOrVolume string) string { return evictor.MigrateName(groupOrVolume, "src") }
+	name := func(groupOrVolume string) string { return v1.MigrateName(groupOrVolume, "src") }
 
 	tests := []struct {
 		name       string
@@ -197,7 +196,7 @@ func TestPlanDrain(t *testing.T) {
 		nodes: nodes(func(ns []testNode) { ns[0].cordoned, ns[0].cordonedAt = true, cordonedAt }),
 		vols:  []testVolume{{name: "v1", replicas: []string{"src"}}},
 		migrations: []testMigration{{name: name("v1"), volume: "v1", source: "src", state: v1.OperationStateAborted,
-			trigger: evictor.TriggerDrain, requestedAt: cordonedAt}},
+			trigger: v1.MigrateTriggerDrain, requestedAt: cordonedAt}},
 		canDrain: false,
 		want:     []wantMove{{volume: "v1", action: ActionStay, migration: name("v1"), reason: "ended Aborted during this cordon and is not retried"}},
 	}, {
@@ -205,7 +204,7 @@ func TestPlanDrain(t *testing.T) {
 		nodes: nodes(func(ns []testNode) { ns[0].cordoned, ns[0].cordonedAt = true, cordonedAt }),
 		vols:  []testVolume{{name: "v1", replicas: []string{"src"}}},
 		migrations: []testMigration{{name: name("v1"), volume: "v1", source: "src", state: v1.OperationStateFailed,
-			trigger: evictor.TriggerDrain, requestedAt: cordonedAt.Add(-time.Minute)}},
+			trigger: v1.MigrateTriggerDrain, requestedAt: cordonedAt.Add(-time.Minute)}},
 		canDrain: true,
 		want:     []wantMove{{volume: "v1", action: ActionMove, target: "n2", migration: name("v1"), note: "replaces " + name("v1")}},
 	}, {
@@ -213,7 +212,7 @@ func TestPlanDrain(t *testing.T) {
 		nodes: nodes(),
 		vols:  []testVolume{{name: "v1", replicas: []string{"src"}}},
 		migrations: []testMigration{{name: name("v1"), volume: "v1", source: "src", state: v1.OperationStateAborted,
-			trigger: evictor.TriggerDrain, requestedAt: cordonedAt}},
+			trigger: v1.MigrateTriggerDrain, requestedAt: cordonedAt}},
 		canDrain: true,
 		want:     []wantMove{{volume: "v1", action: ActionMove, target: "n2", note: "replaces"}},
 	}, {

@@ -10,7 +10,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
-	"hwameistor.io/local/controllers/evictor"
 )
 
 const gi = int64(1) << 30
@@ -39,7 +38,7 @@ func (n testNode) objects() (*corev1.Node, *v1.LocalStorageNode) {
 		node = &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.name, Labels: map[string]string{}},
 			Spec: corev1.NodeSpec{Unschedulable: n.cordoned}}
 		if !n.cordonedAt.IsZero() {
-			node.Annotations = map[string]string{evictor.CordonedAtAnnotation: n.cordonedAt.Format(time.RFC3339Nano)}
+			node.Annotations = map[string]string{v1.EvictorCordonedAtAnnotation: n.cordonedAt.Format(time.RFC3339Nano)}
 		}
 		if n.disabled {
 			node.Labels[v1.EvictionLabel] = v1.EvictionDisable
@@ -125,7 +124,7 @@ type testMigration struct {
 	state                        v1.State
 	volumes                      []string
 	abort                        bool
-	trigger                      string // evictor.TriggerLabel
+	trigger                      string // v1.MigrateTriggerLabel
 	requestedAt                  time.Time
 	created                      int
 	progress                     string
@@ -139,11 +138,11 @@ func (m testMigration) object() v1.LocalVolumeMigrate {
 		Spec:   v1.LocalVolumeMigrateSpec{VolumeName: m.volume, SourceNode: m.source, Abort: m.abort, MigrateAllVols: true},
 		Status: v1.LocalVolumeMigrateStatus{State: m.state, TargetNode: m.target, Volumes: m.volumes, Progress: m.progress}}
 	if m.trigger != "" {
-		o.Labels[evictor.TriggerLabel] = m.trigger
-		o.Labels[evictor.SourceNodeLabel] = m.source
+		o.Labels[v1.MigrateTriggerLabel] = m.trigger
+		o.Labels[v1.MigrateSourceNodeLabel] = m.source
 	}
 	if !m.requestedAt.IsZero() {
-		o.Annotations[evictor.RequestedAtAnnotation] = m.requestedAt.Format(time.RFC3339Nano)
+		o.Annotations[v1.EvictorRequestedAtAnnotation] = m.requestedAt.Format(time.RFC3339Nano)
 	}
 	return o
 }

@@ -121,12 +121,12 @@ func TestAgainstControllers(t *testing.T) {
 	cordon(t, c, "n1")
 	for _, v := range before.Volumes {
 		m := waitMigration(t, c, v.Migration, "a target", func(m *v1.LocalVolumeMigrate) bool { return m.Status.TargetNode != "" })
-		if m.Status.TargetNode != v.Target || m.Spec.SourceNode != "n1" || m.Labels[evictor.TriggerLabel] != evictor.TriggerDrain {
+		if m.Status.TargetNode != v.Target || m.Spec.SourceNode != "n1" || m.Labels[v1.MigrateTriggerLabel] != v1.MigrateTriggerDrain {
 			t.Errorf("%s: the controllers moved it to %s by %s (%s), drain-check said %s", v.Volume, m.Status.TargetNode, m.Name, m.Status.State, v.Target)
 		}
 	}
 	migrations := &v1.LocalVolumeMigrateList{}
-	if err := c.List(ctx, migrations, client.MatchingLabels{evictor.SourceNodeLabel: "n1"}); err != nil || len(migrations.Items) != 3 {
+	if err := c.List(ctx, migrations, client.MatchingLabels{v1.MigrateSourceNodeLabel: "n1"}); err != nil || len(migrations.Items) != 3 {
 		t.Errorf("migrations off n1: %d (%v), want 3 (one per group)", len(migrations.Items), err)
 	}
 
@@ -145,7 +145,7 @@ func TestAgainstControllers(t *testing.T) {
 			t.Errorf("drain-check n1 while draining, %s: notes %q, want %q", v.Volume, v.Notes, wantNote)
 		}
 	}
-	aMigration := evictor.MigrateName("vol-a", "n1")
+	aMigration := v1.MigrateName("vol-a", "n1")
 	out, _, _ = run("volumes", "vol-a")
 	if !strings.Contains(out, aMigration+" (AddReplica, 0%)") {
 		t.Errorf("volumes vol-a does not show its migration:\n%s", out)

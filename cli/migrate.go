@@ -10,7 +10,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
-	"hwameistor.io/local/controllers/evictor"
 )
 
 func newMigrateCommand(o *Options) *cobra.Command {
@@ -147,7 +146,7 @@ func newMigration(cl *cluster, volume, from string, to []string, name string) (*
 	m := &v1.LocalVolumeMigrate{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:   name,
-			Labels: map[string]string{evictor.SourceNodeLabel: evictor.SourceNodeLabelValue(from)},
+			Labels: map[string]string{v1.MigrateSourceNodeLabel: v1.SourceNodeLabelValue(from)},
 		},
 		Spec: v1.LocalVolumeMigrateSpec{
 			SourceNode:           from,

@@ -11,7 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
-	"hwameistor.io/local/controllers/evictor"
 )
 
 type listOptions struct {
@@ -102,7 +101,7 @@ func migrationsTable(ms []*v1.LocalVolumeMigrate, now time.Time) *metav1.Table {
 		}
 		t.Rows = append(t.Rows, row(m, m.Name, strings.Join(vols, ","), m.Spec.SourceNode, orNone(m.Status.TargetNode),
 			string(stateOf(m.Status.State)), orNone(progress), age(m.CreationTimestamp, now),
-			orNone(m.Labels[evictor.TriggerLabel]), fmt.Sprint(m.Spec.Abort), orNone(m.Status.Message)))
+			orNone(m.Labels[v1.MigrateTriggerLabel]), fmt.Sprint(m.Spec.Abort), orNone(m.Status.Message)))
 	}
 	return t
 }

@@ -178,3 +178,71 @@ func AgentLeaseName(node string) string {
 	_, _ = h.Write([]byte(node))
 	return fmt.Sprintf("%s-%08x", strings.TrimRight(name[:244], "-."), h.Sum32())
 }
+
+// TopologyKey is the node segment the CSI driver reports in NodeGetInfo, so
+// external-provisioner can pass the selected node and publish per-node
+// capacity. CreateVolume never returns it: PVs carry no node affinity.
+const TopologyKey = "topology.lvm.hwameistor.io/node"
+
+// Labels and annotations the evictor writes, which `kubectl hwameistor`
+// reads too.
+const (
+	// MigrateTriggerLabel on a LocalVolumeMigrate says what made the evictor
+	// create it: MigrateTriggerDrain (the node was cordoned) or
+	// MigrateTriggerPod (a pod labelled hwameistor.io/eviction=start).
+	MigrateTriggerLabel = "hwameistor.io/migrate-trigger"
+	MigrateTriggerDrain = "drain"
+	MigrateTriggerPod   = "pod"
+	// MigrateSourceNodeLabel on a LocalVolumeMigrate is
+	// SourceNodeLabelValue of spec.sourceNode, for `kubectl get lvmigrate -l`.
+	MigrateSourceNodeLabel = "hwameistor.io/source-node"
+
+	// EvictorRequestedAtAnnotation on a LocalVolumeMigrate is when the
+	// request it serves began (RFC 3339): the cordon
+	// (EvictorCordonedAtAnnotation) or the pod's creation. A finished
+	// migration of an earlier request is replaced when a later request needs
+	// the same name.
+	EvictorRequestedAtAnnotation = "hwameistor.io/evictor-requested-at"
+	// EvictorCordonedAtAnnotation on a Node is when the evictor first saw it
+	// cordoned; it is removed when the node is schedulable again, so each
+	// cordon is a request of its own.
+	EvictorCordonedAtAnnotation = "hwameistor.io/evictor-cordoned-at"
+)
+
+// Defaults of the migrate controller's limits (its --migrate-* flags).
+const (
+	MigrateDefaultMaxPerNode = 2
+	MigrateDefaultMaxTotal   = 10
+	MigrateDefaultDeadline   = 30 * time.Minute
+)
+
+// MigrateName names the LocalVolumeMigrate that moves a volume group (or a
+// volume without a group) off node: "<groupOrVolume>-<8 hex digits of the
+// node's fnv32a hash>", like ReplicaName. It is a DNS-1123 subdomain of at
+// most 253 characters for any valid object names: a longer groupOrVolume is
+// cut and given a hash of its own, so cut names stay distinct.
+func MigrateName(groupOrVolume, node string) string {
+	const maxPrefix = 253 - 9 // "-" and 8 hex digits
+	prefix := groupOrVolume
+	if len(prefix) > maxPrefix {
+		prefix = strings.TrimRight(prefix[:maxPrefix-9], "-.") + "-" + nameHash(groupOrVolume)
+	}
+	return prefix + "-" + nameHash(node)
+}
+
+// SourceNodeLabelValue is the MigrateSourceNodeLabel value for a node: the
+// name itself when it fits a label value (63 characters), otherwise its
+// first characters and a hash of the whole name.
+func SourceNodeLabelValue(node string) string {
+	if len(node) <= 63 {
+		return node
+	}
+	return strings.TrimRight(node[:54], "-._") + "-" + nameHash(node)
+}
+
+// nameHash is the 8 hex digits of s's fnv32a hash.
+func nameHash(s string) string {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(s))
+	return fmt.Sprintf("%08x", h.Sum32())
+}

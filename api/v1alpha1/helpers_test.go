@@ -2,10 +2,12 @@ package v1alpha1
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 func volumeOn(nodes ...string) *LocalVolume {
@@ -78,5 +80,58 @@ func TestFinishedAndOrder(t *testing.T) {
 	}
 	if !OperationBefore(a, "LocalVolumeConvert", c, "LocalVolumeExpand") {
 		t.Error("same age: by kind before name")
+	}
+}
+
+func TestMigrateName(t *testing.T) {
+	long := strings.Repeat("a", 250)
+	cases := []struct {
+		name          string
+		groupOrVolume string
+		node          string
+		want          string // "" checks only validity
+	}{
+		{name: "volume", groupOrVolume: "pvc-1234", node: "node-a", want: "pvc-1234-" + nameHash("node-a")},
+		{name: "group", groupOrVolume: "lvg-5678", node: "node-a", want: "lvg-5678-" + nameHash("node-a")},
+		{name: "longest name that fits", groupOrVolume: strings.Repeat("b", 244), node: "node-a", want: strings.Repeat("b", 244) + "-" + nameHash("node-a")},
+		{name: "too long", groupOrVolume: long, node: "node-a"},
+		{name: "too long, cut at a dot", groupOrVolume: strings.Repeat("c", 234) + "." + strings.Repeat("d", 18), node: "node-a"},
+		{name: "long node", groupOrVolume: "pvc-1", node: strings.Repeat("n", 253)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := MigrateName(tc.groupOrVolume, tc.node)
+			if errs := validation.IsDNS1123Subdomain(got); len(errs) > 0 {
+				t.Errorf("%q: %v", got, errs)
+			}
+			if tc.want != "" && got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+			if again := MigrateName(tc.groupOrVolume, tc.node); again != got {
+				t.Errorf("not deterministic: %q then %q", got, again)
+			}
+			if other := MigrateName(tc.groupOrVolume, tc.node+"x"); other == got {
+				t.Errorf("another node gives the same name %q", got)
+			}
+		})
+	}
+	// Names cut to fit still differ.
+	if a, b := MigrateName(long+"x", "n"), MigrateName(long+"y", "n"); a == b {
+		t.Errorf("cut names collide: %q", a)
+	}
+}
+
+func TestSourceNodeLabelValue(t *testing.T) {
+	for _, node := range []string{"node-a", strings.Repeat("n", 63), strings.Repeat("n", 64), strings.Repeat("x", 53) + "-.y" + strings.Repeat("z", 100)} {
+		got := SourceNodeLabelValue(node)
+		if errs := validation.IsValidLabelValue(got); len(errs) > 0 {
+			t.Errorf("%q: %v", got, errs)
+		}
+		if len(node) <= 63 && got != node {
+			t.Errorf("%q became %q", node, got)
+		}
+	}
+	if SourceNodeLabelValue(strings.Repeat("n", 64)) == SourceNodeLabelValue(strings.Repeat("n", 65)) {
+		t.Error("long node names collide")
 	}
 }

@@ -14,7 +14,6 @@ package evictor
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"sort"
 	"strings"
 	"time"
@@ -37,32 +36,12 @@ import (
 	v1 "hwameistor.io/local/api/v1alpha1"
 )
 
-// Labels and annotations the evictor writes.
-const (
-	// TriggerLabel on a LocalVolumeMigrate says what made the evictor create
-	// it: TriggerDrain (the node was cordoned) or TriggerPod (a pod labelled
-	// hwameistor.io/eviction=start).
-	TriggerLabel = "hwameistor.io/migrate-trigger"
-	TriggerDrain = "drain"
-	TriggerPod   = "pod"
-	// SourceNodeLabel on a LocalVolumeMigrate is SourceNodeLabelValue of
-	// spec.sourceNode, for `kubectl get lvmigrate -l`.
-	SourceNodeLabel = "hwameistor.io/source-node"
-
-	// RequestedAtAnnotation on a LocalVolumeMigrate is when the request it
-	// serves began (RFC 3339): the cordon (CordonedAtAnnotation) or the pod's
-	// creation. A finished migration of an earlier request is replaced when
-	// a later request needs the same name.
-	RequestedAtAnnotation = "hwameistor.io/evictor-requested-at"
-	// CordonedAtAnnotation on a Node is when the evictor first saw it
-	// cordoned; it is removed when the node is schedulable again, so each
-	// cordon is a request of its own.
-	CordonedAtAnnotation = "hwameistor.io/evictor-cordoned-at"
-	// DisabledWarnedAnnotation on a Node holds the CordonedAtAnnotation of
-	// the cordon the EvictionDisabled Event was recorded for (once per
-	// cordon).
-	DisabledWarnedAnnotation = "hwameistor.io/evictor-disabled-warned"
-)
+// DisabledWarnedAnnotation on a Node holds the v1.EvictorCordonedAtAnnotation
+// of the cordon the EvictionDisabled Event was recorded for (once per
+// cordon). The evictor's other labels and annotations are in api/v1alpha1
+// (MigrateTriggerLabel, MigrateSourceNodeLabel, EvictorRequestedAtAnnotation,
+// EvictorCordonedAtAnnotation), shared with `kubectl hwameistor`.
+const DisabledWarnedAnnotation = "hwameistor.io/evictor-disabled-warned"
 
 // Event reasons.
 const (
@@ -119,37 +98,6 @@ type Reconciler struct {
 }
 
 var _ reconcile.Reconciler = &Reconciler{}
-
-// MigrateName names the LocalVolumeMigrate that moves a volume group (or a
-// volume without a group) off node: "<groupOrVolume>-<8 hex digits of the
-// node's fnv32a hash>", like v1alpha1.ReplicaName. It is a DNS-1123
-// subdomain of at most 253 characters for any valid object names: a longer
-// groupOrVolume is cut and given a hash of its own, so cut names stay
-// distinct.
-func MigrateName(groupOrVolume, node string) string {
-	const maxPrefix = 253 - 9 // "-" and 8 hex digits
-	prefix := groupOrVolume
-	if len(prefix) > maxPrefix {
-		prefix = strings.TrimRight(prefix[:maxPrefix-9], "-.") + "-" + hash(groupOrVolume)
-	}
-	return prefix + "-" + hash(node)
-}
-
-// SourceNodeLabelValue is the SourceNodeLabel value for a node: the name
-// itself when it fits a label value (63 characters), otherwise its first
-// characters and a hash of the whole name.
-func SourceNodeLabelValue(node string) string {
-	if len(node) <= 63 {
-		return node
-	}
-	return strings.TrimRight(node[:54], "-._") + "-" + hash(node)
-}
-
-func hash(s string) string {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(s))
-	return fmt.Sprintf("%08x", h.Sum32())
-}
 
 // SetupWithManager registers the field indexes and the controller: Nodes,
 // labelled Pods, and the LocalVolumeReplicas and LocalVolumeMigrates that
@@ -298,7 +246,7 @@ func (r *Reconciler) reconcileNode(ctx context.Context, name string) (ctrl.Resul
 	if !node.Spec.Unschedulable {
 		// Migrations already created go on; only the bookkeeping of the
 		// cordon goes, so the next cordon is a request of its own.
-		return ctrl.Result{}, r.patchAnnotations(ctx, node, map[string]*string{CordonedAtAnnotation: nil, DisabledWarnedAnnotation: nil})
+		return ctrl.Result{}, r.patchAnnotations(ctx, node, map[string]*string{v1.EvictorCordonedAtAnnotation: nil, DisabledWarnedAnnotation: nil})
 	}
 	onNode, err := r.replicaVolumes(ctx, node.Name)
 	if err != nil {
@@ -315,7 +263,7 @@ func (r *Reconciler) reconcileNode(ctx context.Context, name string) (ctrl.Resul
 	if disabled(node) {
 		return ctrl.Result{}, r.warnDisabled(ctx, node, len(vols))
 	}
-	res, err := r.ensure(ctx, request{node: node.Name, trigger: TriggerDrain, at: since, about: node}, vols)
+	res, err := r.ensure(ctx, request{node: node.Name, trigger: v1.MigrateTriggerDrain, at: since, about: node}, vols)
 	if err != nil {
 		r.warnNotCreated(node, err)
 		return ctrl.Result{}, err
@@ -401,7 +349,7 @@ func (r *Reconciler) reconcilePod(ctx context.Context, key types.NamespacedName)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	res, err := r.ensure(ctx, request{node: nodeName, trigger: TriggerPod, at: pod.CreationTimestamp.Time, about: pod}, vols)
+	res, err := r.ensure(ctx, request{node: nodeName, trigger: v1.MigrateTriggerPod, at: pod.CreationTimestamp.Time, about: pod}, vols)
 	if err != nil {
 		r.warnNotCreated(pod, err)
 		return ctrl.Result{}, err
@@ -424,12 +372,12 @@ func disabled(node *corev1.Node) bool {
 // cordonedAt returns when the evictor first saw the node cordoned, stamping
 // the node the first time.
 func (r *Reconciler) cordonedAt(ctx context.Context, node *corev1.Node) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339Nano, node.Annotations[CordonedAtAnnotation]); err == nil {
+	if t, err := time.Parse(time.RFC3339Nano, node.Annotations[v1.EvictorCordonedAtAnnotation]); err == nil {
 		return t, nil
 	}
 	now := time.Now().UTC()
 	stamp := now.Format(time.RFC3339Nano)
-	if err := r.patchAnnotations(ctx, node, map[string]*string{CordonedAtAnnotation: &stamp}); err != nil {
+	if err := r.patchAnnotations(ctx, node, map[string]*string{v1.EvictorCordonedAtAnnotation: &stamp}); err != nil {
 		return time.Time{}, err
 	}
 	return now, nil
@@ -438,7 +386,7 @@ func (r *Reconciler) cordonedAt(ctx context.Context, node *corev1.Node) (time.Ti
 // warnDisabled records, once per cordon, that a node labelled
 // hwameistor.io/eviction=disable keeps its volumes.
 func (r *Reconciler) warnDisabled(ctx context.Context, node *corev1.Node, volumes int) error {
-	stamp := node.Annotations[CordonedAtAnnotation]
+	stamp := node.Annotations[v1.EvictorCordonedAtAnnotation]
 	if node.Annotations[DisabledWarnedAnnotation] == stamp {
 		return nil
 	}
@@ -717,7 +665,7 @@ func (r *Reconciler) migratingVolumes(ctx context.Context, node string) (map[str
 // created one, and retry when the cache has not caught up yet.
 func (r *Reconciler) create(ctx context.Context, req request, g *group) (created string, retry bool, err error) {
 	logger := log.FromContext(ctx)
-	name := MigrateName(g.key, req.node)
+	name := v1.MigrateName(g.key, req.node)
 	old := &v1.LocalVolumeMigrate{}
 	err = r.Client.Get(ctx, client.ObjectKey{Name: name}, old)
 	switch {
@@ -729,7 +677,7 @@ func (r *Reconciler) create(ctx context.Context, req request, g *group) (created
 		return "", true, nil // being replaced (or deleted by a user): wait until it is gone
 	case !old.Status.State.Finished():
 		return "", false, nil // migrating already (listed under another source node?)
-	case old.Labels[TriggerLabel] == "" || !requestedAt(old).Before(req.at):
+	case old.Labels[v1.MigrateTriggerLabel] == "" || !requestedAt(old).Before(req.at):
 		// Finished for this request (or not ours): it stays as it ended; a
 		// user who wants another attempt deletes it or cordons the node anew.
 		return "", false, nil
@@ -750,8 +698,8 @@ func (r *Reconciler) create(ctx context.Context, req request, g *group) (created
 	m := &v1.LocalVolumeMigrate{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        name,
-			Labels:      map[string]string{TriggerLabel: req.trigger, SourceNodeLabel: SourceNodeLabelValue(req.node)},
-			Annotations: map[string]string{RequestedAtAnnotation: req.at.UTC().Format(time.RFC3339Nano)},
+			Labels:      map[string]string{v1.MigrateTriggerLabel: req.trigger, v1.MigrateSourceNodeLabel: v1.SourceNodeLabelValue(req.node)},
+			Annotations: map[string]string{v1.EvictorRequestedAtAnnotation: req.at.UTC().Format(time.RFC3339Nano)},
 		},
 		Spec: v1.LocalVolumeMigrateSpec{SourceNode: req.node, VolumeName: g.onNode[0], MigrateAllVols: true},
 	}
@@ -768,9 +716,9 @@ func (r *Reconciler) create(ctx context.Context, req request, g *group) (created
 }
 
 // requestedAt is when the request a migration serves began: its
-// RequestedAtAnnotation, else its creation.
+// v1.EvictorRequestedAtAnnotation, else its creation.
 func requestedAt(m *v1.LocalVolumeMigrate) time.Time {
-	if t, err := time.Parse(time.RFC3339Nano, m.Annotations[RequestedAtAnnotation]); err == nil {
+	if t, err := time.Parse(time.RFC3339Nano, m.Annotations[v1.EvictorRequestedAtAnnotation]); err == nil {
 		return t
 	}
 	return m.CreationTimestamp.Time

@@ -13,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
@@ -294,59 +293,6 @@ func nodeRequest(name string) ctrl.Request {
 	return ctrl.Request{NamespacedName: types.NamespacedName{Name: name}}
 }
 
-func TestMigrateName(t *testing.T) {
-	long := strings.Repeat("a", 250)
-	cases := []struct {
-		name          string
-		groupOrVolume string
-		node          string
-		want          string // "" checks only validity
-	}{
-		{name: "volume", groupOrVolume: "pvc-1234", node: "node-a", want: "pvc-1234-" + hash("node-a")},
-		{name: "group", groupOrVolume: "lvg-5678", node: "node-a", want: "lvg-5678-" + hash("node-a")},
-		{name: "longest name that fits", groupOrVolume: strings.Repeat("b", 244), node: "node-a", want: strings.Repeat("b", 244) + "-" + hash("node-a")},
-		{name: "too long", groupOrVolume: long, node: "node-a"},
-		{name: "too long, cut at a dot", groupOrVolume: strings.Repeat("c", 234) + "." + strings.Repeat("d", 18), node: "node-a"},
-		{name: "long node", groupOrVolume: "pvc-1", node: strings.Repeat("n", 253)},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			got := MigrateName(tc.groupOrVolume, tc.node)
-			if errs := validation.IsDNS1123Subdomain(got); len(errs) > 0 {
-				t.Errorf("%q: %v", got, errs)
-			}
-			if tc.want != "" && got != tc.want {
-				t.Errorf("got %q, want %q", got, tc.want)
-			}
-			if again := MigrateName(tc.groupOrVolume, tc.node); again != got {
-				t.Errorf("not deterministic: %q then %q", got, again)
-			}
-			if other := MigrateName(tc.groupOrVolume, tc.node+"x"); other == got {
-				t.Errorf("another node gives the same name %q", got)
-			}
-		})
-	}
-	// Names cut to fit still differ.
-	if a, b := MigrateName(long+"x", "n"), MigrateName(long+"y", "n"); a == b {
-		t.Errorf("cut names collide: %q", a)
-	}
-}
-
-func TestSourceNodeLabelValue(t *testing.T) {
-	for _, node := range []string{"node-a", strings.Repeat("n", 63), strings.Repeat("n", 64), strings.Repeat("x", 53) + "-.y" + strings.Repeat("z", 100)} {
-		got := SourceNodeLabelValue(node)
-		if errs := validation.IsValidLabelValue(got); len(errs) > 0 {
-			t.Errorf("%q: %v", got, errs)
-		}
-		if len(node) <= 63 && got != node {
-			t.Errorf("%q became %q", node, got)
-		}
-	}
-	if SourceNodeLabelValue(strings.Repeat("n", 64)) == SourceNodeLabelValue(strings.Repeat("n", 65)) {
-		t.Error("long node names collide")
-	}
-}
-
 // TestDrain: a cordoned node holding three single volumes (one of them HA)
 // and a two-volume group gets exactly four migrations, and no more however
 // often it is reconciled or the controller restarts.
@@ -371,10 +317,10 @@ func TestDrain(t *testing.T) {
 	cordon(t, node, true)
 
 	want := map[string]string{ // migration name -> spec.volumeName
-		MigrateName("dr-s1", node):     "dr-s1",
-		MigrateName("dr-s2", node):     "dr-s2",
-		MigrateName("dr-ha", node):     "dr-ha",
-		MigrateName("lvg-drain", node): "dr-g-a",
+		v1.MigrateName("dr-s1", node):     "dr-s1",
+		v1.MigrateName("dr-s2", node):     "dr-s2",
+		v1.MigrateName("dr-ha", node):     "dr-ha",
+		v1.MigrateName("lvg-drain", node): "dr-g-a",
 	}
 	testenv.Eventually(t, "4 migrations", func() bool { return len(migrationsOff(t, node)) == len(want) })
 	got := migrationsOff(t, node)
@@ -388,17 +334,17 @@ func TestDrain(t *testing.T) {
 		if m.Spec.SourceNode != node || m.Spec.VolumeName != vol || !m.Spec.MigrateAllVols || m.Spec.Abort || len(m.Spec.TargetNodesSuggested) > 0 {
 			t.Errorf("%s: spec %+v", name, m.Spec)
 		}
-		if m.Labels[TriggerLabel] != TriggerDrain || m.Labels[SourceNodeLabel] != node {
+		if m.Labels[v1.MigrateTriggerLabel] != v1.MigrateTriggerDrain || m.Labels[v1.MigrateSourceNodeLabel] != node {
 			t.Errorf("%s: labels %v", name, m.Labels)
 		}
-		if _, err := time.Parse(time.RFC3339Nano, m.Annotations[RequestedAtAnnotation]); err != nil {
-			t.Errorf("%s: annotation %s: %v", name, RequestedAtAnnotation, err)
+		if _, err := time.Parse(time.RFC3339Nano, m.Annotations[v1.EvictorRequestedAtAnnotation]); err != nil {
+			t.Errorf("%s: annotation %s: %v", name, v1.EvictorRequestedAtAnnotation, err)
 		}
 	}
 	expectEvent(t, rec, "Normal "+EventMigrationStarted, node, "created 4 LocalVolumeMigrate(s)", "5 local volume(s)")
-	expectEvent(t, rec, "Normal "+EventVolumeMigrating, "dr-s1, dr-g-b", MigrateName("dr-s1", node), MigrateName("lvg-drain", node))
-	if _, ok := getNode(t, node).Annotations[CordonedAtAnnotation]; !ok {
-		t.Errorf("node has no %s annotation", CordonedAtAnnotation)
+	expectEvent(t, rec, "Normal "+EventVolumeMigrating, "dr-s1, dr-g-b", v1.MigrateName("dr-s1", node), v1.MigrateName("lvg-drain", node))
+	if _, ok := getNode(t, node).Annotations[v1.EvictorCordonedAtAnnotation]; !ok {
+		t.Errorf("node has no %s annotation", v1.EvictorCordonedAtAnnotation)
 	}
 
 	// Reconciled again, directly, several times: nothing new.
@@ -438,7 +384,7 @@ func TestDrain(t *testing.T) {
 	// Uncordoned: the migrations stay, only the cordon's bookkeeping goes.
 	cordon(t, node, false)
 	testenv.Eventually(t, "cordon annotation removed", func() bool {
-		_, ok := getNode(t, node).Annotations[CordonedAtAnnotation]
+		_, ok := getNode(t, node).Annotations[v1.EvictorCordonedAtAnnotation]
 		return !ok
 	})
 	if got := migrationsOff(t, node); len(got) != len(want) {
@@ -461,7 +407,7 @@ func TestEvictionDisabled(t *testing.T) {
 		expectEvent(t, rec, "Warning "+EventEvictionDisabled, node, "its 2 local volume(s) stay", "Pending until the node is uncordoned")
 		testenv.Eventually(t, "warning recorded on the node", func() bool {
 			n := getNode(t, node)
-			return n.Annotations[DisabledWarnedAnnotation] != "" && n.Annotations[DisabledWarnedAnnotation] == n.Annotations[CordonedAtAnnotation]
+			return n.Annotations[DisabledWarnedAnnotation] != "" && n.Annotations[DisabledWarnedAnnotation] == n.Annotations[v1.EvictorCordonedAtAnnotation]
 		})
 		// Again and again within the same cordon: no more warnings.
 		for i := 0; i < 3; i++ {
@@ -477,7 +423,7 @@ func TestEvictionDisabled(t *testing.T) {
 		cordon(t, node, false)
 		testenv.Eventually(t, "annotations removed", func() bool {
 			n := getNode(t, node)
-			return n.Annotations[DisabledWarnedAnnotation] == "" && n.Annotations[CordonedAtAnnotation] == ""
+			return n.Annotations[DisabledWarnedAnnotation] == "" && n.Annotations[v1.EvictorCordonedAtAnnotation] == ""
 		})
 	}
 }
@@ -504,19 +450,19 @@ func TestPodEvictionStart(t *testing.T) {
 
 	createPod(t, "pe-app", node, map[string]string{v1.EvictionLabel: v1.EvictionStart}, "pe-claim-single", "pe-claim-g2", "pe-claim-foreign", "pe-claim-missing")
 	want := map[string]string{
-		MigrateName("pe-single", node): "pe-single",
-		MigrateName("lvg-pe", node):    "pe-g-1",
+		v1.MigrateName("pe-single", node): "pe-single",
+		v1.MigrateName("lvg-pe", node):    "pe-g-1",
 	}
 	testenv.Eventually(t, "2 migrations", func() bool { return len(migrationsOff(t, node)) == len(want) })
 	for name, m := range migrationsOff(t, node) {
 		if want[name] == "" || m.Spec.VolumeName != want[name] || !m.Spec.MigrateAllVols {
 			t.Errorf("unexpected migration %s: %+v", name, m.Spec)
 		}
-		if m.Labels[TriggerLabel] != TriggerPod || m.Labels[SourceNodeLabel] != node {
+		if m.Labels[v1.MigrateTriggerLabel] != v1.MigrateTriggerPod || m.Labels[v1.MigrateSourceNodeLabel] != node {
 			t.Errorf("%s: labels %v", name, m.Labels)
 		}
 	}
-	expectEvent(t, rec, "Normal "+EventMigrationStarted, MigrateName("pe-single", node), MigrateName("lvg-pe", node), "3 local volume(s) off node "+node)
+	expectEvent(t, rec, "Normal "+EventMigrationStarted, v1.MigrateName("pe-single", node), v1.MigrateName("lvg-pe", node), "3 local volume(s) off node "+node)
 
 	// A labelled pod on a node that disables eviction: a Warning, nothing moves.
 	createPod(t, "pe-stay", "podnode-off", map[string]string{v1.EvictionLabel: v1.EvictionStart}, "pe-claim-off")
@@ -584,13 +530,13 @@ func TestExistingMigrations(t *testing.T) {
 	// The expected migrations first, so that "none" below is checked after
 	// the controller has been through every node.
 	for i, tc := range cases {
-		if name := MigrateName(keyOf(i, tc.grouped), nodeOf(i)); tc.wantNew {
+		if name := v1.MigrateName(keyOf(i, tc.grouped), nodeOf(i)); tc.wantNew {
 			testenv.Eventually(t, "migration "+name, func() bool { return getMigration(t, name) != nil })
 		}
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			name := MigrateName(keyOf(i, tc.grouped), nodeOf(i))
+			name := v1.MigrateName(keyOf(i, tc.grouped), nodeOf(i))
 			if tc.wantNew {
 				testenv.Eventually(t, "migration "+name, func() bool { return getMigration(t, name) != nil })
 				if m := getMigration(t, name); m.Spec.VolumeName != fmt.Sprintf("ex-%d-a", i) {
@@ -661,13 +607,13 @@ func TestReplicaSelection(t *testing.T) {
 	// The expected migrations first, so that "none" below is checked after
 	// the controller has been through every node.
 	for i, tc := range cases {
-		if name := MigrateName(fmt.Sprintf("sel-%d-v", i), fmt.Sprintf("sel-%d", i)); tc.wantNew {
+		if name := v1.MigrateName(fmt.Sprintf("sel-%d-v", i), fmt.Sprintf("sel-%d", i)); tc.wantNew {
 			testenv.Eventually(t, "migration "+name, func() bool { return getMigration(t, name) != nil })
 		}
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			name := MigrateName(fmt.Sprintf("sel-%d-v", i), fmt.Sprintf("sel-%d", i))
+			name := v1.MigrateName(fmt.Sprintf("sel-%d-v", i), fmt.Sprintf("sel-%d", i))
 			if tc.wantNew {
 				testenv.Eventually(t, "migration "+name, func() bool { return getMigration(t, name) != nil })
 				return
@@ -685,9 +631,9 @@ func TestLateReplica(t *testing.T) {
 	createVolume(t, "late-a", "", node)
 	startController(t)
 	cordon(t, node, true)
-	testenv.Eventually(t, "first migration", func() bool { return getMigration(t, MigrateName("late-a", node)) != nil })
+	testenv.Eventually(t, "first migration", func() bool { return getMigration(t, v1.MigrateName("late-a", node)) != nil })
 	createVolume(t, "late-b", "", node)
-	testenv.Eventually(t, "migration of the late replica", func() bool { return getMigration(t, MigrateName("late-b", node)) != nil })
+	testenv.Eventually(t, "migration of the late replica", func() bool { return getMigration(t, v1.MigrateName("late-b", node)) != nil })
 }
 
 // TestNewCordonReplacesFinished: within one cordon a migration the user
@@ -695,7 +641,7 @@ func TestLateReplica(t *testing.T) {
 // volume is still there, replaces it with a new one.
 func TestNewCordonReplacesFinished(t *testing.T) {
 	const node = "again-1"
-	name := MigrateName("again-a", node)
+	name := v1.MigrateName("again-a", node)
 	createNode(t, node, nil)
 	createVolume(t, "again-a", "", node)
 	_, rec, _ := startController(t)
@@ -710,7 +656,7 @@ func TestNewCordonReplacesFinished(t *testing.T) {
 	})
 
 	cordon(t, node, false)
-	testenv.Eventually(t, "cordon annotation removed", func() bool { return getNode(t, node).Annotations[CordonedAtAnnotation] == "" })
+	testenv.Eventually(t, "cordon annotation removed", func() bool { return getNode(t, node).Annotations[v1.EvictorCordonedAtAnnotation] == "" })
 	cordon(t, node, true)
 	testenv.Eventually(t, "a new migration", func() bool {
 		m := getMigration(t, name)

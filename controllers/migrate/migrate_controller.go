@@ -33,13 +33,6 @@ import (
 	"hwameistor.io/local/internal/placement"
 )
 
-// Defaults of the Reconciler's limits.
-const (
-	DefaultMaxPerNode = 2
-	DefaultMaxTotal   = 10
-	DefaultDeadline   = 30 * time.Minute
-)
-
 // Reconciler reconciles LocalVolumeMigrates.
 type Reconciler struct {
 	Client   client.Client
@@ -75,13 +68,13 @@ var _ reconcile.Reconciler = &Reconciler{}
 // back to their migration through the sync-pending annotation.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.MaxPerNode == 0 {
-		r.MaxPerNode = DefaultMaxPerNode
+		r.MaxPerNode = v1.MigrateDefaultMaxPerNode
 	}
 	if r.MaxTotal == 0 {
-		r.MaxTotal = DefaultMaxTotal
+		r.MaxTotal = v1.MigrateDefaultMaxTotal
 	}
 	if r.Deadline == 0 {
-		r.Deadline = DefaultDeadline
+		r.Deadline = v1.MigrateDefaultDeadline
 	}
 	if r.Now == nil {
 		r.Now = time.Now
@@ -368,57 +361,8 @@ func (r *Reconciler) pickTarget(ctx context.Context, m *v1.LocalVolumeMigrate, l
 	for _, n := range nodes.Items {
 		schedulable[n.Name] = !n.Spec.Unschedulable
 	}
-	target, why := Target(view.Cache, view.Nodes, func(n string) bool { return schedulable[n] }, m.Spec.SourceNode, lv, vols, m.Spec.TargetNodesSuggested)
+	target, why := placement.MigrationTarget(view.Cache, view.Nodes, func(n string) bool { return schedulable[n] }, m.Spec.SourceNode, lv, vols, m.Spec.TargetNodesSuggested)
 	return target, why, nil
-}
-
-// Target is a migration's target choice, with the scheduler's placement
-// code: among the nodes with a Ready LocalStorageNode whose Node is
-// schedulable and that hold no replica of vols (only suggested ones, when
-// given), one where the whole group fits net of capacity's reservations,
-// preferring another zone than the replica of lv that stays (HA), then the
-// most free space. why says, in the words the migration's status uses, why
-// there is none. `kubectl hwameistor drain-check` predicts with it.
-func Target(capacity *placement.Cache, storageNodes []v1.LocalStorageNode, schedulable func(node string) bool,
-	source string, lv *v1.LocalVolume, vols []*v1.LocalVolume, suggested []string) (target, why string) {
-	holding := map[string]bool{}
-	var pvols []placement.Volume
-	for _, v := range vols {
-		for _, n := range v.ReplicaNodes() {
-			holding[n] = true
-		}
-		pool, ok := placement.PoolByName(v.Spec.PoolName)
-		if !ok {
-			return "", fmt.Sprintf("volume %s has unknown pool %s", v.Name, v.Spec.PoolName)
-		}
-		pvols = append(pvols, placement.Volume{Key: v.Name, Pool: pool, Bytes: v.Spec.RequiredCapacityBytes})
-	}
-	var candidates []string
-	for i := range storageNodes {
-		n := storageNodes[i].Name
-		if holding[n] || !schedulable(n) || storageNodes[i].Status.State != v1.StateReady {
-			continue
-		}
-		if len(suggested) > 0 && !slices.Contains(suggested, n) {
-			continue
-		}
-		candidates = append(candidates, n)
-	}
-	sort.Strings(candidates)
-	if len(candidates) == 0 {
-		return "", "no Ready, schedulable node without a replica of the volumes"
-	}
-	// The replica that stays anchors the zone preference (HA); else the source.
-	anchor := source
-	for _, n := range lv.ReplicaNodes() {
-		if n != source {
-			anchor = n
-		}
-	}
-	if target, ok := capacity.PickPeer(anchor, pvols, candidates); ok {
-		return target, ""
-	}
-	return "", fmt.Sprintf("no candidate node (%d checked) can hold %s", len(candidates), placement.Demand(pvols))
 }
 
 // addReplica creates the target replicas (marked sync-pending, so the

@@ -35,11 +35,6 @@ const (
 	ParamPVCNamespace = "csi.storage.k8s.io/pvc/namespace"
 )
 
-// TopologyKey is the node segment the driver reports in NodeGetInfo, so
-// external-provisioner can pass the selected node and publish per-node
-// capacity. CreateVolume never returns it: PVs carry no node affinity.
-const TopologyKey = "topology.lvm.hwameistor.io/node"
-
 // Volume context keys returned by CreateVolume.
 const (
 	ContextPool   = "poolName"
@@ -290,7 +285,7 @@ func (c *Controller) placement(ctx context.Context, ns, pvc string, topo *csi.To
 		}
 	}
 	for _, t := range append(topo.GetPreferred(), topo.GetRequisite()...) {
-		if n := t.GetSegments()[TopologyKey]; n != "" {
+		if n := t.GetSegments()[v1.TopologyKey]; n != "" {
 			pl.nodes = []string{n}
 			return pl, nil
 		}
@@ -751,7 +746,7 @@ func (c *Controller) GetCapacity(ctx context.Context, req *csi.GetCapacityReques
 	}
 	pool := params.PoolClass.PoolName()
 	var nodes []v1.LocalStorageNode
-	if n := req.GetAccessibleTopology().GetSegments()[TopologyKey]; n != "" {
+	if n := req.GetAccessibleTopology().GetSegments()[v1.TopologyKey]; n != "" {
 		lsn := &v1.LocalStorageNode{}
 		if err := c.Client.Get(ctx, client.ObjectKey{Name: n}, lsn); err != nil {
 			if apierrors.IsNotFound(err) {

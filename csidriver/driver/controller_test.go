@@ -99,7 +99,7 @@ func createReq(name, ns, pvc string, bytes int64, params map[string]string, pref
 	req := &csi.CreateVolumeRequest{Name: name, Parameters: p, VolumeCapabilities: mountCap(),
 		CapacityRange: &csi.CapacityRange{RequiredBytes: bytes}}
 	if preferred != "" {
-		req.AccessibilityRequirements = &csi.TopologyRequirement{Preferred: []*csi.Topology{{Segments: map[string]string{TopologyKey: preferred}}}}
+		req.AccessibilityRequirements = &csi.TopologyRequirement{Preferred: []*csi.Topology{{Segments: map[string]string{v1.TopologyKey: preferred}}}}
 	}
 	return req
 }
@@ -252,7 +252,7 @@ func TestDeleteExpandListCapacity(t *testing.T) {
 	}
 
 	capResp, err := c.GetCapacity(ctx, &csi.GetCapacityRequest{Parameters: map[string]string{"poolClass": "HDD"},
-		AccessibleTopology: &csi.Topology{Segments: map[string]string{TopologyKey: "dx-a"}}})
+		AccessibleTopology: &csi.Topology{Segments: map[string]string{v1.TopologyKey: "dx-a"}}})
 	if err != nil || capResp.AvailableCapacity != 4*gi || capResp.MaximumVolumeSize.GetValue() != 4*gi {
 		t.Errorf("GetCapacity(dx-a) = %+v, %v", capResp, err)
 	}

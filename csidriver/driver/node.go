@@ -16,6 +16,8 @@ import (
 	"k8s.io/klog/v2"
 	mountutils "k8s.io/mount-utils"
 	utilexec "k8s.io/utils/exec"
+
+	v1 "hwameistor.io/local/api/v1alpha1"
 )
 
 // DeviceResolver finds the block device of a volume's replica on this node
@@ -57,7 +59,7 @@ func (n *Node) lock(volumeID string) func() {
 
 // NodeGetInfo returns the node's ID and its topology segment.
 func (n *Node) NodeGetInfo(context.Context, *csi.NodeGetInfoRequest) (*csi.NodeGetInfoResponse, error) {
-	return &csi.NodeGetInfoResponse{NodeId: n.NodeID, AccessibleTopology: &csi.Topology{Segments: map[string]string{TopologyKey: n.NodeID}}}, nil
+	return &csi.NodeGetInfoResponse{NodeId: n.NodeID, AccessibleTopology: &csi.Topology{Segments: map[string]string{v1.TopologyKey: n.NodeID}}}, nil
 }
 
 // NodeGetCapabilities advertises staging, stats and expansion.

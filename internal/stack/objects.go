@@ -17,7 +17,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
-	"hwameistor.io/local/csidriver/driver"
 )
 
 // createFakeNode registers a kwok-managed Node and the CSINode that kubelet
@@ -29,7 +28,7 @@ func (h *Stack) createFakeNode(ctx context.Context, nodeName, zone string) error
 		ObjectMeta: metav1.ObjectMeta{Name: nodeName,
 			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"},
 			Labels: map[string]string{"kubernetes.io/hostname": nodeName, "type": "kwok",
-				corev1.LabelTopologyZone: zone, driver.TopologyKey: nodeName}},
+				corev1.LabelTopologyZone: zone, v1.TopologyKey: nodeName}},
 		Spec:   corev1.NodeSpec{Unschedulable: h.Cordoned[nodeName]},
 		Status: corev1.NodeStatus{Capacity: res, Allocatable: res},
 	}
@@ -42,7 +41,7 @@ func (h *Stack) createFakeNode(ctx context.Context, nodeName, zone string) error
 	csiNode := &storagev1.CSINode{
 		ObjectMeta: metav1.ObjectMeta{Name: nodeName},
 		Spec: storagev1.CSINodeSpec{Drivers: []storagev1.CSINodeDriver{{
-			Name: v1.DriverName, NodeID: nodeName, TopologyKeys: []string{driver.TopologyKey}}}},
+			Name: v1.DriverName, NodeID: nodeName, TopologyKeys: []string{v1.TopologyKey}}}},
 	}
 	if _, err := h.Clientset.StorageV1().CSINodes().Create(ctx, csiNode, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("creating CSINode: %w", err)

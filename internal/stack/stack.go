@@ -33,7 +33,6 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
-	"hwameistor.io/local/controllers/migrate"
 	"hwameistor.io/local/internal/testenv"
 )
 
@@ -256,7 +255,7 @@ func (h *Stack) startComponents(ours string) error {
 		"--webhook-cert-extra-hosts=127.0.0.1", "--webhook-configuration="+webhookConfig, fmt.Sprintf("--webhook-port=%d", h.Ports+6),
 		"--kube-api-qps=100", "--kube-api-burst=200",
 		"--metrics-bind-address=0", fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", h.Ports+7),
-		fmt.Sprintf("--migrate-max-per-node=%d", cmp.Or(h.MigrationsPerNode, migrate.DefaultMaxPerNode)), h.pprofFlag(8)); err != nil {
+		fmt.Sprintf("--migrate-max-per-node=%d", cmp.Or(h.MigrationsPerNode, v1.MigrateDefaultMaxPerNode)), h.pprofFlag(8)); err != nil {
 		return err
 	}
 	if webhookConfig != "" {

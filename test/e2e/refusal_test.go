@@ -28,7 +28,6 @@ import (
 	"hwameistor.io/local/csidriver/backend"
 	"hwameistor.io/local/csidriver/backend/backendtest"
 	"hwameistor.io/local/csidriver/backend/emulated"
-	"hwameistor.io/local/csidriver/driver"
 )
 
 const refuser = "e2e-refuser"
@@ -42,14 +41,14 @@ func startRefuser(t *testing.T) (*agent.Agent, *backendtest.LaggingReport) {
 	res := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("32"), corev1.ResourceMemory: resource.MustParse("128Gi"), corev1.ResourcePods: resource.MustParse("110")}
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: refuser, Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"},
-			Labels: map[string]string{"kubernetes.io/hostname": refuser, "type": "kwok", corev1.LabelTopologyZone: "zone-a", driver.TopologyKey: refuser}},
+			Labels: map[string]string{"kubernetes.io/hostname": refuser, "type": "kwok", corev1.LabelTopologyZone: "zone-a", v1.TopologyKey: refuser}},
 		Status: corev1.NodeStatus{Capacity: res, Allocatable: res},
 	}
 	if _, err := h.Clientset.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	csiNode := &storagev1.CSINode{ObjectMeta: metav1.ObjectMeta{Name: refuser}, Spec: storagev1.CSINodeSpec{Drivers: []storagev1.CSINodeDriver{{
-		Name: v1.DriverName, NodeID: refuser, TopologyKeys: []string{driver.TopologyKey}}}}}
+		Name: v1.DriverName, NodeID: refuser, TopologyKeys: []string{v1.TopologyKey}}}}}
 	if _, err := h.Clientset.StorageV1().CSINodes().Create(ctx, csiNode, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -71,9 +71,9 @@ func main() {
 	flag.StringVar(&webhookService, "webhook-service", "hwameistor-controllers", "Service (in $POD_NAMESPACE) the apiserver calls the webhook through; the certificate is issued for its DNS names")
 	flag.StringVar(&certHosts, "webhook-cert-extra-hosts", "", "comma-separated extra DNS names or IP addresses for the issued certificate (a webhook configured with a URL)")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "elect a leader (lease hwameistor-controllers) so only one replica reconciles")
-	flag.IntVar(&migrations.MaxPerNode, "migrate-max-per-node", migrate.DefaultMaxPerNode, "migrations copying from one node at once")
-	flag.IntVar(&migrations.MaxTotal, "migrate-max-total", migrate.DefaultMaxTotal, "migrations copying in the whole cluster at once")
-	flag.DurationVar(&migrations.Deadline, "migrate-deadline", migrate.DefaultDeadline, "how long a migration may take before it is rolled back and reported Failed")
+	flag.IntVar(&migrations.MaxPerNode, "migrate-max-per-node", v1alpha1.MigrateDefaultMaxPerNode, "migrations copying from one node at once")
+	flag.IntVar(&migrations.MaxTotal, "migrate-max-total", v1alpha1.MigrateDefaultMaxTotal, "migrations copying in the whole cluster at once")
+	flag.DurationVar(&migrations.Deadline, "migrate-deadline", v1alpha1.MigrateDefaultDeadline, "how long a migration may take before it is rolled back and reported Failed")
 	var apiFlags restconfig.Flags
 	apiFlags.Bind(flag.CommandLine)
 	zapOpts := zap.Options{}

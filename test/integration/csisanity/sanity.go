@@ -107,7 +107,7 @@ type topologyDefaulter struct{ csi.ControllerServer }
 
 func (d topologyDefaulter) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
 	if req.GetAccessibilityRequirements() == nil {
-		req.AccessibilityRequirements = &csi.TopologyRequirement{Preferred: []*csi.Topology{{Segments: map[string]string{driver.TopologyKey: Node}}}}
+		req.AccessibilityRequirements = &csi.TopologyRequirement{Preferred: []*csi.Topology{{Segments: map[string]string{v1.TopologyKey: Node}}}}
 	}
 	return d.ControllerServer.CreateVolume(ctx, req)
 }

@@ -94,7 +94,7 @@ func (p *provisioner) provision(ctx context.Context, t *testing.T, pvc *corev1.P
 		Name: "pvc-" + string(pvc.UID), Parameters: params, CapacityRange: &csi.CapacityRange{RequiredBytes: size.Value()},
 		VolumeCapabilities: []*csi.VolumeCapability{{AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
 			AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER}}},
-		AccessibilityRequirements: &csi.TopologyRequirement{Preferred: []*csi.Topology{{Segments: map[string]string{driver.TopologyKey: node}}}},
+		AccessibilityRequirements: &csi.TopologyRequirement{Preferred: []*csi.Topology{{Segments: map[string]string{v1.TopologyKey: node}}}},
 	})
 	p.mu.Lock()
 	p.calls[pvc.Name] = append(p.calls[pvc.Name], node+":"+status.Code(err).String())
