@@ -3,7 +3,6 @@ package v1alpha1
 import (
 	"fmt"
 
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -116,19 +115,17 @@ func (r *CapacityRefusal) Shortage() string {
 		return fmt.Sprintf("volume count limit %d reached", r.VolumeCountLimit)
 	case r.By == RefusedByNodeAgent:
 		return fmt.Sprintf("%s free at allocation, the node reports %s free",
-			formatBytes(r.FreeCapacityBytes), formatBytes(r.Report.FreeCapacityBytes))
+			FormatBytes(r.FreeCapacityBytes), FormatBytes(r.Report.FreeCapacityBytes))
 	}
-	return fmt.Sprintf("%s free in the node's report", formatBytes(r.FreeCapacityBytes))
+	return fmt.Sprintf("%s free in the node's report", FormatBytes(r.FreeCapacityBytes))
 }
 
 // String describes the refusal: "node N refused 10Gi in
 // LocalStorage_PoolHDD: 2Gi free at allocation, the node reports 40Gi
 // free".
 func (r *CapacityRefusal) String() string {
-	return fmt.Sprintf("node %s refused %s in %s: %s", r.NodeName, formatBytes(r.RequiredCapacityBytes), r.PoolName, r.Shortage())
+	return fmt.Sprintf("node %s refused %s in %s: %s", r.NodeName, FormatBytes(r.RequiredCapacityBytes), r.PoolName, r.Shortage())
 }
-
-func formatBytes(b int64) string { return resource.NewQuantity(b, resource.BinarySI).String() }
 
 // MaxRefusals is how many refusals a LocalVolumeGroup entry keeps (the
 // validation's maxItems): the latest ones.

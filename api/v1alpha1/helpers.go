@@ -3,6 +3,8 @@ package v1alpha1
 import (
 	"slices"
 
+	"k8s.io/apimachinery/pkg/api/resource"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -107,4 +109,20 @@ func OperationBefore(a metav1.Object, aKind string, b metav1.Object, bKind strin
 		return aKind < bKind
 	}
 	return a.GetName() < b.GetName()
+}
+
+// FormatBytes prints bytes the way users write sizes (6Gi, 512Mi), in every
+// message of the scheduler, the driver and the controllers, so a user can
+// compare them.
+func FormatBytes(b int64) string {
+	return resource.NewQuantity(b, resource.BinarySI).String()
+}
+
+// RoundUpToExtent rounds bytes up to a multiple of extent: the size LVM
+// allocates. An extent of 0 or 1 leaves bytes as they are.
+func RoundUpToExtent(bytes, extent int64) int64 {
+	if extent <= 1 {
+		return bytes
+	}
+	return (bytes + extent - 1) / extent * extent
 }

@@ -489,7 +489,7 @@ func (r *Reconciler) syncReplica(ctx context.Context, c *v1.LocalVolumeConvert) 
 		if size > 0 {
 			pct = min(100, rep.Status.SyncedBytes*100/size)
 		}
-		msg := fmt.Sprintf("copying from %s to %s: %d%% (%s of %s)", source, target, pct, placement.FormatBytes(rep.Status.SyncedBytes), placement.FormatBytes(size))
+		msg := fmt.Sprintf("copying from %s to %s: %d%% (%s of %s)", source, target, pct, v1.FormatBytes(rep.Status.SyncedBytes), v1.FormatBytes(size))
 		if rep.Status.Synced && rep.Status.Checksum != "" {
 			msg = fmt.Sprintf("the copy on %s is verified; waiting for the replica to be Ready (it is %s)", target, stateOr(rep.Status.State, "not reported"))
 		}

@@ -185,7 +185,7 @@ func (r *Reconciler) submitted(ctx context.Context, e *v1.LocalVolumeExpand) (ct
 	cur := lv.Spec.RequiredCapacityBytes
 	if want < cur || (want == cur && lv.Status.AllocatedCapacityBytes >= want) {
 		msg := fmt.Sprintf("volume %s is already %d bytes (%s); %d bytes (%s) requested: nothing to do",
-			name, cur, placement.FormatBytes(cur), want, placement.FormatBytes(want))
+			name, cur, v1.FormatBytes(cur), want, v1.FormatBytes(want))
 		r.Recorder.Event(e, corev1.EventTypeNormal, "Completed", msg)
 		return ctrl.Result{}, r.setStatus(ctx, e, func(st *v1.LocalVolumeExpandStatus) {
 			st.State, st.Message, st.AllocatedCapacityBytes = v1.OperationStateCompleted, msg, lv.Status.AllocatedCapacityBytes
@@ -207,13 +207,13 @@ func (r *Reconciler) submitted(ctx context.Context, e *v1.LocalVolumeExpand) (ct
 			return ctrl.Result{}, err
 		}
 		if len(problems) > 0 {
-			return r.fail(ctx, e, "cannot grow %s from %s to %s: %s", name, placement.FormatBytes(cur), placement.FormatBytes(want), strings.Join(problems, "; "))
+			return r.fail(ctx, e, "cannot grow %s from %s to %s: %s", name, v1.FormatBytes(cur), v1.FormatBytes(want), strings.Join(problems, "; "))
 		}
 	}
-	r.Recorder.Eventf(e, corev1.EventTypeNormal, "Expanding", "Growing %s from %s to %s on %s", name, placement.FormatBytes(cur), placement.FormatBytes(want), strings.Join(nodes, ", "))
+	r.Recorder.Eventf(e, corev1.EventTypeNormal, "Expanding", "Growing %s from %s to %s on %s", name, v1.FormatBytes(cur), v1.FormatBytes(want), strings.Join(nodes, ", "))
 	if err := r.setStatus(ctx, e, func(st *v1.LocalVolumeExpandStatus) {
 		st.State = v1.OperationStateInProgress
-		st.Message = fmt.Sprintf("growing %s from %s to %s on %s", name, placement.FormatBytes(cur), placement.FormatBytes(want), strings.Join(nodes, ", "))
+		st.Message = fmt.Sprintf("growing %s from %s to %s on %s", name, v1.FormatBytes(cur), v1.FormatBytes(want), strings.Join(nodes, ", "))
 	}); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -304,7 +304,7 @@ func (r *Reconciler) checkCapacity(ctx context.Context, lv *v1.LocalVolume, want
 		if !slices.Contains(p.Volumes, rep.Spec.VolumeName) {
 			continue
 		}
-		if d := roundUp(size[rep.Spec.VolumeName], p.ExtentSizeBytes) - roundUp(rep.Status.AllocatedCapacityBytes, p.ExtentSizeBytes); d > 0 {
+		if d := v1.RoundUpToExtent(size[rep.Spec.VolumeName], p.ExtentSizeBytes) - v1.RoundUpToExtent(rep.Status.AllocatedCapacityBytes, p.ExtentSizeBytes); d > 0 {
 			growing[rep.Spec.NodeName] += d
 		}
 	}
@@ -321,16 +321,16 @@ func (r *Reconciler) checkCapacity(ctx context.Context, lv *v1.LocalVolume, want
 		}
 		if p.VolumeCapacityBytesLimit > 0 && want > p.VolumeCapacityBytesLimit {
 			problems = append(problems, fmt.Sprintf("node %s pool %s takes volumes up to %s, %s requested",
-				node, lv.Spec.PoolName, placement.FormatBytes(p.VolumeCapacityBytesLimit), placement.FormatBytes(want)))
+				node, lv.Spec.PoolName, v1.FormatBytes(p.VolumeCapacityBytesLimit), v1.FormatBytes(want)))
 			continue
 		}
-		need := roundUp(want, p.ExtentSizeBytes) - roundUp(lv.Spec.RequiredCapacityBytes, p.ExtentSizeBytes)
+		need := v1.RoundUpToExtent(want, p.ExtentSizeBytes) - v1.RoundUpToExtent(lv.Spec.RequiredCapacityBytes, p.ExtentSizeBytes)
 		reserved, _ := cache.Reserved(node, pool)
 		held := reserved + growing[node]
 		if free := p.FreeCapacityBytes - held; free < need {
-			msg := fmt.Sprintf("node %s pool %s: need %s, free %s", node, lv.Spec.PoolName, placement.FormatBytes(need), placement.FormatBytes(free))
+			msg := fmt.Sprintf("node %s pool %s: need %s, free %s", node, lv.Spec.PoolName, v1.FormatBytes(need), v1.FormatBytes(free))
 			if held > 0 {
-				msg += fmt.Sprintf(" (%s reserved in flight)", placement.FormatBytes(held))
+				msg += fmt.Sprintf(" (%s reserved in flight)", v1.FormatBytes(held))
 			}
 			problems = append(problems, msg)
 		}
@@ -360,7 +360,7 @@ func (r *Reconciler) inProgress(ctx context.Context, e *v1.LocalVolumeExpand, ch
 			}
 			if len(problems) > 0 {
 				return r.fail(ctx, e, "cannot grow %s from %s to %s: %s; the volume stays at %s", name,
-					placement.FormatBytes(cur), placement.FormatBytes(want), strings.Join(problems, "; "), placement.FormatBytes(cur))
+					v1.FormatBytes(cur), v1.FormatBytes(want), strings.Join(problems, "; "), v1.FormatBytes(cur))
 			}
 		}
 	}
@@ -412,7 +412,7 @@ func (r *Reconciler) inProgress(ctx context.Context, e *v1.LocalVolumeExpand, ch
 		if err == nil && got >= want {
 			continue
 		}
-		p := fmt.Sprintf("%s has %s", node, placement.FormatBytes(got))
+		p := fmt.Sprintf("%s has %s", node, v1.FormatBytes(got))
 		if err != nil {
 			p = node + " has no replica object yet"
 		} else if rep.Status.Message != "" {
@@ -421,13 +421,13 @@ func (r *Reconciler) inProgress(ctx context.Context, e *v1.LocalVolumeExpand, ch
 		pending = append(pending, p)
 	}
 	if len(nodes) == 0 || len(pending) > 0 {
-		msg := fmt.Sprintf("%swaiting for the replicas to grow to %s: %s", prefix, placement.FormatBytes(want), strings.Join(pending, ", "))
+		msg := fmt.Sprintf("%swaiting for the replicas to grow to %s: %s", prefix, v1.FormatBytes(want), strings.Join(pending, ", "))
 		return ctrl.Result{RequeueAfter: r.RetryInterval}, r.setStatus(ctx, e, func(st *v1.LocalVolumeExpandStatus) {
 			st.Message = msg
 			st.AllocatedCapacityBytes = max(allocated, 0)
 		})
 	}
-	msg := fmt.Sprintf("volume %s is %s on %s", name, placement.FormatBytes(allocated), strings.Join(nodes, ", "))
+	msg := fmt.Sprintf("volume %s is %s on %s", name, v1.FormatBytes(allocated), strings.Join(nodes, ", "))
 	r.Recorder.Event(e, corev1.EventTypeNormal, "Completed", msg)
 	return ctrl.Result{}, r.setStatus(ctx, e, func(st *v1.LocalVolumeExpandStatus) {
 		st.State, st.Message, st.AllocatedCapacityBytes = v1.OperationStateCompleted, prefix+msg, allocated
@@ -452,14 +452,6 @@ func (r *Reconciler) setStatus(ctx context.Context, e *v1.LocalVolumeExpand, cha
 	}
 	e.Status = *st
 	return r.Client.Status().Update(ctx, e)
-}
-
-// roundUp rounds bytes up to a multiple of extent (LVM allocates extents).
-func roundUp(bytes, extent int64) int64 {
-	if extent <= 1 {
-		return bytes
-	}
-	return (bytes + extent - 1) / extent * extent
 }
 
 const (

@@ -213,7 +213,7 @@ func (a *Agent) ensure(ctx context.Context, be backend.Backend, rep *v1.LocalVol
 		if vol, err = be.ExpandVolume(ctx, rep.Spec.PoolName, name, rep.Spec.RequiredCapacityBytes); err != nil {
 			return vol, err
 		}
-		a.Recorder.Eventf(rep, corev1.EventTypeNormal, "Expanded", "Expanded to %s", backend.FormatBytes(vol.SizeBytes))
+		a.Recorder.Eventf(rep, corev1.EventTypeNormal, "Expanded", "Expanded to %s", v1.FormatBytes(vol.SizeBytes))
 	}
 	if at, ok := be.(backend.Attacher); ok {
 		dev, err := at.Attach(ctx, rep.Spec.PoolName, name)
@@ -300,7 +300,7 @@ func (a *Agent) setStatus(ctx context.Context, rep *v1.LocalVolumeReplica, state
 		if rep.Annotations[v1.SyncPendingAnnotation] == "" {
 			st.Synced = true
 		}
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, "Allocated", fmt.Sprintf("%s allocated", backend.FormatBytes(vol.SizeBytes))
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, "Allocated", fmt.Sprintf("%s allocated", v1.FormatBytes(vol.SizeBytes))
 	}
 	meta.SetStatusCondition(&st.Conditions, cond)
 	if equality.Semantic.DeepEqual(st, &rep.Status) {

@@ -98,7 +98,7 @@ func (a *Agent) sync(ctx context.Context, be backend.Backend, rep *v1.LocalVolum
 		return fail("recording the source's last use on the copy: %v", err)
 	}
 	log.FromContext(ctx).Info("Copied and verified", "volume", rep.Spec.VolumeName, "from", source, "to", rep.Spec.NodeName, "checksum", sum)
-	a.Recorder.Eventf(rep, corev1.EventTypeNormal, "Synced", "Copied %s from %s; checksum %s verified", backend.FormatBytes(vol.SizeBytes), source, sum)
+	a.Recorder.Eventf(rep, corev1.EventTypeNormal, "Synced", "Copied %s from %s; checksum %s verified", v1.FormatBytes(vol.SizeBytes), source, sum)
 	return 0, a.patchSync(ctx, rep, func(st *v1.LocalVolumeReplicaStatus) {
 		st.Synced, st.Checksum, st.SyncedBytes, st.Message = true, sum, vol.SizeBytes, ""
 	})

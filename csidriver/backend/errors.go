@@ -3,8 +3,7 @@ package backend
 import (
 	"errors"
 	"fmt"
-
-	"k8s.io/apimachinery/pkg/api/resource"
+	"hwameistor.io/local/api/v1alpha1"
 )
 
 // Sentinel errors. Backends wrap them with the details, so callers test with
@@ -45,14 +44,8 @@ func (e *CapacityError) Error() string {
 	if e.VolumeCountLimit > 0 {
 		return fmt.Sprintf("pool %s: insufficient capacity: volume count limit %d reached", e.Pool, e.VolumeCountLimit)
 	}
-	return fmt.Sprintf("pool %s: insufficient capacity: need %s, free %s", e.Pool, FormatBytes(e.NeedBytes), FormatBytes(e.FreeBytes))
+	return fmt.Sprintf("pool %s: insufficient capacity: need %s, free %s", e.Pool, v1alpha1.FormatBytes(e.NeedBytes), v1alpha1.FormatBytes(e.FreeBytes))
 }
 
 // Is makes errors.Is(err, ErrInsufficientCapacity) true.
 func (e *CapacityError) Is(target error) bool { return target == ErrInsufficientCapacity }
-
-// FormatBytes prints bytes the way users write sizes (6Gi, 512Mi), like the
-// scheduler's messages, so a user can compare the two.
-func FormatBytes(b int64) string {
-	return resource.NewQuantity(b, resource.BinarySI).String()
-}

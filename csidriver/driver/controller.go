@@ -24,7 +24,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
-	"hwameistor.io/local/internal/placement"
 	"hwameistor.io/local/internal/scparams"
 )
 
@@ -320,7 +319,7 @@ func (c *Controller) checkPool(ctx context.Context, node, pool string, size int6
 			Report: report, By: v1.RefusedByCSIController, Time: metav1.Now()}, nil
 	}
 	if p.VolumeCapacityBytesLimit > 0 && size > p.VolumeCapacityBytesLimit {
-		return nil, status.Errorf(codes.OutOfRange, "pool %s on node %s takes volumes up to %s, %s requested", pool, node, placement.FormatBytes(p.VolumeCapacityBytesLimit), placement.FormatBytes(size))
+		return nil, status.Errorf(codes.OutOfRange, "pool %s on node %s takes volumes up to %s, %s requested", pool, node, v1.FormatBytes(p.VolumeCapacityBytesLimit), v1.FormatBytes(size))
 	}
 	return nil, nil
 }

@@ -110,7 +110,7 @@ func (c *Cache) UpsertNode(lsn *v1.LocalStorageNode) {
 		}
 		// An entry made before the pool was known (SetPlacement on start)
 		// was not rounded to its extent yet; rounding again is a no-op.
-		e.bytes = roundUp(e.bytes, pools[e.pool].extent)
+		e.bytes = v1.RoundUpToExtent(e.bytes, pools[e.pool].extent)
 		pools[e.pool].reservedBytes += e.bytes
 		pools[e.pool].reservedCount++
 	}
@@ -134,7 +134,7 @@ func (c *Cache) DeleteNode(name string) {
 }
 
 func (c *Cache) addEntry(nodeName string, n *nodeState, vol Volume, persisted bool) {
-	b := roundUp(vol.Bytes, n.pools[vol.Pool].extent)
+	b := v1.RoundUpToExtent(vol.Bytes, n.pools[vol.Pool].extent)
 	now := c.now()
 	e := &entry{pool: vol.Pool, bytes: b, persisted: persisted, created: now}
 	if !persisted {
@@ -197,7 +197,7 @@ func (c *Cache) check(node string, vols []Volume) string {
 		if !p.exists {
 			return fmt.Sprintf("node has no pool %s", v.Pool.Name())
 		}
-		needBytes[v.Pool] += roundUp(v.Bytes, p.extent)
+		needBytes[v.Pool] += v1.RoundUpToExtent(v.Bytes, p.extent)
 		needCount[v.Pool]++
 	}
 	for i := Pool(0); i < NumPools; i++ {
@@ -223,9 +223,9 @@ func (c *Cache) check(node string, vols []Volume) string {
 
 func shortageReason(p Pool, need, free, reserved int64) string {
 	if reserved > 0 {
-		return fmt.Sprintf("pool %s: need %s, free %s (%s reserved in flight)", p.Name(), FormatBytes(need), FormatBytes(free-reserved), FormatBytes(reserved))
+		return fmt.Sprintf("pool %s: need %s, free %s (%s reserved in flight)", p.Name(), v1.FormatBytes(need), v1.FormatBytes(free-reserved), v1.FormatBytes(reserved))
 	}
-	return fmt.Sprintf("pool %s: need %s, free %s", p.Name(), FormatBytes(need), FormatBytes(free))
+	return fmt.Sprintf("pool %s: need %s, free %s", p.Name(), v1.FormatBytes(need), v1.FormatBytes(free))
 }
 
 // countReason, like shortageReason, shows what is left after reservations.

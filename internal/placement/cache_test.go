@@ -102,7 +102,7 @@ func wantReserved(t *testing.T, c *Cache, node string, p Pool, bytes, count int6
 	t.Helper()
 	gb, gc := c.Reserved(node, p)
 	if gb != bytes || gc != count {
-		t.Errorf("Reserved(%s, %s) = %s, %d; want %s, %d", node, p.Name(), FormatBytes(gb), gc, FormatBytes(bytes), count)
+		t.Errorf("Reserved(%s, %s) = %s, %d; want %s, %d", node, p.Name(), v1.FormatBytes(gb), gc, v1.FormatBytes(bytes), count)
 	}
 }
 
@@ -110,7 +110,7 @@ func wantReserved(t *testing.T, c *Cache, node string, p Pool, bytes, count int6
 func ledger(c *Cache) []string {
 	var out []string
 	for _, r := range c.Reservations() {
-		s := r.Node + "/" + r.Volume + "/" + r.Pool.Name() + "/" + FormatBytes(r.Bytes)
+		s := r.Node + "/" + r.Volume + "/" + r.Pool.Name() + "/" + v1.FormatBytes(r.Bytes)
 		if r.Persisted {
 			s += "/persisted"
 		}
@@ -670,8 +670,8 @@ func TestPoolNames(t *testing.T) {
 		b    int64
 		want string
 	}{{6 * Gi, "6Gi"}, {512 * Mi, "512Mi"}, {0, "0"}, {1, "1"}} {
-		if got := FormatBytes(tt.b); got != tt.want {
-			t.Errorf("FormatBytes(%d) = %q, want %q", tt.b, got, tt.want)
+		if got := v1.FormatBytes(tt.b); got != tt.want {
+			t.Errorf("v1.FormatBytes(%d) = %q, want %q", tt.b, got, tt.want)
 		}
 	}
 }

@@ -15,7 +15,7 @@ func TestObserver(t *testing.T) {
 	c, clk := newCache(t, time.Minute, lsn("n1").pool(v1.PoolNameHDD, 100*Gi, 100*Gi, 10), lsn("n2").pool(v1.PoolNameHDD, 100*Gi, 100*Gi, 10))
 	var got []string
 	c.SetObserver(func(e ReservationEnd) {
-		s := e.Node + "/" + e.Volume + "/" + e.Reason.String() + "/" + e.Age.String() + "/" + FormatBytes(e.Bytes)
+		s := e.Node + "/" + e.Volume + "/" + e.Reason.String() + "/" + e.Age.String() + "/" + v1.FormatBytes(e.Bytes)
 		if e.Persisted {
 			s += "/persisted"
 		}

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"strings"
 
-	"k8s.io/apimachinery/pkg/api/resource"
-
 	v1 "hwameistor.io/local/api/v1alpha1"
 )
 
@@ -57,19 +55,6 @@ type Volume struct {
 	Bytes int64
 }
 
-// roundUp rounds bytes up to a multiple of extent (LVM allocates extents).
-func roundUp(bytes, extent int64) int64 {
-	if extent <= 1 {
-		return bytes
-	}
-	return (bytes + extent - 1) / extent * extent
-}
-
-// FormatBytes prints bytes the way users write sizes (6Gi, 512Mi).
-func FormatBytes(b int64) string {
-	return resource.NewQuantity(b, resource.BinarySI).String()
-}
-
 // Demand describes volumes by pool: "6Gi in LocalStorage_PoolHDD and 1Gi in
 // LocalStorage_PoolSSD", for reasons and messages.
 func Demand(vols []Volume) string {
@@ -80,7 +65,7 @@ func Demand(vols []Volume) string {
 	var parts []string
 	for p := Pool(0); p < NumPools; p++ {
 		if total[p] > 0 {
-			parts = append(parts, fmt.Sprintf("%s in %s", FormatBytes(total[p]), p.Name()))
+			parts = append(parts, fmt.Sprintf("%s in %s", v1.FormatBytes(total[p]), p.Name()))
 		}
 	}
 	return strings.Join(parts, " and ")

@@ -63,7 +63,7 @@ const RefusedPrefix = "refused "
 // it reports the pool again".
 func (r *Refusal) reason() string {
 	return fmt.Sprintf("%s%s in %s: %s; kept off this node until it reports the pool again",
-		RefusedPrefix, FormatBytes(r.RequiredCapacityBytes), r.Pool.Name(), r.Shortage())
+		RefusedPrefix, v1.FormatBytes(r.RequiredCapacityBytes), r.Pool.Name(), r.Shortage())
 }
 
 // SetRefusals replaces the refusals recorded for volume (nil clears them).

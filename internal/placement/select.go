@@ -1,5 +1,7 @@
 package placement
 
+import v1 "hwameistor.io/local/api/v1alpha1"
+
 // FittingNodes appends to dst up to limit nodes (other than exclude) where
 // vols fit, looking only at candidates when candidates is non-nil. It stops
 // at the first limit found, so asking "is there a peer?" is cheap when the
@@ -75,7 +77,7 @@ func (c *Cache) freeAfter(n *nodeState, vols []Volume) int64 {
 	for _, v := range vols {
 		used[v.Pool] = true
 		if _, held := n.entries[v.Key]; !held {
-			need[v.Pool] += roundUp(v.Bytes, n.pools[v.Pool].extent)
+			need[v.Pool] += v1.RoundUpToExtent(v.Bytes, n.pools[v.Pool].extent)
 		}
 	}
 	var free int64
@@ -101,7 +103,7 @@ func (c *Cache) Utilization(node string, vols []Volume, weights *[NumPools]int64
 	var need [NumPools]int64
 	for _, v := range vols {
 		if _, held := n.entries[v.Key]; !held {
-			need[v.Pool] += roundUp(v.Bytes, n.pools[v.Pool].extent)
+			need[v.Pool] += v1.RoundUpToExtent(v.Bytes, n.pools[v.Pool].extent)
 		}
 	}
 	var sum, wsum float64

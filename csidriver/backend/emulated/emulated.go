@@ -319,7 +319,7 @@ func (b *Backend) CreateVolume(_ context.Context, poolName, name string, bytes i
 			return p.volume(name, v), nil
 		}
 		return backend.Volume{}, fmt.Errorf("%w: pool %s: volume %s has %s, requested %s",
-			backend.ErrAlreadyExists, p.name, name, backend.FormatBytes(v.size), backend.FormatBytes(size))
+			backend.ErrAlreadyExists, p.name, name, v1alpha1.FormatBytes(v.size), v1alpha1.FormatBytes(size))
 	}
 	if int64(len(p.vols)) >= p.cfg.VolumeCountLimit {
 		return backend.Volume{}, &backend.CapacityError{Pool: p.name, VolumeCountLimit: p.cfg.VolumeCountLimit}

@@ -273,7 +273,7 @@ func (b *Backend) create(ctx context.Context, pool, vgName, name string, bytes i
 				return l, nil
 			}
 			return lv{}, fmt.Errorf("%w: pool %s: volume %s has %s, requested %s",
-				backend.ErrAlreadyExists, pool, name, backend.FormatBytes(int64(l.Size)), backend.FormatBytes(size))
+				backend.ErrAlreadyExists, pool, name, v1alpha1.FormatBytes(int64(l.Size)), v1alpha1.FormatBytes(size))
 		}
 		if b.owned(l) {
 			owned++
