@@ -104,7 +104,7 @@ install -m 0755 "${HACK_DIR}/vm/initramfs-init" "${ird}/init"
 (cd "${ird}" && find . | cpio -o -H newc --quiet | gzip -1) > "${tmp}/initrd.gz"
 
 size_mb=$(( $(du -sm "${root}" | cut -f1) + 512 ))
-mke2fs -q -t ext4 -d "${root}" -L hwvm-root "${tmp}/root.img" "${size_mb}M"
+mke2fs -q -t ext4 -d "${root}" -L hwvm-root "${tmp}/root.img" "${size_mb}M" >&2
 cp "${tmp}/kernel/boot/vmlinuz-${kver}" "${tmp}/vmlinuz"
 
 mkdir -p "${out}"

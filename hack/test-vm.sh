@@ -11,7 +11,7 @@ log_file="${1:-_output/test-vm.log}"
 mkdir -p "$(dirname "${log_file}")"
 export KUBEBUILDER_ASSETS="${KUBEBUILDER_ASSETS:-$("${HACK_DIR}/build-control-plane.sh")}"
 start=$(date +%s)
-export HWAMEISTOR_VM_IMAGE="$("${HACK_DIR}/build-guest-image.sh")"
+export HWAMEISTOR_VM_IMAGE="$("${HACK_DIR}/build-guest-image.sh" | tail -n 1)"
 log "guest image ready in $(( $(date +%s) - start ))s: ${HWAMEISTOR_VM_IMAGE}"
 log "go test ./test/vm (two guests under qemu)"
 rc=0

@@ -49,43 +49,43 @@ func run(m *testing.M) int {
 	var err error
 	share, err = os.MkdirTemp("", "hwvm-share-")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return setupFailed(err)
 	}
 	defer os.RemoveAll(share)
 	start := time.Now()
 	if err := buildShare(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return setupFailed(err)
 	}
 	image, err := vm.Image(ctx)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return setupFailed(err)
 	}
 	fmt.Printf("vm: binaries and image ready in %s\n", time.Since(start).Round(time.Second))
 	cluster, err = vm.Start(ctx, vm.Options{Guests: 2, DiskBytes: diskBytes, Share: share, Image: image,
 		Logf: func(f string, a ...any) { fmt.Printf(f+"\n", a...) }})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return setupFailed(err)
 	}
 	defer func() { _ = cluster.Stop() }()
 	if api, err = startAPI(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return setupFailed(err)
 	}
 	defer func() { _ = api.Stop() }()
 	code := m.Run()
 	if err := cluster.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "vm teardown:", err)
-		code = 1
+		code = setupFailed(fmt.Errorf("teardown: %w", err))
 	}
 	if err := checkNoLeftovers(cluster); err != nil {
-		fmt.Fprintln(os.Stderr, "vm teardown:", err)
-		code = 1
+		code = setupFailed(fmt.Errorf("teardown: %w", err))
 	}
 	return code
+}
+
+// setupFailed reports a failure outside any test the way go test -v prints
+// a failed test, so hack/test.sh counts it, and returns the exit code.
+func setupFailed(err error) int {
+	fmt.Printf("--- FAIL: TestMain/vm (0.00s)\n    %s\n", strings.ReplaceAll(err.Error(), "\n", "\n    "))
+	return 1
 }
 
 // startAPI starts the kube-apiserver on the bridge and writes its
