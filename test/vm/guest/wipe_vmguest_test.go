@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"hwameistor.io/local/csidriver/backend"
+	"hwameistor.io/local/csidriver/backend/lvm"
 	"hwameistor.io/local/csidriver/blockdev"
 )
 
@@ -98,10 +99,9 @@ func TestZeroCost(t *testing.T) {
 	t.Logf("CreateVolume (lvcreate and zeroing): %s per GiB, %.2fx the write", perGiB(time.Since(start)).Round(time.Millisecond), float64(time.Since(start))/float64(write))
 }
 
-func writePatternVolume(t *testing.T, be interface {
-	CreateVolume(context.Context, string, string, int64, backend.CreateOptions) (backend.Volume, error)
-	DeleteVolume(context.Context, string, string) error
-}, name string, size int64) {
+// writePatternVolume leaves a pattern on the extents a volume of size
+// takes: it creates the volume, fills it and deletes it.
+func writePatternVolume(t *testing.T, be *lvm.Backend, name string, size int64) {
 	t.Helper()
 	v, err := be.CreateVolume(context.Background(), pool, name, size, backend.CreateOptions{})
 	if err != nil {
