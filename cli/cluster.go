@@ -130,22 +130,11 @@ func (c *cluster) migrationsOf(volume string) []*v1.LocalVolumeMigrate {
 	return out
 }
 
-// capacity is the scheduler's capacity view of the cluster: every node's
-// pools net of the placements persisted in LocalVolumes and
-// LocalVolumeGroups that the nodes' status does not count yet. The migrate
-// controller chooses targets from the same view.
-func (c *cluster) capacity() *placement.Cache {
-	cache := placement.NewCache(0)
-	for i := range c.StorageNodes {
-		cache.UpsertNode(&c.StorageNodes[i])
-	}
-	for i := range c.Volumes {
-		cache.UpsertVolume(&c.Volumes[i])
-	}
-	for i := range c.Groups {
-		cache.UpsertGroup(&c.Groups[i])
-	}
-	return cache
+// capacity is the scheduler's capacity view of the cluster as read
+// (placement.View): the migrate controller chooses targets from the same
+// view, built the same way.
+func (c *cluster) capacity() *placement.View {
+	return placement.NewView(c.StorageNodes, c.Volumes, c.Groups, c.Replicas)
 }
 
 // checkNode fails with `node "x" not found` when there is no such Node.

@@ -153,7 +153,7 @@ type move struct {
 type planner struct {
 	cl        *cluster
 	node      *corev1.Node
-	capacity  *placement.Cache
+	capacity  *placement.View
 	requestAt time.Time
 }
 
@@ -289,7 +289,7 @@ func (p *planner) admit(mv move, head string) move {
 }
 
 // pickTarget is the migrate controller's target choice
-// (placement.MigrationTarget) on the cluster read, the drained node counted
+// (placement.View.MoveTarget) on the cluster read, the drained node counted
 // as cordoned. The choice is reserved, so the next group sees the space
 // taken.
 func (p *planner) pickTarget(lv *v1.LocalVolume, vols []*v1.LocalVolume, suggested []string) (target, why string) {
@@ -298,9 +298,9 @@ func (p *planner) pickTarget(lv *v1.LocalVolume, vols []*v1.LocalVolume, suggest
 		node := p.cl.node(n)
 		return n != src && node != nil && !node.Spec.Unschedulable
 	}
-	target, why = placement.MigrationTarget(p.capacity, p.cl.StorageNodes, schedulable, src, lv, vols, suggested)
-	if target == "" {
-		return "", why
+	target, miss := p.capacity.MoveTarget(schedulable, src, lv, vols, suggested)
+	if miss != nil {
+		return "", miss.String()
 	}
 	pvols := make([]placement.Volume, 0, len(vols))
 	for _, v := range vols {

@@ -80,12 +80,12 @@ n3     HDD      1Gi    11Gi    90%     0
 n3     NVMe     3Gi    4Gi     25%     0
 n4     <none>   0      0       0%      0
 `
-	if got := printed(t, poolsTable(cl, lsns, nil, cl.capacity()), false); got != want {
+	if got := printed(t, poolsTable(cl, lsns, nil, cl.capacity().Cache), false); got != want {
 		t.Errorf("table:\n%s\nwant:\n%s", got, want)
 	}
 	// Wide: "new" is placed on n2 but not in its status yet, so AVAILABLE
 	// is 2Gi less than FREE there.
-	wide := printed(t, poolsTable(cl, lsns, nil, cl.capacity()), true)
+	wide := printed(t, poolsTable(cl, lsns, nil, cl.capacity().Cache), true)
 	for _, line := range []string{
 		"n1     HDD      50Gi   60Gi    16%     2         a        Ready                                 50Gi        2/100",
 		"n2     SSD      5Gi    15Gi    66%     0         b        Ready,SchedulingDisabled,EvictionDisabled   3Gi         0/100",

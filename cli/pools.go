@@ -59,7 +59,7 @@ func (p *poolsOptions) run(ctx context.Context, nodes []string) error {
 	}
 	what := partStorageNodes
 	if p.out.table() {
-		what |= partNodes | partVolumes | partGroups
+		what |= partNodes | partVolumes | partGroups | partReplicas
 	}
 	cl, err := readCluster(ctx, c, what)
 	if err != nil {
@@ -72,7 +72,7 @@ func (p *poolsOptions) run(ctx context.Context, nodes []string) error {
 	if !p.out.table() {
 		return p.out.printObjects(p.Out, asObjects(lsns), len(nodes) == 1)
 	}
-	return p.out.printTable(p.Out, p.ErrOut, poolsTable(cl, lsns, classes, cl.capacity()), "No pools found.")
+	return p.out.printTable(p.Out, p.ErrOut, poolsTable(cl, lsns, classes, cl.capacity().Cache), "No pools found.")
 }
 
 // selectStorageNodes returns the named LocalStorageNodes, or all of them.

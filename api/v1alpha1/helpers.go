@@ -98,15 +98,17 @@ func (s State) Finished() bool {
 	return false
 }
 
-// OperationBefore orders operations on a volume by creation, then kind,
-// then name: a total order, so of two operations exactly one goes first.
+// OperationBefore orders operations on a volume by creation, then kind
+// (a migration, which a drain waits for, before a conversion before an
+// expansion), then name: a total order, so of two operations exactly one
+// goes first.
 func OperationBefore(a metav1.Object, aKind string, b metav1.Object, bKind string) bool {
 	ta, tb := a.GetCreationTimestamp(), b.GetCreationTimestamp()
 	if !ta.Equal(&tb) {
 		return ta.Before(&tb)
 	}
 	if aKind != bKind {
-		return aKind < bKind
+		return kindRank(aKind) < kindRank(bKind)
 	}
 	return a.GetName() < b.GetName()
 }
@@ -125,4 +127,16 @@ func RoundUpToExtent(bytes, extent int64) int64 {
 		return bytes
 	}
 	return (bytes + extent - 1) / extent * extent
+}
+
+func kindRank(kind string) int {
+	switch kind {
+	case KindMigrate:
+		return 0
+	case KindConvert:
+		return 1
+	case KindExpand:
+		return 2
+	}
+	return 3
 }

@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/internal/placement"
 	"hwameistor.io/local/internal/scparams"
 )
 
@@ -294,9 +295,11 @@ func (c *Controller) placement(ctx context.Context, ns, pvc string, topo *csi.To
 }
 
 // checkPool is the last line against overcommit: the scheduler's ledger is
-// the authority, but a pool that is short now (a race outside the ledger),
-// or a node that refused this claim's volume and has not reported its pool
-// since, is answered with a refusal, so the pod is rescheduled.
+// the authority, but a pool that cannot take the volume now
+// (placement.FitsPool: short of bytes or volume slots, or under its size
+// limit; a race outside the ledger), or a node that refused this claim's
+// volume and has not reported its pool since, is answered with a refusal,
+// so the pod is rescheduled.
 func (c *Controller) checkPool(ctx context.Context, node, pool string, size int64, entry *v1.VolumeInfo) (*v1.CapacityRefusal, error) {
 	lsn := &v1.LocalStorageNode{}
 	if err := c.Client.Get(ctx, client.ObjectKey{Name: node}, lsn); err != nil {
@@ -313,15 +316,14 @@ func (c *Controller) checkPool(ctx context.Context, node, pool string, size int6
 			}
 		}
 	}
-	p, ok := lsn.Status.Pools[pool]
-	if !ok || p.FreeCapacityBytes < size {
-		return &v1.CapacityRefusal{NodeName: node, PoolName: pool, RequiredCapacityBytes: size, FreeCapacityBytes: p.FreeCapacityBytes,
-			Report: report, By: v1.RefusedByCSIController, Time: metav1.Now()}, nil
+	// Whatever the verdict, the ledger placed the volume on a report that
+	// is no longer the pool's (a race outside the ledger): a refusal moves
+	// the pod, and the ledger keeps the node off until it reports again.
+	if idx, ok := placement.PoolByName(pool); ok && placement.FitsPool(lsn, idx, size).Fits() {
+		return nil, nil
 	}
-	if p.VolumeCapacityBytesLimit > 0 && size > p.VolumeCapacityBytesLimit {
-		return nil, status.Errorf(codes.OutOfRange, "pool %s on node %s takes volumes up to %s, %s requested", pool, node, v1.FormatBytes(p.VolumeCapacityBytesLimit), v1.FormatBytes(size))
-	}
-	return nil, nil
+	return &v1.CapacityRefusal{NodeName: node, PoolName: pool, RequiredCapacityBytes: size, FreeCapacityBytes: lsn.Status.Pools[pool].FreeCapacityBytes,
+		Report: report, By: v1.RefusedByCSIController, Time: metav1.Now()}, nil
 }
 
 // refusal is a node's capacity refusal of the volume being created, with

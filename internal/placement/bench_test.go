@@ -42,7 +42,7 @@ func BenchmarkCheck(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				if reason := c.Check(names[i%n], benchVols); reason != "" {
+				if reason := c.Check(names[i%n], benchVols); !reason.Fits() {
 					b.Fatal(reason)
 				}
 			}
@@ -59,7 +59,7 @@ func BenchmarkCheckAllNodes(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				for _, name := range names {
-					if reason := c.Check(name, benchVols); reason != "" {
+					if reason := c.Check(name, benchVols); !reason.Fits() {
 						b.Fatal(reason)
 					}
 				}
@@ -137,7 +137,7 @@ func TestCheckDoesNotAllocate(t *testing.T) {
 		f    func()
 	}{
 		{"Check", func() {
-			if reason := c.Check("n1", group); reason != "" {
+			if reason := c.Check("n1", group); !reason.Fits() {
 				t.Fatal(reason)
 			}
 		}},

@@ -1,7 +1,6 @@
 package placement
 
 import (
-	"fmt"
 	"sync"
 	"time"
 
@@ -18,6 +17,7 @@ type poolState struct {
 	free          int64
 	freeCount     int64
 	extent        int64
+	limit         int64 // volumeCapacityBytesLimit, 0 for none
 	reservedBytes int64
 	reservedCount int64
 }
@@ -94,7 +94,7 @@ func (c *Cache) UpsertNode(lsn *v1.LocalStorageNode) {
 		if !ok {
 			continue
 		}
-		pools[i] = poolState{exists: true, total: p.TotalCapacityBytes, free: p.FreeCapacityBytes, freeCount: p.FreeVolumeCount, extent: p.ExtentSizeBytes}
+		pools[i] = poolState{exists: true, total: p.TotalCapacityBytes, free: p.FreeCapacityBytes, freeCount: p.FreeVolumeCount, extent: p.ExtentSizeBytes, limit: p.VolumeCapacityBytesLimit}
 		for _, v := range p.Volumes {
 			present[v] = struct{}{}
 		}
@@ -173,20 +173,26 @@ func (c *Cache) dropEntry(nodeName string, n *nodeState, volume string, why EndR
 
 // Check reports whether vols fit on node, counting reservations in flight.
 // A volume already reserved on this node counts as fitting (its bytes are
-// held). It returns "" when they fit, else a reason for the user.
-func (c *Cache) Check(node string, vols []Volume) string {
+// held). Its verdict is typed: the zero Reason when they fit.
+func (c *Cache) Check(node string, vols []Volume) Reason {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return c.check(node, vols)
+	var why Reason
+	c.check(node, vols, &why)
+	return why
 }
 
-func (c *Cache) check(node string, vols []Volume) string {
+// check reports whether vols fit on node; when they do not and why is not
+// nil, it says why there. The verdict is a bool so that the loops over
+// every node (FittingNodes, PickPeer) and Filter's success path do not
+// build a Reason.
+func (c *Cache) check(node string, vols []Volume, why *Reason) bool {
 	n := c.nodes[node]
 	if n == nil || !n.known {
-		return "node has no LocalStorageNode (is the hwameistor node agent running there?)"
+		return fail(why, Reason{Code: NoStorageNode})
 	}
 	if n.state != v1.StateReady {
-		return fmt.Sprintf("LocalStorageNode is %s, not Ready", stateOrUnknown(n.state))
+		return fail(why, Reason{Code: NodeNotReady, State: n.state})
 	}
 	var needBytes, needCount [NumPools]int64
 	for _, v := range vols {
@@ -195,7 +201,10 @@ func (c *Cache) check(node string, vols []Volume) string {
 		}
 		p := &n.pools[v.Pool]
 		if !p.exists {
-			return fmt.Sprintf("node has no pool %s", v.Pool.Name())
+			return fail(why, Reason{Code: NoPool, Pool: v.Pool})
+		}
+		if p.limit > 0 && v.Bytes > p.limit {
+			return fail(why, Reason{Code: VolumeTooLarge, Pool: v.Pool, Need: v.Bytes, Limit: p.limit})
 		}
 		needBytes[v.Pool] += v1.RoundUpToExtent(v.Bytes, p.extent)
 		needCount[v.Pool]++
@@ -206,53 +215,44 @@ func (c *Cache) check(node string, vols []Volume) string {
 		}
 		p := &n.pools[i]
 		if avail := p.free - p.reservedBytes; avail < needBytes[i] {
-			return shortageReason(i, needBytes[i], p.free, p.reservedBytes)
+			return fail(why, Reason{Code: InsufficientCapacity, Pool: i, Need: needBytes[i], Free: p.free, Reserved: p.reservedBytes})
 		}
 		if p.freeCount-p.reservedCount < needCount[i] {
-			return countReason(i, needCount[i], p.freeCount, p.reservedCount)
+			return fail(why, Reason{Code: NoVolumeSlot, Pool: i, Need: needCount[i], Free: p.freeCount, Reserved: p.reservedCount})
 		}
 	}
 	for j := range n.refusals {
 		r := &n.refusals[j]
 		if needCount[r.Pool] > 0 && r.holds(&n.pools[r.Pool]) && r.covers(needBytes[r.Pool]) {
-			return r.reason()
+			if why != nil {
+				refusal := *r
+				*why = Reason{Code: CapacityRefused, Pool: r.Pool, Need: needBytes[r.Pool], Refusal: &refusal}
+			}
+			return false
 		}
 	}
-	return ""
+	return true
 }
 
-func shortageReason(p Pool, need, free, reserved int64) string {
-	if reserved > 0 {
-		return fmt.Sprintf("pool %s: need %s, free %s (%s reserved in flight)", p.Name(), v1.FormatBytes(need), v1.FormatBytes(free-reserved), v1.FormatBytes(reserved))
+// fail records r in why (when asked) and says the volumes do not fit.
+func fail(why *Reason, r Reason) bool {
+	if why != nil {
+		*why = r
 	}
-	return fmt.Sprintf("pool %s: need %s, free %s", p.Name(), v1.FormatBytes(need), v1.FormatBytes(free))
-}
-
-// countReason, like shortageReason, shows what is left after reservations.
-func countReason(p Pool, need, free, reserved int64) string {
-	if reserved > 0 {
-		return fmt.Sprintf("pool %s: need %d volume(s), %d free (%d reserved in flight)", p.Name(), need, free-reserved, reserved)
-	}
-	return fmt.Sprintf("pool %s: need %d volume(s), %d free", p.Name(), need, free)
-}
-
-func stateOrUnknown(s v1.State) string {
-	if s == "" {
-		return "without state"
-	}
-	return string(s)
+	return false
 }
 
 // Reserve holds vols on node, all or nothing, and returns the keys it added.
 // Volumes already reserved there are left as they are, so Reserve is
 // idempotent and a caller's Unreserve of the returned keys never drops
-// another pod's hold on a shared claim. It fails with the reason when the
+// another pod's hold on a shared claim. It fails with a *NodeError when the
 // volumes no longer fit.
 func (c *Cache) Reserve(node string, vols []Volume) ([]string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if reason := c.check(node, vols); reason != "" {
-		return nil, fmt.Errorf("node %s: %s", node, reason)
+	var why Reason
+	if !c.check(node, vols, &why) {
+		return nil, &NodeError{Node: node, Reason: why}
 	}
 	n := c.nodes[node]
 	var added []string

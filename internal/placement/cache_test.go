@@ -333,7 +333,7 @@ func TestCheck(t *testing.T) {
 			for _, r := range tt.reserve {
 				mustReserve(t, c, r.node, r.vols...)
 			}
-			if got := c.Check(tt.node, tt.vols); got != tt.want {
+			if got := c.Check(tt.node, tt.vols).String(); got != tt.want {
 				t.Errorf("Check(%s) = %q, want %q", tt.node, got, tt.want)
 			}
 		})
@@ -494,7 +494,7 @@ func TestSetPlacement(t *testing.T) {
 		// the LocalStorageNode informer has delivered the node.
 		c, _ := newCache(t, 0)
 		c.SetPlacement(vol("a", PoolHDD, 1), []string{"n1"})
-		if got := c.Check("n1", nil); got != noLSN {
+		if got := c.Check("n1", nil).String(); got != noLSN {
 			t.Errorf("Check = %q, want %q", got, noLSN)
 		}
 		c.UpsertNode(hdd("n1").extent(4 * Mi).build())
@@ -521,7 +521,7 @@ func TestUpsertNode(t *testing.T) {
 		wantReserved(t, c, "n1", PoolHDD, 0, 0)
 		wantLedger(t, c)
 		// The bytes are now in the pool's free space instead.
-		if got := c.Check("n1", vols(vol("c", PoolHDD, 13*Gi))); got != "pool LocalStorage_PoolHDD: need 13Gi, free 12Gi" {
+		if got := c.Check("n1", vols(vol("c", PoolHDD, 13*Gi))).String(); got != "pool LocalStorage_PoolHDD: need 13Gi, free 12Gi" {
 			t.Errorf("Check = %q", got)
 		}
 	})
@@ -546,11 +546,11 @@ func TestUpsertNode(t *testing.T) {
 		c, _ := newCache(t, 0, lsn("n1").pool(v1.PoolNameHDD, 20*Gi, 20*Gi, 10))
 		mustReserve(t, c, "n1", vol("a", PoolHDD, 6*Gi))
 		c.UpsertNode(lsn("n1").pool(v1.PoolNameHDD, 20*Gi, 20*Gi, 10).state(v1.StateOffline).build())
-		if got := c.Check("n1", vols(vol("b", PoolHDD, 1))); got != "LocalStorageNode is Offline, not Ready" {
+		if got := c.Check("n1", vols(vol("b", PoolHDD, 1))).String(); got != "LocalStorageNode is Offline, not Ready" {
 			t.Errorf("Check = %q", got)
 		}
 		c.UpsertNode(lsn("n1").pool(v1.PoolNameSSD, 20*Gi, 20*Gi, 10).build())
-		if got := c.Check("n1", vols(vol("b", PoolHDD, 1))); got != "node has no pool LocalStorage_PoolHDD" {
+		if got := c.Check("n1", vols(vol("b", PoolHDD, 1))).String(); got != "node has no pool LocalStorage_PoolHDD" {
 			t.Errorf("Check = %q", got)
 		}
 		// The HDD reservation is still counted against the (gone) pool.
@@ -560,7 +560,7 @@ func TestUpsertNode(t *testing.T) {
 
 	t.Run("unknown pool keys are ignored", func(t *testing.T) {
 		c, _ := newCache(t, 0, lsn("n1").pool("LocalStorage_PoolTape", 20*Gi, 20*Gi, 10))
-		if got := c.Check("n1", vols(vol("a", PoolHDD, 1))); got != "node has no pool LocalStorage_PoolHDD" {
+		if got := c.Check("n1", vols(vol("a", PoolHDD, 1))).String(); got != "node has no pool LocalStorage_PoolHDD" {
 			t.Errorf("Check = %q", got)
 		}
 	})
@@ -571,7 +571,7 @@ func TestDeleteNode(t *testing.T) {
 		c, _ := newCache(t, 0, lsn("n1").pool(v1.PoolNameHDD, 20*Gi, 10*Gi, 10))
 		mustReserve(t, c, "n1", vol("a", PoolHDD, 6*Gi))
 		c.DeleteNode("n1")
-		if got := c.Check("n1", vols(vol("b", PoolHDD, 1))); got != noLSN {
+		if got := c.Check("n1", vols(vol("b", PoolHDD, 1))).String(); got != noLSN {
 			t.Errorf("Check after delete = %q, want %q", got, noLSN)
 		}
 		wantReserved(t, c, "n1", PoolHDD, 6*Gi, 1)
@@ -579,7 +579,7 @@ func TestDeleteNode(t *testing.T) {
 
 		c.UpsertNode(lsn("n1").pool(v1.PoolNameHDD, 20*Gi, 10*Gi, 10).build())
 		wantReserved(t, c, "n1", PoolHDD, 6*Gi, 1)
-		if got := c.Check("n1", vols(vol("b", PoolHDD, 6*Gi))); got != "pool LocalStorage_PoolHDD: need 6Gi, free 4Gi (6Gi reserved in flight)" {
+		if got := c.Check("n1", vols(vol("b", PoolHDD, 6*Gi))).String(); got != "pool LocalStorage_PoolHDD: need 6Gi, free 4Gi (6Gi reserved in flight)" {
 			t.Errorf("Check after re-add = %q", got)
 		}
 		wantLedger(t, c, "n1/a/LocalStorage_PoolHDD/6Gi")

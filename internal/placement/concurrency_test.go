@@ -210,7 +210,7 @@ func TestConcurrentReserveBurst(t *testing.T) {
 						<-start
 						for i := 0; i < len(nodes); i++ {
 							n := (g + i) % len(nodes)
-							if checkFirst && c.Check(nodes[n], v) != "" {
+							if checkFirst && !c.Check(nodes[n], v).Fits() {
 								continue // Filter said no
 							}
 							if _, err := c.Reserve(nodes[n], v); err == nil {

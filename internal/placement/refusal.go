@@ -55,15 +55,12 @@ func (r *Refusal) holds(p *poolState) bool {
 // covers reports whether the refusal also refuses a demand of need bytes.
 func (r *Refusal) covers(need int64) bool { return r.CapacityRefusal.Covers(need) }
 
-// RefusedPrefix starts every reason Check gives for a refusal.
-const RefusedPrefix = "refused "
-
 // reason is Check's message: "refused 10Gi in LocalStorage_PoolHDD: 2Gi
 // free at allocation, the node reports 40Gi free; kept off this node until
 // it reports the pool again".
 func (r *Refusal) reason() string {
-	return fmt.Sprintf("%s%s in %s: %s; kept off this node until it reports the pool again",
-		RefusedPrefix, v1.FormatBytes(r.RequiredCapacityBytes), r.Pool.Name(), r.Shortage())
+	return fmt.Sprintf("refused %s in %s: %s; kept off this node until it reports the pool again",
+		v1.FormatBytes(r.RequiredCapacityBytes), r.Pool.Name(), r.Shortage())
 }
 
 // SetRefusals replaces the refusals recorded for volume (nil clears them).

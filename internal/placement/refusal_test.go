@@ -52,7 +52,7 @@ func TestRefusalKeepsVolumesOff(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c, _ := newCache(t, 0, lsn("a").pool(v1.PoolNameHDD, tc.total, tc.free, 100), lsn("b").pool(v1.PoolNameHDD, 40*Gi, 40*Gi, 100))
 			c.SetRefusals("pvc-1", RefusalsOf("pvc-1", []v1.CapacityRefusal{tc.refusal}))
-			got := c.Check("a", []Volume{{Key: "pvc-2", Pool: PoolHDD, Bytes: tc.need}})
+			got := c.Check("a", []Volume{{Key: "pvc-2", Pool: PoolHDD, Bytes: tc.need}}).String()
 			if (got == "") != (tc.want == "") || !strings.Contains(got, tc.want) {
 				t.Errorf("Check = %q, want %q", got, tc.want)
 			}
@@ -79,34 +79,34 @@ func TestRefusalLifecycle(t *testing.T) {
 	g := &v1.LocalVolumeGroup{Spec: v1.LocalVolumeGroupSpec{Volumes: []v1.VolumeInfo{{PersistentVolumeClaimName: "data", LocalVolumeName: "pvc-1",
 		Refusals: []v1.CapacityRefusal{refusalOf("a", 10*Gi, 2*Gi, report)}}}}}
 	c.UpsertGroup(g)
-	if c.Check("a", vol) == "" || !c.HasRefusals("a") || len(c.Refusals("a")) != 1 {
-		t.Fatalf("a group entry's refusal is not in the ledger: Check %q", c.Check("a", vol))
+	if c.Check("a", vol).String() == "" || !c.HasRefusals("a") || len(c.Refusals("a")) != 1 {
+		t.Fatalf("a group entry's refusal is not in the ledger: Check %q", c.Check("a", vol).String())
 	}
 	c.Release("pvc-1")
-	if c.Check("a", vol) == "" {
+	if c.Check("a", vol).String() == "" {
 		t.Error("releasing the volume's reservations dropped its refusal")
 	}
 	// A new report: the refusal no longer holds, but is still known (a
 	// pod it kept off is requeued by the report).
 	c.UpsertNode(lsn("a").pool(v1.PoolNameHDD, 40*Gi, 39*Gi, 100).build())
-	if got := c.Check("a", vol); got != "" || !c.HasRefusals("a") || len(c.Refusals("a")) != 0 {
+	if got := c.Check("a", vol).String(); got != "" || !c.HasRefusals("a") || len(c.Refusals("a")) != 0 {
 		t.Errorf("after a new report: Check %q, HasRefusals %v, holding %v", got, c.HasRefusals("a"), c.Refusals("a"))
 	}
 	c.UpsertNode(lsn("a").pool(v1.PoolNameHDD, 40*Gi, 40*Gi, 100).build())
 	g.Spec.Volumes[0].Refusals = nil
 	c.UpsertGroup(g)
-	if got := c.Check("a", vol); got != "" || c.HasRefusals("a") {
+	if got := c.Check("a", vol).String(); got != "" || c.HasRefusals("a") {
 		t.Errorf("the entry dropped its refusal, the ledger did not: %q", got)
 	}
 	g.Spec.Volumes[0].Refusals = []v1.CapacityRefusal{refusalOf("a", 10*Gi, 2*Gi, report)}
 	c.UpsertGroup(g)
 	c.Forget("pvc-1")
-	if got := c.Check("a", vol); got != "" || c.HasRefusals("a") {
+	if got := c.Check("a", vol).String(); got != "" || c.HasRefusals("a") {
 		t.Errorf("Forget kept the refusal: %q", got)
 	}
 	// A refusal of a node without a LocalStorageNode does not make it one.
 	c.SetRefusals("pvc-9", RefusalsOf("pvc-9", []v1.CapacityRefusal{refusalOf("ghost", Gi, 0, v1.PoolReport{})}))
-	if got := c.Check("ghost", vol); got != noLSN {
+	if got := c.Check("ghost", vol).String(); got != noLSN {
 		t.Errorf("Check(ghost) = %q", got)
 	}
 	c.SetRefusals("pvc-9", nil)

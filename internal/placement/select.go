@@ -15,7 +15,7 @@ func (c *Cache) FittingNodes(dst []string, vols []Volume, candidates []string, e
 			if len(dst)-start >= limit {
 				break
 			}
-			if name != exclude && c.check(name, vols) == "" {
+			if name != exclude && c.check(name, vols, nil) {
 				dst = append(dst, name)
 			}
 		}
@@ -25,7 +25,7 @@ func (c *Cache) FittingNodes(dst []string, vols []Volume, candidates []string, e
 		if len(dst)-start >= limit {
 			break
 		}
-		if name != exclude && c.check(name, vols) == "" {
+		if name != exclude && c.check(name, vols, nil) {
 			dst = append(dst, name)
 		}
 	}
@@ -45,7 +45,7 @@ func (c *Cache) PickPeer(node string, vols []Volume, candidates []string) (strin
 	}
 	best, bestOtherZone, bestFree := "", false, int64(-1)
 	consider := func(name string) {
-		if name == node || c.check(name, vols) != "" {
+		if name == node || !c.check(name, vols, nil) {
 			return
 		}
 		n := c.nodes[name]

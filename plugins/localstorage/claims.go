@@ -11,6 +11,7 @@ import (
 	v1 "hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/internal/placement"
 	"hwameistor.io/local/internal/scparams"
+	"hwameistor.io/local/plugins/localstorage/metrics"
 )
 
 // StorageClass parameters (HwameiStor's names), parsed by internal/scparams.
@@ -52,9 +53,24 @@ type claimInfo struct {
 	provisioned bool
 }
 
+// claimError is a claim the pod cannot be scheduled with, for the user
+// (its message) and for the metrics (its reason).
+type claimError struct {
+	reason metrics.Reason
+	err    error
+}
+
+func (e *claimError) Error() string { return e.err.Error() }
+func (e *claimError) Unwrap() error { return e.err }
+
+func claimErrorf(reason metrics.Reason, format string, args ...any) error {
+	return &claimError{reason: reason, err: fmt.Errorf(format, args...)}
+}
+
 // resolveClaims finds the pod's claims that use our driver. It returns
-// claims == nil when there are none. err is for the user: a missing claim,
-// a bad StorageClass, a missing volume.
+// claims == nil when there are none. err is for the user: a *claimError
+// (a missing claim, a bad StorageClass, a missing volume), else a lister's
+// error.
 func (pl *LocalStorage) resolveClaims(pod *corev1.Pod) ([]claimInfo, error) {
 	var claims []claimInfo
 	for i := range pod.Spec.Volumes {
@@ -65,12 +81,12 @@ func (pl *LocalStorage) resolveClaims(pod *corev1.Pod) ([]claimInfo, error) {
 		pvc, err := pl.pvcLister.PersistentVolumeClaims(pod.Namespace).Get(name)
 		if err != nil {
 			if apierrors.IsNotFound(err) {
-				return nil, fmt.Errorf("persistentvolumeclaim %q not found", name)
+				return nil, claimErrorf(metrics.ClaimNotFound, "persistentvolumeclaim %q not found", name)
 			}
 			return nil, err
 		}
 		if pvc.DeletionTimestamp != nil {
-			return nil, fmt.Errorf("persistentvolumeclaim %q is being deleted", name)
+			return nil, claimErrorf(metrics.ClaimDeleting, "persistentvolumeclaim %q is being deleted", name)
 		}
 		c, ours, err := pl.resolveClaim(pvc)
 		if err != nil {
@@ -123,11 +139,11 @@ func (pl *LocalStorage) resolveClaim(pvc *corev1.PersistentVolumeClaim) (claimIn
 	params, err := parseClass(sc)
 	if err != nil {
 		pl.warnInvalidClass(pvc, sc, err)
-		return c, true, fmt.Errorf("persistentvolumeclaim %q: %w", pvc.Name, err)
+		return c, true, claimErrorf(metrics.BadStorageClass, "persistentvolumeclaim %q: %w", pvc.Name, err)
 	}
 	size, ok := pvc.Spec.Resources.Requests[corev1.ResourceStorage]
 	if !ok || size.Value() <= 0 {
-		return c, true, fmt.Errorf("persistentvolumeclaim %q requests no storage size", pvc.Name)
+		return c, true, claimErrorf(metrics.BadClaim, "persistentvolumeclaim %q requests no storage size", pvc.Name)
 	}
 	c.volume = placement.Volume{Key: VolumeKey(pvc), Pool: params.pool, Bytes: size.Value()}
 	c.replicas = params.replicas
@@ -155,7 +171,7 @@ func (pl *LocalStorage) resolveBound(pvc *corev1.PersistentVolumeClaim, c claimI
 	}
 	lv, ok := pl.informers.GetLocalVolume(pv.Spec.CSI.VolumeHandle)
 	if !ok {
-		return c, true, fmt.Errorf("persistentvolumeclaim %q: LocalVolume %s not found", pvc.Name, pv.Spec.CSI.VolumeHandle)
+		return c, true, claimErrorf(metrics.VolumeNotFound, "persistentvolumeclaim %q: LocalVolume %s not found", pvc.Name, pv.Spec.CSI.VolumeHandle)
 	}
 	c.provisioned = true
 	c.replicas = int(lv.Spec.ReplicaNumber)
@@ -164,9 +180,9 @@ func (pl *LocalStorage) resolveBound(pvc *corev1.PersistentVolumeClaim, c claimI
 	}
 	if lv.Annotations[v1.VolumeMigrateStateAnnotation] == v1.VolumeMigrateStarted {
 		if progress := lv.Annotations[v1.MigrationProgressAnnotation]; progress != "" {
-			return c, true, fmt.Errorf("volume %s (claim %q) migrating %s; the pod waits until its new replica is ready", lv.Name, pvc.Name, progress)
+			return c, true, claimErrorf(metrics.Migrating, "volume %s (claim %q) migrating %s; the pod waits until its new replica is ready", lv.Name, pvc.Name, progress)
 		}
-		return c, true, fmt.Errorf("volume %s (claim %q) is migrating; the pod waits until its new replica is ready", lv.Name, pvc.Name)
+		return c, true, claimErrorf(metrics.Migrating, "volume %s (claim %q) is migrating; the pod waits until its new replica is ready", lv.Name, pvc.Name)
 	}
 	c.volume = placement.Volume{Key: lv.Name, Bytes: lv.Spec.RequiredCapacityBytes}
 	if p, ok := placement.PoolByName(lv.Spec.PoolName); ok {
@@ -176,10 +192,10 @@ func (pl *LocalStorage) resolveBound(pvc *corev1.PersistentVolumeClaim, c claimI
 	c.nodes, lastWritten = pl.readyReplicaNodes(lv)
 	switch {
 	case len(c.nodes) == 0 && lastWritten != "":
-		return c, true, fmt.Errorf("volume %s (claim %q) was last written on node %s, whose replica is not ready; "+
+		return c, true, claimErrorf(metrics.NoReadyReplica, "volume %s (claim %q) was last written on node %s, whose replica is not ready; "+
 			"its other replicas are not kept in sync, so the pod waits for %s", lv.Name, pvc.Name, lastWritten, lastWritten)
 	case len(c.nodes) == 0:
-		return c, true, fmt.Errorf("volume %s (claim %q) has no ready replica", lv.Name, pvc.Name)
+		return c, true, claimErrorf(metrics.NoReadyReplica, "volume %s (claim %q) has no ready replica", lv.Name, pvc.Name)
 	}
 	return c, true, nil
 }

@@ -179,6 +179,15 @@ func (b lsnBuilder) freeVolumes(p placement.Pool, n int64) lsnBuilder {
 	return b
 }
 
+// volumeLimit sets pool p's volumeCapacityBytesLimit (the largest volume it
+// takes).
+func (b lsnBuilder) volumeLimit(p placement.Pool, limitGi int64) lsnBuilder {
+	lp := b.Status.Pools[p.Name()]
+	lp.VolumeCapacityBytesLimit = limitGi * gi
+	b.Status.Pools[p.Name()] = lp
+	return b
+}
+
 // listing records volumes the node's status counts in pool p.
 func (b lsnBuilder) listing(p placement.Pool, volumes ...string) lsnBuilder {
 	lp := b.Status.Pools[p.Name()]

@@ -25,6 +25,7 @@ import (
 	"hwameistor.io/local/internal/placement"
 	"hwameistor.io/local/plugins/localstorage/apis/config"
 	"hwameistor.io/local/plugins/localstorage/apis/config/validation"
+	"hwameistor.io/local/plugins/localstorage/metrics"
 )
 
 // Name is the plugin's name in KubeSchedulerConfiguration.
@@ -135,6 +136,14 @@ func getArgs(obj runtime.Object) (*config.LocalStorageArgs, error) {
 
 // Name returns the plugin's name.
 func (pl *LocalStorage) Name() string { return Name }
+
+// exportMetrics registers the plugin's metrics (package metrics) and points
+// the ledger's at this plugin's cache. With several profiles (one plugin
+// each) the ledger metrics show the last one's.
+func (pl *LocalStorage) exportMetrics() {
+	metrics.Register()
+	metrics.SetLedger(pl.cache)
+}
 
 // Cache exposes the capacity view and ledger (metrics, tests).
 func (pl *LocalStorage) Cache() *placement.Cache { return pl.cache }

@@ -1,6 +1,8 @@
 package localstorage
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -11,32 +13,66 @@ import (
 	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/component-base/metrics/testutil"
 	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/internal/placement"
 	"hwameistor.io/local/internal/testenv"
+	"hwameistor.io/local/plugins/localstorage/metrics"
 )
 
 // The metrics are global: each test registers them (once per process) and
 // compares values before and after what it drives, since other tests of
 // the package move them too. None of these tests is parallel.
 
-func counterValue(t *testing.T, p point, r reason) float64 {
+func counterValue(t *testing.T, p metrics.Point, r metrics.Reason) float64 {
 	t.Helper()
-	v, err := testutil.GetCounterMetricValue(rejections.WithLabelValues(pointNames[p], r.String()))
+	v, err := testutil.GetCounterMetricValue(metrics.Rejections.WithLabelValues(p.String(), r.String()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return v
 }
 
+// rejectionCounts reads every series of rejections_total the plugin creates.
+func rejectionCounts(t *testing.T) map[string]float64 {
+	t.Helper()
+	counts := map[string]float64{}
+	for p, reasons := range metrics.PointReasons {
+		for _, r := range reasons {
+			counts[metrics.Point(p).String()+"/"+r.String()] = counterValue(t, metrics.Point(p), r)
+		}
+	}
+	return counts
+}
+
+// wantCounted checks that, since before, only the series of point p and
+// reason r moved, by n.
+func wantCounted(t *testing.T, before map[string]float64, p metrics.Point, r metrics.Reason, n float64) {
+	t.Helper()
+	for key, got := range rejectionCounts(t) {
+		want := before[key]
+		if key == p.String()+"/"+r.String() {
+			want += n
+		}
+		if got != want {
+			t.Errorf("rejections_total{%s} = %v, want %v", key, got, want)
+		}
+	}
+}
+
 // TestRejectionReasons drives every kind of Unschedulable status the plugin
-// returns and checks that exactly its reason's counter moved by one.
+// returns, at each extension point that can return it, and checks its
+// message and that exactly its reason's counter moved by one. The label
+// comes from the reason the code gives with the status, never from the
+// message.
 func TestRejectionReasons(t *testing.T) {
-	registerMetrics()
+	metrics.Register()
 	hdd, ssd := placement.PoolHDD, placement.PoolSSD
 	boundData := []runtime.Object{makePVC("data").boundTo("pv-data").PersistentVolumeClaim, makePV("pv-data", v1.DriverName)}
 	data := makePVC("data").PersistentVolumeClaim
+	haData := makePVC("data").withClass("hdd-ha").PersistentVolumeClaim
+	nodeA := makeLSN("node-a").pool(hdd, 100, 100).LocalStorageNode
 	pod := makePod("p").withPVC("data").Pod
 	preFilter := func(e *testEnv) *fwk.Status { _, st := e.cycle(pod).preFilter(); return st }
 	filter := func(node string) func(e *testEnv) *fwk.Status {
@@ -50,7 +86,7 @@ func TestRejectionReasons(t *testing.T) {
 	}
 	// reserveAfter passes PreFilter and Filter on node-a, then applies
 	// change (capacity goes away) before Reserve.
-	reserveAfter := func(change ...runtime.Object) func(e *testEnv) *fwk.Status {
+	reserveAfter := func(change func(e *testEnv)) func(e *testEnv) *fwk.Status {
 		return func(e *testEnv) *fwk.Status {
 			c := e.cycle(pod)
 			if _, st := c.preFilter(); !st.IsSuccess() {
@@ -59,144 +95,258 @@ func TestRejectionReasons(t *testing.T) {
 			if st := c.filter("node-a"); !st.IsSuccess() {
 				t.Fatalf("Filter: %v", st)
 			}
-			e.add(change...)
+			change(e)
 			return c.reserve("node-a")
 		}
 	}
+	adding := func(objs ...runtime.Object) func(e *testEnv) { return func(e *testEnv) { e.add(objs...) } }
+	// refusedGroup records node-a's agent refusing 6Gi of HDD while it
+	// reported the pool as makeLSN(...).pool(hdd, 100, 100).
+	refusedGroup := func() runtime.Object {
+		g := makeLVG("lvg-data").placed("data", makePVC("data").key(), hdd, 0).LocalVolumeGroup
+		g.Spec.Volumes[0].Refusals = []v1.CapacityRefusal{agentRefusal("node-a", 100, 100, 2)}
+		return g
+	}
+	const (
+		refused = "refused 6Gi in LocalStorage_PoolHDD: 2Gi free at allocation, the node reports 100Gi free; " +
+			"kept off this node until it reports the pool again"
+		noPeer = ReasonNoPeer + ": need 6Gi in LocalStorage_PoolHDD"
+		noLSN  = "node has no LocalStorageNode (is the hwameistor node agent running there?)"
+	)
 	tests := []struct {
 		name   string
 		objs   []runtime.Object
-		synced bool
 		run    func(e *testEnv) *fwk.Status
-		point  point
-		reason reason
+		point  metrics.Point
+		reason metrics.Reason
+		// msg is the message users see.
+		msg string
 	}{
 		{name: "caches not synced", objs: []runtime.Object{data}, run: func(e *testEnv) *fwk.Status {
 			e.pl.synced = func() bool { return false }
 			return preFilter(e)
-		}, point: pointPreFilter, reason: reasonNotSynced},
-		{name: "missing claim", run: preFilter, point: pointPreFilter, reason: reasonClaimNotFound},
+		}, point: metrics.PreFilter, reason: metrics.NotSynced, msg: ReasonNotSynced},
+		{name: "missing claim", run: preFilter, point: metrics.PreFilter, reason: metrics.ClaimNotFound,
+			msg: `persistentvolumeclaim "data" not found`},
 		{name: "claim being deleted", objs: []runtime.Object{makePVC("data").deleting().PersistentVolumeClaim},
-			run: preFilter, point: pointPreFilter, reason: reasonClaimDeleting},
+			run: preFilter, point: metrics.PreFilter, reason: metrics.ClaimDeleting, msg: `persistentvolumeclaim "data" is being deleted`},
 		{name: "bad StorageClass", objs: []runtime.Object{makePVC("data").withClass("tape").PersistentVolumeClaim},
-			run: preFilter, point: pointPreFilter, reason: reasonBadStorageClass},
+			run: preFilter, point: metrics.PreFilter, reason: metrics.BadStorageClass, msg: `persistentvolumeclaim "data": storageclass tape: parameter poolClass: unknown poolClass "TAPE": use one of HDD, SSD, NVMe`},
 		{name: "claim without size", objs: []runtime.Object{makePVC("data").withoutSize().PersistentVolumeClaim},
-			run: preFilter, point: pointPreFilter, reason: reasonBadClaim},
-		{name: "LocalVolume missing", objs: boundData, run: preFilter, point: pointPreFilter, reason: reasonVolumeNotFound},
+			run: preFilter, point: metrics.PreFilter, reason: metrics.BadClaim, msg: `persistentvolumeclaim "data" requests no storage size`},
+		{name: "LocalVolume missing", objs: boundData, run: preFilter, point: metrics.PreFilter, reason: metrics.VolumeNotFound,
+			msg: `persistentvolumeclaim "data": LocalVolume pv-data not found`},
 		{name: "migrating", objs: append(boundData, makeLV("pv-data", "data").migratingTo("a → b, 40%").LocalVolume,
-			makeLVR("pv-data", "node-a", v1.StateReady)), run: preFilter, point: pointPreFilter, reason: reasonMigrating},
+			makeLVR("pv-data", "node-a", v1.StateReady)), run: preFilter, point: metrics.PreFilter, reason: metrics.Migrating,
+			msg: `volume pv-data (claim "data") migrating a → b, 40%; the pod waits until its new replica is ready`},
 		{name: "migrating without progress", objs: append(boundData, makeLV("pv-data", "data").migrating().LocalVolume,
-			makeLVR("pv-data", "node-a", v1.StateReady)), run: preFilter, point: pointPreFilter, reason: reasonMigrating},
+			makeLVR("pv-data", "node-a", v1.StateReady)), run: preFilter, point: metrics.PreFilter, reason: metrics.Migrating,
+			msg: `volume pv-data (claim "data") is migrating; the pod waits until its new replica is ready`},
 		{name: "no ready replica", objs: append(boundData, makeLV("pv-data", "data").LocalVolume,
-			makeLVR("pv-data", "node-a", v1.StateCreating)), run: preFilter, point: pointPreFilter, reason: reasonNoReadyReplica},
+			makeLVR("pv-data", "node-a", v1.StateCreating)), run: preFilter, point: metrics.PreFilter, reason: metrics.NoReadyReplica,
+			msg: `volume pv-data (claim "data") has no ready replica`},
+		{name: "last-written replica not ready", objs: append(boundData, makeLV("pv-data", "data").LocalVolume,
+			staged(makeLVR("pv-data", "node-a", v1.StateReady), 1), staged(makeLVR("pv-data", "node-b", v1.StateNotReady), 2)),
+			run: preFilter, point: metrics.PreFilter, reason: metrics.NoReadyReplica,
+			msg: `volume pv-data (claim "data") was last written on node node-b, whose replica is not ready; ` +
+				"its other replicas are not kept in sync, so the pod waits for node-b"},
 		{name: "disjoint nodes", objs: append(boundData, makeLV("pv-data", "data").LocalVolume, makeLVR("pv-data", "node-a", v1.StateReady),
 			makePVC("logs").boundTo("pv-logs").PersistentVolumeClaim, makePV("pv-logs", v1.DriverName),
 			makeLV("pv-logs", "logs").LocalVolume, makeLVR("pv-logs", "node-b", v1.StateReady)),
 			run: func(e *testEnv) *fwk.Status {
 				_, st := e.cycle(makePod("p").withPVC("data", "logs").Pod).preFilter()
 				return st
-			}, point: pointPreFilter, reason: reasonDisjointNodes},
-		{name: "HA without a peer in PreFilter", objs: []runtime.Object{makePVC("data").withClass("hdd-ha").PersistentVolumeClaim,
-			makeLSN("node-a").pool(hdd, 100, 100).LocalStorageNode},
-			run: preFilter, point: pointPreFilter, reason: reasonHANoPeer},
+			}, point: metrics.PreFilter, reason: metrics.DisjointNodes, msg: ReasonDisjointNodes + ": data on node-a; logs on node-b"},
+		{name: "HA without a peer in PreFilter", objs: []runtime.Object{haData, nodeA},
+			run: preFilter, point: metrics.PreFilter, reason: metrics.HANoPeer, msg: noPeer},
 
 		{name: "volume pinned elsewhere", objs: append(boundData, makeLV("pv-data", "data").LocalVolume,
 			makeLVR("pv-data", "node-a", v1.StateReady), makeLSN("node-b").pool(hdd, 100, 100).LocalStorageNode),
-			run: filter("node-b"), point: pointFilter, reason: reasonVolumePinned},
+			run: filter("node-b"), point: metrics.Filter, reason: metrics.VolumePinned, msg: ReasonReplicaLocality},
 		{name: "pool too small", objs: []runtime.Object{data, makeLSN("node-a").pool(hdd, 100, 4).LocalStorageNode},
-			run: filter("node-a"), point: pointFilter, reason: reasonInsufficientCapacity},
+			run: filter("node-a"), point: metrics.Filter, reason: metrics.InsufficientCapacity, msg: "pool LocalStorage_PoolHDD: need 6Gi, free 4Gi"},
 		{name: "no volume slot", objs: []runtime.Object{data, makeLSN("node-a").pool(hdd, 100, 100).freeVolumes(hdd, 0).LocalStorageNode},
-			run: filter("node-a"), point: pointFilter, reason: reasonNoVolumeSlot},
+			run: filter("node-a"), point: metrics.Filter, reason: metrics.NoVolumeSlot, msg: "pool LocalStorage_PoolHDD: need 1 volume(s), 0 free"},
 		{name: "no pool of the class", objs: []runtime.Object{data, makeLSN("node-a").pool(ssd, 100, 100).LocalStorageNode},
-			run: filter("node-a"), point: pointFilter, reason: reasonNoPoolClass},
+			run: filter("node-a"), point: metrics.Filter, reason: metrics.NoPoolClass, msg: "node has no pool LocalStorage_PoolHDD"},
 		{name: "no LocalStorageNode", objs: []runtime.Object{data},
-			run: filter("node-z"), point: pointFilter, reason: reasonNoStorageNode},
+			run: filter("node-z"), point: metrics.Filter, reason: metrics.NoStorageNode, msg: noLSN},
 		{name: "LocalStorageNode not Ready", objs: []runtime.Object{data, makeLSN("node-a").pool(hdd, 100, 100).state(v1.StateNotReady).LocalStorageNode},
-			run: filter("node-a"), point: pointFilter, reason: reasonNodeNotReady},
-		{name: "refused by the node", objs: []runtime.Object{data, makeLSN("node-a").pool(hdd, 100, 100).LocalStorageNode, func() runtime.Object {
-			g := makeLVG("lvg-data").placed("data", makePVC("data").key(), hdd, 0).LocalVolumeGroup
-			g.Spec.Volumes[0].Refusals = []v1.CapacityRefusal{agentRefusal("node-a", 100, 100, 2)}
-			return g
-		}()}, run: filter("node-a"), point: pointFilter, reason: reasonCapacityRefused},
+			run: filter("node-a"), point: metrics.Filter, reason: metrics.NodeNotReady, msg: "LocalStorageNode is NotReady, not Ready"},
+		{name: "volume too large for the pool", objs: []runtime.Object{data, makeLSN("node-a").pool(hdd, 100, 100).volumeLimit(hdd, 4).LocalStorageNode},
+			run: filter("node-a"), point: metrics.Filter, reason: metrics.VolumeTooLarge,
+			msg: "pool LocalStorage_PoolHDD takes volumes up to 4Gi, 6Gi requested"},
+		{name: "refused by the node", objs: []runtime.Object{data, nodeA, refusedGroup()},
+			run: filter("node-a"), point: metrics.Filter, reason: metrics.CapacityRefused, msg: refused},
+		{name: "HA without a peer in Filter", objs: []runtime.Object{haData, nodeA},
+			// PreFilter finds two peers or rejects the pod, so Filter's
+			// check guards a state PreFilter does not write: written here.
+			run: func(e *testEnv) *fwk.Status {
+				cs := framework.NewCycleState()
+				vol := placement.Volume{Key: "pvc-data", Pool: hdd, Bytes: 6 * gi}
+				cs.Write(stateKey, &podState{haVols: []placement.Volume{vol}, peers: []string{"node-a"}})
+				return e.pl.Filter(context.Background(), cs, pod, nodeInfo("node-a"))
+			}, point: metrics.Filter, reason: metrics.HANoPeer, msg: noPeer},
 
-		{name: "capacity gone before Reserve", objs: []runtime.Object{data, makeLSN("node-a").pool(hdd, 100, 100).LocalStorageNode},
-			run: reserveAfter(makeLSN("node-a").pool(hdd, 100, 2).LocalStorageNode), point: pointReserve, reason: reasonInsufficientCapacity},
-		{name: "HA peer gone before Reserve", objs: []runtime.Object{makePVC("data").withClass("hdd-ha").PersistentVolumeClaim,
-			makeLSN("node-a").pool(hdd, 100, 100).LocalStorageNode, makeLSN("node-b").pool(hdd, 100, 100).LocalStorageNode},
-			run: reserveAfter(makeLSN("node-b").pool(hdd, 100, 2).LocalStorageNode), point: pointReserve, reason: reasonHANoPeer},
+		{name: "capacity gone before Reserve", objs: []runtime.Object{data, nodeA},
+			run:   reserveAfter(adding(makeLSN("node-a").pool(hdd, 100, 2).LocalStorageNode)),
+			point: metrics.Reserve, reason: metrics.InsufficientCapacity, msg: "node node-a: pool LocalStorage_PoolHDD: need 6Gi, free 2Gi"},
+		{name: "volume slots gone before Reserve", objs: []runtime.Object{data, nodeA},
+			run:   reserveAfter(adding(makeLSN("node-a").pool(hdd, 100, 100).freeVolumes(hdd, 0).LocalStorageNode)),
+			point: metrics.Reserve, reason: metrics.NoVolumeSlot, msg: "node node-a: pool LocalStorage_PoolHDD: need 1 volume(s), 0 free"},
+		{name: "pool gone before Reserve", objs: []runtime.Object{data, nodeA},
+			run:   reserveAfter(adding(makeLSN("node-a").pool(ssd, 100, 100).LocalStorageNode)),
+			point: metrics.Reserve, reason: metrics.NoPoolClass, msg: "node node-a: node has no pool LocalStorage_PoolHDD"},
+		{name: "LocalStorageNode gone before Reserve", objs: []runtime.Object{data, nodeA},
+			run:   reserveAfter(func(e *testEnv) { e.pl.Cache().DeleteNode("node-a") }), // what the informer's delete does
+			point: metrics.Reserve, reason: metrics.NoStorageNode, msg: "node node-a: " + noLSN},
+		{name: "node not Ready before Reserve", objs: []runtime.Object{data, nodeA},
+			run:   reserveAfter(adding(makeLSN("node-a").pool(hdd, 100, 100).state(v1.StateOffline).LocalStorageNode)),
+			point: metrics.Reserve, reason: metrics.NodeNotReady, msg: "node node-a: LocalStorageNode is Offline, not Ready"},
+		{name: "volume limit lowered before Reserve", objs: []runtime.Object{data, nodeA},
+			run:   reserveAfter(adding(makeLSN("node-a").pool(hdd, 100, 100).volumeLimit(hdd, 4).LocalStorageNode)),
+			point: metrics.Reserve, reason: metrics.VolumeTooLarge, msg: "node node-a: pool LocalStorage_PoolHDD takes volumes up to 4Gi, 6Gi requested"},
+		{name: "refused before Reserve", objs: []runtime.Object{data, nodeA},
+			run:   reserveAfter(adding(refusedGroup())),
+			point: metrics.Reserve, reason: metrics.CapacityRefused, msg: "node node-a: " + refused},
+		{name: "HA peer gone before Reserve", objs: []runtime.Object{haData, nodeA, makeLSN("node-b").pool(hdd, 100, 100).LocalStorageNode},
+			run:   reserveAfter(adding(makeLSN("node-b").pool(hdd, 100, 2).LocalStorageNode)),
+			point: metrics.Reserve, reason: metrics.HANoPeer, msg: noPeer},
 	}
+	driven := map[string]bool{}
 	for _, tc := range tests {
+		driven[tc.point.String()+"/"+tc.reason.String()] = true
 		t.Run(tc.name, func(t *testing.T) {
 			e := newTestEnv(t, nil, append(classes(), tc.objs...)...)
-			before := map[string]float64{}
-			for p, reasons := range pointReasons {
-				for _, r := range reasons {
-					before[pointNames[p]+"/"+r.String()] = counterValue(t, point(p), r)
-				}
-			}
+			before := rejectionCounts(t)
 			st := tc.run(e)
 			if code := st.Code(); code != fwk.Unschedulable && code != fwk.UnschedulableAndUnresolvable {
 				t.Fatalf("status %v, want Unschedulable", st)
 			}
-			if got := classify(st.Message()); got != tc.reason {
-				t.Errorf("classify(%q) = %s, want %s", st.Message(), got, tc.reason)
+			if st.Message() != tc.msg {
+				t.Errorf("message %q, want %q", st.Message(), tc.msg)
 			}
-			for p, reasons := range pointReasons {
-				for _, r := range reasons {
-					want := before[pointNames[p]+"/"+r.String()]
-					if point(p) == tc.point && r == tc.reason {
-						want++
-					}
-					if got := counterValue(t, point(p), r); got != want {
-						t.Errorf("rejections_total{extension_point=%s,reason=%s} = %v, want %v", pointNames[p], r, got, want)
-					}
-				}
-			}
+			wantCounted(t, before, tc.point, tc.reason, 1)
 		})
+	}
+	// Every series the plugin creates is driven, but "other" (a lister's
+	// error: TestOtherReason).
+	for p, reasons := range metrics.PointReasons {
+		for _, r := range reasons {
+			if key := metrics.Point(p).String() + "/" + r.String(); r != metrics.Other && !driven[key] {
+				t.Errorf("no case drives rejections_total{extension_point=%s,reason=%s}", metrics.Point(p), r)
+			}
+		}
 	}
 }
 
-// TestClassify: messages TestRejectionReasons does not drive.
-func TestClassify(t *testing.T) {
-	for msg, want := range map[string]reason{
-		"something new": reasonOther,
-		`volume pv-data (claim "data") was last written on node node-b, whose replica is not ready; ` +
-			"its other replicas are not kept in sync, so the pod waits for node-b": reasonNoReadyReplica,
-		"node node-a: pool LocalStorage_PoolHDD: need 1 volume(s), 0 free": reasonNoVolumeSlot,
-		"node node-a: node has no pool LocalStorage_PoolSSD":               reasonNoPoolClass,
-		"node node-a: LocalStorageNode is Offline, not Ready":              reasonNodeNotReady,
-		"node node-a: refused 6Gi in LocalStorage_PoolHDD: 2Gi free at allocation, the node reports 100Gi free; " +
-			"kept off this node until it reports the pool again": reasonCapacityRefused,
-	} {
-		if got := classify(msg); got != want {
-			t.Errorf("classify(%q) = %s, want %s", msg, got, want)
+// TestOtherReason: errors the plugin did not make (a lister's) are counted
+// as "other", with their own message.
+func TestOtherReason(t *testing.T) {
+	metrics.Register()
+	listerErr := errors.New("the lister failed")
+	if got := reasonOf(listerErr); got != metrics.Other {
+		t.Errorf("reasonOf(lister error) = %s, want other", got)
+	}
+	if got := reasonOf(fmt.Errorf("wrapped: %w", claimErrorf(metrics.BadClaim, "x"))); got != metrics.BadClaim {
+		t.Errorf("reasonOf(wrapped claimError) = %s, want bad_claim", got)
+	}
+	st, reason := ledgerRejection(listerErr)
+	if reason != metrics.Other || st.Code() != fwk.Unschedulable || st.Message() != listerErr.Error() {
+		t.Errorf("ledgerRejection(other error) = %v, %s", st, reason)
+	}
+	nodeErr := &placement.NodeError{Node: "node-a", Reason: placement.Reason{Code: placement.VolumeTooLarge, Pool: placement.PoolSSD, Need: 6 * gi, Limit: 4 * gi}}
+	st, reason = ledgerRejection(fmt.Errorf("reserving: %w", nodeErr))
+	if want := "reserving: node node-a: pool LocalStorage_PoolSSD takes volumes up to 4Gi, 6Gi requested"; reason != metrics.VolumeTooLarge || st.Message() != want {
+		t.Errorf("ledgerRejection(NodeError) = %v, %s; want %q, volume_too_large", st, reason, want)
+	}
+	before := rejectionCounts(t)
+	countRejection(metrics.PreFilter, st, reason)
+	countRejection(metrics.PreFilter, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "the lister failed"), reasonOf(listerErr))
+	wantCounted(t, before, metrics.PreFilter, metrics.Other, 1)
+	if v := counterValue(t, metrics.PreFilter, metrics.VolumeTooLarge); v < 1 {
+		t.Errorf("an unexpected pair (PreFilter, volume_too_large) was not counted: %v", v)
+	}
+}
+
+// TestNonRejectionsNotCounted: success, skip and error statuses move no
+// rejection counter.
+func TestNonRejectionsNotCounted(t *testing.T) {
+	metrics.Register()
+	e := newTestEnv(t, nil, append(classes(), makePVC("data").PersistentVolumeClaim,
+		makeLSN("node-a").pool(placement.PoolHDD, 100, 100).LocalStorageNode)...)
+	before := rejectionCounts(t)
+	if st := e.cycle(makePod("p").withPVC("data").Pod).filter("node-a"); st.Code() != fwk.Error {
+		t.Errorf("Filter without PreFilter: %v, want an error", st)
+	}
+	if _, st := e.cycle(makePod("q").Pod).preFilter(); st.Code() != fwk.Skip {
+		t.Errorf("PreFilter of a pod without claims: %v, want skip", st)
+	}
+	if st := e.cycle(makePod("r").withPVC("data").Pod).toReserve(t, "node-a"); !st.IsSuccess() {
+		t.Errorf("Reserve: %v", st)
+	}
+	wantCounted(t, before, metrics.Filter, metrics.Other, 0)
+}
+
+// statusSink keeps TestFilterAllocations' status on the heap, as Filter's.
+var statusSink *fwk.Status
+
+// TestFilterAllocations: Filter (the exported one, counting its
+// rejections) allocates nothing on a node that fits, and on one that does
+// not only what its status and the ledger's message cost.
+func TestFilterAllocations(t *testing.T) {
+	metrics.Register()
+	hdd := placement.PoolHDD
+	e := newTestEnv(t, nil, append(classes(), makePVC("data").PersistentVolumeClaim,
+		makeLSN("node-a").pool(hdd, 100, 100).LocalStorageNode, makeLSN("node-b").pool(hdd, 100, 2).LocalStorageNode)...)
+	c := e.cycle(makePod("p").withPVC("data").Pod)
+	if _, st := c.preFilter(); !st.IsSuccess() {
+		t.Fatal(st)
+	}
+	ctx, a, b := context.Background(), nodeInfo("node-a"), nodeInfo("node-b")
+	if n := testing.AllocsPerRun(100, func() {
+		if st := e.pl.Filter(ctx, c.cs, c.pod, a); !st.IsSuccess() {
+			t.Fatal(st)
 		}
+	}); n != 0 {
+		t.Errorf("Filter of a fitting node: %v allocations, want 0", n)
+	}
+	vols := c.state(t).vols
+	status := testing.AllocsPerRun(100, func() {
+		statusSink = fwk.NewStatus(fwk.UnschedulableAndUnresolvable, e.pl.Cache().Check("node-b", vols).String())
+	})
+	if n := testing.AllocsPerRun(100, func() {
+		if st := e.pl.Filter(ctx, c.cs, c.pod, b); st.IsSuccess() {
+			t.Fatal("node-b fits")
+		}
+	}); n > status {
+		t.Errorf("Filter of a full node: %v allocations, want %v (its status and message)", n, status)
 	}
 }
 
 // TestPreFilterAndFilterLatency: PreFilter is observed once per call with
 // its result; Filter only in the cycles the framework samples.
 func TestPreFilterAndFilterLatency(t *testing.T) {
-	registerMetrics()
+	metrics.Register()
 	hdd := placement.PoolHDD
 	e := newTestEnv(t, nil, append(classes(), makePVC("data").PersistentVolumeClaim,
 		makeLSN("node-a").pool(hdd, 100, 100).LocalStorageNode, makeLSN("node-b").pool(hdd, 100, 100).LocalStorageNode)...)
 	count := func(result string) uint64 {
-		n, err := testutil.GetHistogramMetricCount(preFilterDuration.WithLabelValues(result))
+		n, err := testutil.GetHistogramMetricCount(metrics.PreFilterDuration.WithLabelValues(result))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return n
 	}
 	filterCount := func() uint64 {
-		n, err := testutil.GetHistogramMetricCount(filterDuration.ObserverMetric)
+		n, err := testutil.GetHistogramMetricCount(metrics.FilterDuration.ObserverMetric)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return n
 	}
 	before := map[string]uint64{}
-	for _, r := range []string{resultSuccess, resultSkip, resultUnschedulable, resultError} {
+	for _, r := range []string{metrics.ResultSuccess, metrics.ResultSkip, metrics.ResultUnschedulable, metrics.ResultError} {
 		before[r] = count(r)
 	}
 	filtered := filterCount()
@@ -220,7 +370,7 @@ func TestPreFilterAndFilterLatency(t *testing.T) {
 	e.cycle(makePod("r").Pod).preFilter()                    // skip: no claims
 	e.cycle(makePod("s").withPVC("missing").Pod).preFilter() // unschedulable
 
-	want := map[string]uint64{resultSuccess: 2, resultSkip: 1, resultUnschedulable: 1, resultError: 0}
+	want := map[string]uint64{metrics.ResultSuccess: 2, metrics.ResultSkip: 1, metrics.ResultUnschedulable: 1, metrics.ResultError: 0}
 	for r, n := range want {
 		if got := count(r) - before[r]; got != n {
 			t.Errorf("prefilter_duration_seconds{result=%s} observed %d times, want %d", r, got, n)
@@ -229,7 +379,7 @@ func TestPreFilterAndFilterLatency(t *testing.T) {
 	if got := filterCount() - filtered; got < 40 || got > 200 {
 		t.Errorf("filter_duration_seconds observed %d times, want about 100 (one in 8 of the sampled cycle's 800 calls, none of the other cycle's)", got)
 	}
-	sum, err := testutil.GetHistogramMetricValue(filterDuration.ObserverMetric)
+	sum, err := testutil.GetHistogramMetricValue(metrics.FilterDuration.ObserverMetric)
 	if err != nil || sum <= 0 {
 		t.Errorf("filter_duration_seconds sum %v (%v), want > 0", sum, err)
 	}
@@ -238,7 +388,7 @@ func TestPreFilterAndFilterLatency(t *testing.T) {
 // TestLedgerMetrics: the gauges read the ledger at scrape time; the age
 // histogram is observed when a reservation ends, by outcome.
 func TestLedgerMetrics(t *testing.T) {
-	registerMetrics()
+	metrics.Register()
 	hdd, ssd := placement.PoolHDD, placement.PoolSSD
 	e := newTestEnv(t, nil, append(classes(), makePVC("data").PersistentVolumeClaim,
 		makeLSN("node-a").pool(hdd, 100, 100).pool(ssd, 100, 100).LocalStorageNode)...)
@@ -254,8 +404,8 @@ func TestLedgerMetrics(t *testing.T) {
 	if sum.Oldest[1].After(sum.Oldest[0]) {
 		now = sum.Oldest[1].Add(100 * time.Second)
 	}
-	c := &ledgerCollector{now: func() time.Time { return now }}
-	c.cache.Store(cache)
+	c := metrics.NewLedgerCollector(func() time.Time { return now })
+	c.SetCache(cache)
 	age := func(persisted bool) string {
 		p := 0
 		if persisted {
@@ -290,7 +440,7 @@ hwameistor_scheduler_ledger_oldest_reservation_age_seconds{persisted="true"} %s
 	}
 
 	ended := func(outcome string) uint64 {
-		n, err := testutil.GetHistogramMetricCount(reservationAge.WithLabelValues(outcome))
+		n, err := testutil.GetHistogramMetricCount(metrics.ReservationAge.WithLabelValues(outcome))
 		if err != nil {
 			t.Fatal(err)
 		}

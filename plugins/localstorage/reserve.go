@@ -2,6 +2,7 @@ package localstorage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -13,23 +14,35 @@ import (
 	fwk "k8s.io/kube-scheduler/framework"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/internal/placement"
+	"hwameistor.io/local/plugins/localstorage/metrics"
 )
+
+// Reserve is reserve with its rejections counted by the reason reserve
+// gives with them.
+func (pl *LocalStorage) Reserve(ctx context.Context, cs fwk.CycleState, pod *corev1.Pod, node string) *fwk.Status {
+	st, reason := pl.reserve(ctx, cs, pod, node)
+	if st != nil {
+		countRejection(metrics.Reserve, st, reason)
+	}
+	return st
+}
 
 // reserve holds the pod's new volumes on node and, for HA volumes, on a peer
 // it picks now (another zone first, then the most free space). It fails,
-// holding nothing, if capacity went away since Filter. (Reserve, in
-// metrics.go, counts its rejections.)
-func (pl *LocalStorage) reserve(ctx context.Context, cs fwk.CycleState, pod *corev1.Pod, node string) *fwk.Status {
+// holding nothing, if capacity went away since Filter; a rejection comes
+// with its reason (the metric label).
+func (pl *LocalStorage) reserve(ctx context.Context, cs fwk.CycleState, pod *corev1.Pod, node string) (*fwk.Status, metrics.Reason) {
 	s, err := optionalState(cs)
 	if err != nil {
-		return fwk.AsStatus(err)
+		return fwk.AsStatus(err), noRejection
 	}
 	if s == nil || len(s.vols) == 0 {
-		return nil
+		return nil, noRejection
 	}
 	added, err := pl.cache.Reserve(node, s.vols)
 	if err != nil {
-		return fwk.NewStatus(fwk.Unschedulable, err.Error())
+		return ledgerRejection(err)
 	}
 	if s.node != node {
 		s.addedOnNode = nil
@@ -38,24 +51,36 @@ func (pl *LocalStorage) reserve(ctx context.Context, cs fwk.CycleState, pod *cor
 	// first one added.
 	s.node, s.addedOnNode = node, append(s.addedOnNode, added...)
 	if len(s.haVols) == 0 {
-		return nil
+		return nil, noRejection
 	}
 	peer, ok := pl.cache.PickPeer(node, s.haVols, s.peerCandidates)
 	if !ok {
 		pl.Unreserve(ctx, cs, pod, node)
-		return fwk.NewStatus(fwk.Unschedulable, ReasonNoPeer+": "+demand(s.haVols))
+		return fwk.NewStatus(fwk.Unschedulable, ReasonNoPeer+": "+demand(s.haVols)), metrics.HANoPeer
 	}
 	addedOnPeer, err := pl.cache.Reserve(peer, s.haVols)
 	if err != nil {
 		pl.Unreserve(ctx, cs, pod, node)
-		return fwk.NewStatus(fwk.Unschedulable, err.Error())
+		return ledgerRejection(err)
 	}
 	if s.peer != peer {
 		s.addedOnPeer = nil
 	}
 	s.peer, s.addedOnPeer = peer, append(s.addedOnPeer, addedOnPeer...)
 	klog.FromContext(ctx).V(4).Info("Reserved local volumes", "pod", klog.KObj(pod), "node", node, "peer", peer, "volumes", len(s.vols))
-	return nil
+	return nil, noRejection
+}
+
+// ledgerRejection is Reserve's status when the ledger no longer fits the
+// volumes: the message is the ledger's error ("node a: pool …"), the
+// reason its verdict's (*placement.NodeError).
+func ledgerRejection(err error) (*fwk.Status, metrics.Reason) {
+	reason := metrics.Other
+	var ne *placement.NodeError
+	if errors.As(err, &ne) {
+		reason = metrics.ReasonOf(ne.Code)
+	}
+	return fwk.NewStatus(fwk.Unschedulable, err.Error()), reason
 }
 
 // Unreserve releases what this pod's Reserve added, and nothing else: a

@@ -291,7 +291,9 @@ func TestCapacityRefusalMovesThePod(t *testing.T) {
 	}
 	eventually(t, "the second pod's reason to follow the new report", 60*time.Second, func(ctx context.Context) (bool, error) {
 		msg := podScheduledMessage(ctx, ns, "second")
-		return strings.Contains(msg, "need 15Gi, free 4Gi") && strings.Contains(msg, "need 15Gi, free 10Gi") && !strings.Contains(msg, "refused"), nil
+		// The true pool is 4Gi, so it takes volumes up to 4Gi (the ledger
+		// ignored the pool's size limit before).
+		return strings.Contains(msg, "takes volumes up to 4Gi, 15Gi requested") && strings.Contains(msg, "need 15Gi, free 10Gi") && !strings.Contains(msg, "refused"), nil
 	})
 	if failed := claimEvents(t, ns, "second", "ProvisioningFailed"); len(failed) != 1 {
 		t.Errorf("ProvisioningFailed events on the second claim: %q; want still one", failed)

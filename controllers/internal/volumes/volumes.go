@@ -69,19 +69,10 @@ func EditGroupNodes(ctx context.Context, c client.Client, lv *v1.LocalVolume, al
 	})
 }
 
-// Capacity is the scheduler's capacity view rebuilt from the cluster: the
-// nodes' pools net of every persisted placement (LocalVolumes and
-// LocalVolumeGroups), as the scheduler's ledger counts them, plus the
-// objects it was built from.
-type Capacity struct {
-	Cache   *placement.Cache
-	Nodes   []v1.LocalStorageNode
-	Volumes []v1.LocalVolume
-}
-
-// LoadCapacity lists LocalStorageNodes, LocalVolumes and LocalVolumeGroups
-// through r and feeds a fresh placement cache with them.
-func LoadCapacity(ctx context.Context, r client.Reader) (*Capacity, error) {
+// LoadCapacity lists LocalStorageNodes, LocalVolumes, LocalVolumeGroups and
+// LocalVolumeReplicas through r and builds the scheduler's capacity view
+// from them (placement.View, as the CLI does).
+func LoadCapacity(ctx context.Context, r client.Reader) (*placement.View, error) {
 	lsns := &v1.LocalStorageNodeList{}
 	if err := r.List(ctx, lsns); err != nil {
 		return nil, err
@@ -94,15 +85,9 @@ func LoadCapacity(ctx context.Context, r client.Reader) (*Capacity, error) {
 	if err := r.List(ctx, groups); err != nil {
 		return nil, err
 	}
-	c := &Capacity{Cache: placement.NewCache(0), Nodes: lsns.Items, Volumes: lvs.Items}
-	for i := range lsns.Items {
-		c.Cache.UpsertNode(&lsns.Items[i])
+	reps := &v1.LocalVolumeReplicaList{}
+	if err := r.List(ctx, reps); err != nil {
+		return nil, err
 	}
-	for i := range lvs.Items {
-		c.Cache.UpsertVolume(&lvs.Items[i])
-	}
-	for i := range groups.Items {
-		c.Cache.UpsertGroup(&groups.Items[i])
-	}
-	return c, nil
+	return placement.NewView(lsns.Items, lvs.Items, groups.Items, reps.Items), nil
 }

@@ -320,9 +320,11 @@ func TestCapacityRefusalMovesThePod(t *testing.T) {
 		}
 
 		c.catchUp(t, ctx, bound)
+		// The true report's pool is 4Gi, so it takes volumes up to 4Gi:
+		// the ledger says so (it ignored the pool's size limit before).
 		waitFor(t, "the second pod's reason to follow the new report", 60*time.Second, func() (bool, error) {
 			msg := unschedulableMessage(t, c.ns, "db2")
-			return strings.Contains(msg, "need 12Gi, free 4Gi") && !strings.Contains(msg, "refused"), nil
+			return strings.Contains(msg, "takes volumes up to 4Gi, 12Gi requested") && !strings.Contains(msg, "refused"), nil
 		})
 		if calls := c.prov.callsOf("more"); len(calls) != 0 {
 			t.Errorf("CreateVolume called for the claim that fits nowhere: %v", calls)
