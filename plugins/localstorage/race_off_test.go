@@ -1,0 +1,5 @@
+//go:build !race
+
+package localstorage
+
+const raceEnabled = false
