@@ -9,6 +9,8 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -32,10 +34,23 @@ const Finalizer = v1.VolumeFinalizer
 // ConditionReplicasReady says whether every wanted replica is Ready.
 const ConditionReplicasReady = "ReplicasReady"
 
+// resourceIDRetry is how often an HA volume without a DRBD resource id
+// (every id taken) looks for a freed one.
+const resourceIDRetry = 10 * time.Second
+
 // Reconciler reconciles LocalVolumes.
 type Reconciler struct {
 	Client   client.Client
 	Recorder record.EventRecorder
+	// APIReader lists volumes uncached for the resource id allocation;
+	// the manager's API reader when nil.
+	APIReader client.Reader
+	// MaxResourceIDs bounds HA volumes' DRBD resource ids (ports from
+	// 43001); v1alpha1.DRBDDefaultMaxResources when zero.
+	MaxResourceIDs int
+
+	idMu    sync.Mutex
+	usedIDs map[int64]bool // resource ids in use (resourceid.go)
 }
 
 var _ reconcile.Reconciler = &Reconciler{}
@@ -46,6 +61,9 @@ const replicaVolumeField = "spec.volumeName"
 // SetupWithManager registers the controller: LocalVolumes, and the
 // LocalVolumeReplicas they own.
 func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
 	err := mgr.GetFieldIndexer().IndexField(ctx, &v1.LocalVolumeReplica{}, replicaVolumeField, func(o client.Object) []string {
 		return []string{o.(*v1.LocalVolumeReplica).Spec.VolumeName}
 	})
@@ -82,6 +100,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		if err := r.Client.Update(ctx, lv); err != nil {
 			return ctrl.Result{}, err
 		}
+	}
+	if ok, err := r.ensureResourceID(ctx, lv); err != nil || !ok {
+		// Without an id the replicas could not replicate: it waits for
+		// an HA volume to go and free one.
+		return ctrl.Result{RequeueAfter: resourceIDRetry}, err
 	}
 	if err := r.ensureReplicas(ctx, lv, replicas); err != nil {
 		r.Recorder.Eventf(lv, corev1.EventTypeWarning, "ReplicaFailed", "Cannot create or update replicas: %v", err)

@@ -72,10 +72,12 @@ type Cluster struct {
 	// Bridge is the host's bridge interface.
 	Bridge string
 
-	dir   string // temporary files: disks, sockets, consoles
-	state string // stateRoot/<bridge>
-	logf  func(string, ...any)
-	once  sync.Once
+	dir    string // temporary files: disks, sockets, consoles
+	state  string // stateRoot/<bridge>
+	subnet string
+	opts   Options
+	logf   func(string, ...any)
+	once   sync.Once
 }
 
 // Guest is one running guest.
@@ -148,7 +150,7 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c = &Cluster{HostIP: subnet + ".1", Bridge: bridge, dir: dir, state: filepath.Join(stateRoot, bridge), logf: logf}
+	c = &Cluster{HostIP: subnet + ".1", Bridge: bridge, dir: dir, state: filepath.Join(stateRoot, bridge), subnet: subnet, opts: o, logf: logf}
 	defer func() {
 		if err != nil {
 			_ = c.Stop()
@@ -200,11 +202,13 @@ func (c *Cluster) launch(i int, subnet string, o Options) (*Guest, error) {
 	name := fmt.Sprintf("hwvm%d", i+1)
 	g := &Guest{Name: name, IP: fmt.Sprintf("%s.%d", subnet, i+2), Console: filepath.Join(c.dir, name+".console"),
 		tap: fmt.Sprintf("%st%d", c.Bridge, i+1), wait: map[int64]chan Response{}, exited: make(chan struct{})}
-	if err := appendLine(filepath.Join(c.state, "taps"), g.tap); err != nil {
-		return nil, err
-	}
-	if err := ipCmd("tuntap", "add", "dev", g.tap, "mode", "tap"); err != nil {
-		return nil, err
+	if !linkExists(g.tap) {
+		if err := appendLine(filepath.Join(c.state, "taps"), g.tap); err != nil {
+			return nil, err
+		}
+		if err := ipCmd("tuntap", "add", "dev", g.tap, "mode", "tap"); err != nil {
+			return nil, err
+		}
 	}
 	if err := ipCmd("link", "set", g.tap, "master", c.Bridge, "up"); err != nil {
 		return nil, err
@@ -226,9 +230,12 @@ func (c *Cluster) launch(i int, subnet string, o Options) (*Guest, error) {
 		"-device", "virtserialport,chardev=cmd,name=" + PortName,
 	}
 	for d, size := range o.DiskBytes {
+		// A restarted guest finds its disks as it left them.
 		disk := filepath.Join(c.dir, fmt.Sprintf("%s-disk%d.img", name, d+1))
-		if err := createSparse(disk, size); err != nil {
-			return nil, err
+		if _, err := os.Stat(disk); errors.Is(err, os.ErrNotExist) {
+			if err := createSparse(disk, size); err != nil {
+				return nil, err
+			}
 		}
 		args = append(args, "-drive", fmt.Sprintf("file=%s,if=virtio,format=raw,cache=unsafe", disk))
 	}
@@ -428,6 +435,47 @@ func (c *Cluster) Stop() error {
 	})
 	return err
 }
+
+// Kill powers guest i off at once, as a pulled plug would: no flush, no
+// shutdown. Its disks stay for Restart.
+func (c *Cluster) Kill(i int) error {
+	g := c.Guests[i]
+	if g.cmd == nil || g.cmd.Process == nil {
+		return nil
+	}
+	_ = syscall.Kill(-g.cmd.Process.Pid, syscall.SIGKILL)
+	select {
+	case <-g.exited:
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("vm: qemu of %s did not exit", g.Name)
+	}
+	if g.conn != nil {
+		_ = g.conn.Close()
+	}
+	c.logf("vm: killed %s", g.Name)
+	return nil
+}
+
+// Restart kills guest i if it runs and boots it again on the same disks,
+// address and tap; c.Guests[i] is the new Guest.
+func (c *Cluster) Restart(ctx context.Context, i int) error {
+	if err := c.Kill(i); err != nil {
+		return err
+	}
+	g, err := c.launch(i, c.subnet, c.opts)
+	if err != nil {
+		return err
+	}
+	c.Guests[i] = g
+	return g.connect(ctx, filepath.Join(c.dir, g.Name+".sock"), c.opts.BootTimeout)
+}
+
+// Isolate cuts guest i off the network (its tap goes down: no peer, no
+// host) until Reconnect, as a failed switch port would.
+func (c *Cluster) Isolate(i int) error { return ipCmd("link", "set", c.Guests[i].tap, "down") }
+
+// Reconnect undoes Isolate.
+func (c *Cluster) Reconnect(i int) error { return ipCmd("link", "set", c.Guests[i].tap, "up") }
 
 // Sweep removes what Clusters of processes that no longer run left behind:
 // their qemu processes, taps and bridges.

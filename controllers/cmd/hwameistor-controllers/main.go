@@ -73,6 +73,9 @@ func main() {
 	flag.BoolVar(&leaderElect, "leader-elect", false, "elect a leader (lease hwameistor-controllers) so only one replica reconciles")
 	flag.IntVar(&migrations.MaxPerNode, "migrate-max-per-node", v1alpha1.MigrateDefaultMaxPerNode, "migrations copying from one node at once")
 	flag.IntVar(&migrations.MaxTotal, "migrate-max-total", v1alpha1.MigrateDefaultMaxTotal, "migrations copying in the whole cluster at once")
+	volumes := &volume.Reconciler{}
+	flag.IntVar(&volumes.MaxResourceIDs, "drbd-max-resources", v1alpha1.DRBDDefaultMaxResources,
+		fmt.Sprintf("HA volumes' DRBD resource ids, each a device minor and a port from %d", v1alpha1.DRBDBasePort))
 	flag.DurationVar(&migrations.Deadline, "migrate-deadline", v1alpha1.MigrateDefaultDeadline, "how long a migration may take before it is rolled back and reported Failed")
 	var apiFlags restconfig.Flags
 	apiFlags.Bind(flag.CommandLine)
@@ -163,7 +166,8 @@ func main() {
 		}
 	}
 
-	if err := (&volume.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("hwameistor-volume")}).SetupWithManager(ctx, mgr); err != nil {
+	volumes.Client, volumes.Recorder = mgr.GetClient(), mgr.GetEventRecorderFor("hwameistor-volume")
+	if err := volumes.SetupWithManager(ctx, mgr); err != nil {
 		log.Error(err, "Cannot set up the LocalVolume controller")
 		os.Exit(1)
 	}

@@ -1,0 +1,19 @@
+package v1alpha1
+
+// DRBD ports and minors of HA volumes (a compatibility contract with
+// HwameiStor, whose HA volumes take ports from 43001). An HA volume's
+// spec.config.resourceID, from 1 and unique in the cluster, gives its DRBD
+// device minor and its TCP port on both of its nodes.
+const (
+	// DRBDBasePort is the port of resource id 1.
+	DRBDBasePort = 43001
+	// DRBDDefaultMaxResources is how many HA volumes a cluster holds by
+	// default: every port from 43001 to 65535.
+	DRBDDefaultMaxResources = 65535 - DRBDBasePort + 1
+)
+
+// DRBDMinor is the device minor of resource id: /dev/drbd<id>.
+func DRBDMinor(resourceID int64) int { return int(resourceID) }
+
+// DRBDPort is the TCP port of resource id.
+func DRBDPort(resourceID int64) int { return DRBDBasePort + int(resourceID) - 1 }
