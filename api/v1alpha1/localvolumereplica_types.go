@@ -67,10 +67,53 @@ type LocalVolumeReplicaStatus struct {
 	// ResourceExhausted and move the pod.
 	// +optional
 	CapacityRefusal *CapacityRefusal `json:"capacityRefusal,omitempty"`
+	// DRBD is the replication state of an HA volume's replica, as its node
+	// agent reads it from the kernel.
+	// +optional
+	DRBD *ReplicaDRBDStatus `json:"drbd,omitempty"`
 	// +optional
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// ReplicaDRBDStatus is an HA replica's DRBD state.
+type ReplicaDRBDStatus struct {
+	// Device is the replicated block device (/dev/drbdN) the volume is
+	// staged from.
+	// +optional
+	Device string `json:"device,omitempty"`
+	// Port is the resource's TCP port on this node.
+	// +optional
+	Port int `json:"port,omitempty"`
+	// Role is Primary (the replica the pod uses), Secondary or Unknown.
+	// +optional
+	Role string `json:"role,omitempty"`
+	// DiskState is UpToDate (every acknowledged write), Inconsistent (a
+	// resync into it is incomplete), Outdated, Consistent, Diskless...
+	// +optional
+	DiskState string `json:"diskState,omitempty"`
+	// Connection is the link to the peer: Connected, SyncSource,
+	// SyncTarget, WFConnection/Connecting, StandAlone...
+	// +optional
+	Connection string `json:"connection,omitempty"`
+	// PeerDiskState is the other replica's disk as this one sees it.
+	// +optional
+	PeerDiskState string `json:"peerDiskState,omitempty"`
+	// InSyncPercent is how much of the device matches the peer (a
+	// resync's progress), as text, e.g. "100" or "45.2".
+	// +optional
+	InSyncPercent string `json:"inSyncPercent,omitempty"`
+	// OutOfSyncBytes is what a resync has left to copy.
+	// +optional
+	OutOfSyncBytes int64 `json:"outOfSyncBytes,omitempty"`
+	// MayServe says whether the pod may use this replica: its disk is
+	// UpToDate (and, on DRBD 9, it has quorum).
+	// +optional
+	MayServe bool `json:"mayServe,omitempty"`
+	// Message says what the replica waits for before it can replicate.
+	// +optional
+	Message string `json:"message,omitempty"`
 }
 
 // +kubebuilder:object:root=true
@@ -83,6 +126,8 @@ type LocalVolumeReplicaStatus struct {
 // +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.status.state`
 // +kubebuilder:printcolumn:name="Synced",type=boolean,JSONPath=`.status.synced`
 // +kubebuilder:printcolumn:name="Device",type=string,JSONPath=`.status.devPath`
+// +kubebuilder:printcolumn:name="Role",type=string,JSONPath=`.status.drbd.role`,priority=1
+// +kubebuilder:printcolumn:name="Disk",type=string,JSONPath=`.status.drbd.diskState`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 
 // LocalVolumeReplica is one copy of a LocalVolume on one node.

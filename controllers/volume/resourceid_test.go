@@ -8,8 +8,12 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/record"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "hwameistor.io/local/api/v1alpha1"
 
 	"hwameistor.io/local/controllers/internal/fixture"
 	"hwameistor.io/local/internal/testenv"
@@ -86,6 +90,9 @@ func TestResourceIDs(t *testing.T) {
 		r.Finalizers = nil
 		_ = env.Client.Update(ctx, &r)
 	}
+	testenv.Eventually(t, "the deleted volume gone", func() bool {
+		return apierrors.IsNotFound(env.Client.Get(ctx, client.ObjectKey{Name: names[1]}, &v1.LocalVolume{}))
+	})
 	testenv.Eventually(t, "the waiting volume to take the freed id", func() bool { return idOf("pvc-rid-full") == freed })
 	testenv.Eventually(t, "its replicas", func() bool { return len(replicas(t, "pvc-rid-full")) == 2 })
 }

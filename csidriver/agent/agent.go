@@ -33,6 +33,7 @@ import (
 
 	v1 "hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/csidriver/backend"
+	"hwameistor.io/local/csidriver/drbd"
 )
 
 // Finalizer keeps a replica until the agent has removed its data.
@@ -61,6 +62,10 @@ type Agent struct {
 	// Replication copies volumes between agents (migrations); nil leaves
 	// migration targets waiting.
 	Replication *Replication
+	// DRBD replicates HA volumes on the nodes it has a manager for (the
+	// lvm backend on a kernel with DRBD, hwameistor-node --drbd); on other
+	// nodes an HA volume's replicas are not kept in sync.
+	DRBD map[string]*drbd.Manager
 
 	// nodeLocks serialise each node's LocalStorageNode writes (one
 	// *sync.Mutex per node: one lock for all would make a thousand nodes
@@ -188,7 +193,11 @@ func (a *Agent) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, e
 		after, err := a.sync(ctx, be, rep, vol)
 		return ctrl.Result{RequeueAfter: after}, err
 	}
-	return ctrl.Result{}, nil
+	after, err := a.replicate(ctx, rep, vol)
+	if err != nil {
+		a.Recorder.Eventf(rep, corev1.EventTypeWarning, "ReplicationFailed", "DRBD on %s: %v", rep.Spec.NodeName, err)
+	}
+	return ctrl.Result{RequeueAfter: after}, err
 }
 
 // ensure creates (or grows) the volume and attaches it where the backend
@@ -233,6 +242,9 @@ func (a *Agent) ensure(ctx context.Context, be backend.Backend, rep *v1.LocalVol
 func (a *Agent) remove(ctx context.Context, be backend.Backend, rep *v1.LocalVolumeReplica) error {
 	if !controllerutil.ContainsFinalizer(rep, Finalizer) {
 		return nil
+	}
+	if err := a.unreplicate(ctx, rep); err != nil {
+		return fmt.Errorf("taking down DRBD of %s: %w", rep.Spec.VolumeName, err)
 	}
 	if at, ok := be.(backend.Attacher); ok {
 		if err := at.Detach(ctx, rep.Spec.PoolName, rep.Spec.VolumeName); err != nil && !errors.Is(err, backend.ErrAttachUnsupported) {

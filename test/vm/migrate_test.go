@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
@@ -42,10 +43,7 @@ func TestMigrationBetweenGuests(t *testing.T) {
 	src, dst := cluster.Guests[0], cluster.Guests[1]
 
 	c := api.Client
-	must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "hwameistor"}}))
-	for _, g := range cluster.Guests {
-		must(t, c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: g.Name}}))
-	}
+	createNodes(ctx, t)
 	api.StartManager(t, func(ctx context.Context, mgr ctrl.Manager) error {
 		if err := (&volume.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("hwameistor-volume")}).SetupWithManager(ctx, mgr); err != nil {
 			return err
@@ -54,7 +52,11 @@ func TestMigrationBetweenGuests(t *testing.T) {
 	})
 
 	for _, g := range cluster.Guests {
-		startAgent(ctx, t, g, g == src)
+		var args []string
+		if g == src {
+			args = []string{"--replication-rate", copyRate}
+		}
+		startAgent(ctx, t, g, args...)
 	}
 	waitFor(ctx, t, "both nodes report their pool", func() bool {
 		for _, g := range cluster.Guests {
@@ -126,9 +128,25 @@ func TestMigrationBetweenGuests(t *testing.T) {
 	}
 }
 
+// createNodes creates the hwameistor Namespace and a Node per guest, once
+// for the tests that run the node agents.
+func createNodes(ctx context.Context, t *testing.T) {
+	t.Helper()
+	objs := []client.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "hwameistor"}}}
+	for _, g := range cluster.Guests {
+		objs = append(objs, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: g.Name}})
+	}
+	for _, o := range objs {
+		if err := api.Client.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+}
+
 // startAgent makes the guest's volume group on its disks and starts the
-// node agent (the lvm backend) with replication on the guest's address.
-func startAgent(ctx context.Context, t *testing.T, g *vm.Guest, source bool) {
+// node agent (the lvm backend) with replication on the guest's address,
+// and extra flags.
+func startAgent(ctx context.Context, t *testing.T, g *vm.Guest, extra ...string) {
 	t.Helper()
 	disks := strings.ReplaceAll(guestDisks(), ",", " ")
 	sh(ctx, t, g, fmt.Sprintf("for d in %[1]s; do wipefs -a -q $d; done; lvm pvcreate -q -y %[1]s; lvm vgcreate -q %[2]s %[1]s", disks, vg))
@@ -136,9 +154,7 @@ func startAgent(ctx context.Context, t *testing.T, g *vm.Guest, source bool) {
 		"--kubeconfig", guestPath("kubeconfig"), "--csi-address", "unix:///tmp/csi.sock",
 		"--metrics-bind-address", "0", "--report-interval", "2s",
 		"--replication-address", g.IP + ":9810"}
-	if source {
-		args = append(args, "--replication-rate", copyRate)
-	}
+	args = append(args, extra...)
 	if _, err := g.Start(ctx, nil, nodeLog, args...); err != nil {
 		t.Fatal(err)
 	}

@@ -40,8 +40,10 @@ import (
 	v1 "hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/csidriver/agent"
 	"hwameistor.io/local/csidriver/backend"
+	"hwameistor.io/local/csidriver/backend/command"
 	"hwameistor.io/local/csidriver/backend/emulated"
 	"hwameistor.io/local/csidriver/backend/lvm"
+	"hwameistor.io/local/csidriver/drbd"
 	"hwameistor.io/local/csidriver/driver"
 	"hwameistor.io/local/csidriver/replication"
 )
@@ -51,9 +53,9 @@ func main() {
 		nodeName, nodes, nodeSelector, kind, root, pools string
 		endpoint, metricsAddr                            string
 		replAddr, replAdvertise, replSecret              string
-		replRate                                         string
+		replRate, drbdDir                                string
 		replTimeouts                                     replication.Timeouts
-		attach                                           bool
+		attach, useDRBD                                  bool
 		interval, heartbeat                              time.Duration
 	)
 	flag.StringVar(&nodeName, "node-name", os.Getenv("NODE_NAME"), "the node this agent serves (default $NODE_NAME)")
@@ -73,6 +75,8 @@ func main() {
 	flag.DurationVar(&replTimeouts.Dial, "replication-dial-timeout", replication.DefaultDialTimeout, "how long a copy waits to connect to the source's agent")
 	flag.DurationVar(&replTimeouts.ResponseHeader, "replication-response-timeout", replication.DefaultResponseHeaderTimeout, "how long a copy waits for the source's agent to answer its request")
 	flag.DurationVar(&replTimeouts.Idle, "replication-idle-timeout", replication.DefaultIdleTimeout, "a copy that receives nothing from the source for this long fails (and is retried)")
+	flag.BoolVar(&useDRBD, "drbd", false, "replicate HA volumes with DRBD (lvm backend, one node; the kernel needs the drbd module and the node drbd-utils)")
+	flag.StringVar(&drbdDir, "drbd-dir", "/var/lib/hwameistor/drbd", "folder of the DRBD resource files this agent writes")
 	flag.StringVar(&replRate, "replication-rate", "0", "copy-rate limit per agent for the copies it serves, bytes per second as a quantity (e.g. 100Mi); 0 is unlimited")
 	var apiFlags restconfig.Flags
 	apiFlags.Bind(flag.CommandLine)
@@ -127,6 +131,18 @@ func main() {
 		fail(log, err, "Cannot create the manager")
 	}
 	a := &agent.Agent{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("hwameistor-node"), Backends: backends}
+	if useDRBD {
+		if kind != "lvm" || len(backends) != 1 {
+			fail(log, errors.New("--drbd needs --backend lvm and one node"), "Cannot replicate with DRBD")
+		}
+		m := &drbd.Manager{Runner: command.Exec{}, Dir: drbdDir}
+		v, err := m.Detect()
+		if err != nil {
+			fail(log, err, "Cannot replicate with DRBD")
+		}
+		log.Info("Replicating HA volumes with DRBD", "version", v.String(), "dir", drbdDir)
+		a.DRBD = map[string]*drbd.Manager{nodeName: m}
+	}
 	if err := a.SetupWithManager(mgr); err != nil {
 		fail(log, err, "Cannot set up the agent")
 	}

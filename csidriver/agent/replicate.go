@@ -1,0 +1,177 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/csidriver/backend"
+	"hwameistor.io/local/csidriver/drbd"
+)
+
+// How often an HA replica's DRBD state is read again: soon while it is not
+// connected and in sync with its peer, then now and then.
+const (
+	drbdSettling = 3 * time.Second
+	drbdSteady   = 30 * time.Second
+)
+
+// replicate brings up the DRBD resource of an HA volume's replica on a node
+// with DRBD (Agent.DRBD) and records its state in the replica's status: the
+// resource file from the volume's two replica nodes (their storage IPs and
+// backing devices), metadata on a new replica, up; once both new replicas
+// are connected, the volume's first replica marks them identical (both
+// logical volumes were zeroed on creation), so no initial sync runs. A
+// replica of a single-replica volume, a migration's copy target, or one on
+// a node without DRBD is left alone. It returns when to look again.
+func (a *Agent) replicate(ctx context.Context, rep *v1.LocalVolumeReplica, vol backend.Volume) (time.Duration, error) {
+	m := a.DRBD[rep.Spec.NodeName]
+	if m == nil || rep.Annotations[v1.SyncPendingAnnotation] != "" {
+		return 0, nil
+	}
+	lv := &v1.LocalVolume{}
+	if err := a.Client.Get(ctx, client.ObjectKey{Name: rep.Spec.VolumeName}, lv); err != nil {
+		return 0, client.IgnoreNotFound(err)
+	}
+	cfg := lv.Spec.Config
+	if lv.Spec.ReplicaNumber < 2 || cfg == nil || len(cfg.Replicas) != 2 {
+		return 0, nil
+	}
+	if cfg.ResourceID == 0 {
+		return drbdSettling, a.setDRBDWaiting(ctx, rep, "waiting for the volume's DRBD resource id (the volume controller assigns it)")
+	}
+	res := &drbd.Resource{Name: lv.Name, Minor: v1.DRBDMinor(cfg.ResourceID), Port: v1.DRBDPort(cfg.ResourceID), MetaDisk: "internal"}
+	for i, r := range cfg.Replicas {
+		addr, disk, why, err := a.peer(ctx, lv.Name, r.Hostname, rep, vol)
+		if err != nil {
+			return 0, err
+		}
+		if why != "" {
+			return drbdSettling, a.setDRBDWaiting(ctx, rep, why)
+		}
+		res.Peers = append(res.Peers, drbd.Peer{Node: r.Hostname, Address: addr, NodeID: i, Disk: disk})
+	}
+	st, err := m.Status(ctx, res)
+	if err != nil {
+		return 0, err
+	}
+	if err := m.Write(res); err != nil {
+		return 0, err
+	}
+	if !st.Configured {
+		if rep.Status.DRBD == nil || rep.Status.DRBD.Device == "" {
+			// A new replica: its (zeroed) device gets metadata once. A
+			// replica that was up before keeps its metadata and with it
+			// what it knows of its peer.
+			if err := m.CreateMD(ctx, res.Name); err != nil {
+				return 0, err
+			}
+		}
+		if err := m.Up(ctx, res.Name); err != nil {
+			return 0, err
+		}
+		if st, err = m.Status(ctx, res); err != nil {
+			return 0, err
+		}
+	}
+	if st.Connection == "Connected" && st.Disk == drbd.DiskInconsistent && st.PeerDisk == drbd.DiskInconsistent &&
+		cfg.Replicas[0].Hostname == rep.Spec.NodeName {
+		// Two new replicas, both zeroed on creation: identical.
+		if err := m.SkipInitialSync(ctx, res.Name); err != nil {
+			return 0, err
+		}
+		if st, err = m.Status(ctx, res); err != nil {
+			return 0, err
+		}
+	}
+	if err := a.setDRBD(ctx, rep, res, st); err != nil {
+		return 0, err
+	}
+	if st.Connection == "Connected" && st.Disk == drbd.DiskUpToDate && st.PeerDisk == drbd.DiskUpToDate {
+		return drbdSteady, nil
+	}
+	return drbdSettling, nil
+}
+
+// peer is the DRBD address (the node's storage IP) and backing device of
+// the volume's replica on node, or why they are not known yet.
+func (a *Agent) peer(ctx context.Context, volume, node string, self *v1.LocalVolumeReplica, vol backend.Volume) (addr, disk, why string, err error) {
+	lsn := &v1.LocalStorageNode{}
+	if err := a.Client.Get(ctx, client.ObjectKey{Name: node}, lsn); err != nil {
+		return "", "", "", client.IgnoreNotFound(err)
+	}
+	host := lsn.Spec.StorageIP
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if net.ParseIP(host) == nil {
+		return "", "", fmt.Sprintf("waiting for node %s's storage IP (its agent's --replication-advertise)", node), nil
+	}
+	if node == self.Spec.NodeName {
+		return host, vol.DevicePath, "", nil
+	}
+	rep := &v1.LocalVolumeReplica{}
+	if err := a.Client.Get(ctx, client.ObjectKey{Name: v1.ReplicaName(volume, node)}, rep); err != nil {
+		if client.IgnoreNotFound(err) == nil {
+			return "", "", fmt.Sprintf("waiting for the replica on %s", node), nil
+		}
+		return "", "", "", err
+	}
+	if rep.Status.DevicePath == "" {
+		return "", "", fmt.Sprintf("waiting for the replica on %s to be allocated", node), nil
+	}
+	return host, rep.Status.DevicePath, "", nil
+}
+
+func (a *Agent) setDRBD(ctx context.Context, rep *v1.LocalVolumeReplica, res *drbd.Resource, st drbd.Status) error {
+	d := &v1.ReplicaDRBDStatus{Device: res.Device(), Port: res.Port}
+	if st.Configured {
+		d.Role, d.DiskState, d.Connection, d.PeerDiskState = string(st.Role), string(st.Disk), st.Connection, string(st.PeerDisk)
+		d.InSyncPercent = strconv.FormatFloat(st.InSyncPercent, 'f', -1, 64)
+		d.OutOfSyncBytes, d.MayServe = st.OutOfSyncKiB<<10, st.MayServe()
+	}
+	return a.writeDRBD(ctx, rep, d)
+}
+
+// setDRBDWaiting says in the replica's DRBD state what it waits for.
+func (a *Agent) setDRBDWaiting(ctx context.Context, rep *v1.LocalVolumeReplica, why string) error {
+	d := &v1.ReplicaDRBDStatus{}
+	if rep.Status.DRBD != nil {
+		d = rep.Status.DRBD.DeepCopy()
+	}
+	d.Message = why
+	return a.writeDRBD(ctx, rep, d)
+}
+
+// writeDRBD writes the replica's DRBD state when it changed.
+func (a *Agent) writeDRBD(ctx context.Context, rep *v1.LocalVolumeReplica, d *v1.ReplicaDRBDStatus) error {
+	if equality.Semantic.DeepEqual(d, rep.Status.DRBD) {
+		return nil
+	}
+	rep.Status.DRBD = d
+	return a.Client.Status().Update(ctx, rep)
+}
+
+// unreplicate takes the replica's DRBD resource down and removes its file
+// (before its logical volume goes).
+func (a *Agent) unreplicate(ctx context.Context, rep *v1.LocalVolumeReplica) error {
+	m := a.DRBD[rep.Spec.NodeName]
+	if m == nil {
+		return nil
+	}
+	if _, err := os.Stat(m.File(rep.Spec.VolumeName)); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err := m.Down(ctx, rep.Spec.VolumeName); err != nil {
+		return err
+	}
+	return m.Remove(rep.Spec.VolumeName)
+}
