@@ -35,7 +35,10 @@ type Node struct {
 	csi.UnimplementedNodeServer
 	NodeID  string
 	Devices DeviceResolver
-	Mounter *mountutils.SafeFormatAndMount
+	// Replicas promotes and demotes HA volumes' replicas (DRBD); nil on
+	// nodes that do not replicate.
+	Replicas Replicator
+	Mounter  *mountutils.SafeFormatAndMount
 	// locks serialises operations on one volume (kubelet may retry while a
 	// slow mkfs is still running).
 	locks sync.Map
@@ -100,7 +103,7 @@ func (n *Node) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequ
 		return &csi.NodeStageVolumeResponse{}, nil
 	}
 	defer n.lock(id)()
-	dev, err := n.Devices.DevicePath(ctx, id)
+	dev, err := n.device(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -140,6 +143,9 @@ func (n *Node) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolume
 	if err := mountutils.CleanupMountPoint(req.GetStagingTargetPath(), n.Mounter, true); err != nil {
 		return nil, status.Errorf(codes.Internal, "unmounting %s: %v", req.GetStagingTargetPath(), err)
 	}
+	if err := n.demote(ctx, req.GetVolumeId()); err != nil {
+		return nil, err
+	}
 	return &csi.NodeUnstageVolumeResponse{}, nil
 }
 
@@ -161,7 +167,7 @@ func (n *Node) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolume
 	}
 	var source string
 	if req.GetVolumeCapability().GetBlock() != nil {
-		dev, err := n.Devices.DevicePath(ctx, id)
+		dev, err := n.device(ctx, id)
 		if err != nil {
 			return nil, err
 		}
@@ -217,10 +223,44 @@ func (n *Node) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVo
 		return nil, status.Error(codes.InvalidArgument, "volume_id and target_path are required")
 	}
 	defer n.lock(req.GetVolumeId())()
-	if err := mountutils.CleanupMountPoint(req.GetTargetPath(), n.Mounter, true); err != nil {
-		return nil, status.Errorf(codes.Internal, "unmounting %s: %v", req.GetTargetPath(), err)
+	target := req.GetTargetPath()
+	block := false
+	if st, err := os.Stat(target); err == nil && !st.IsDir() {
+		block = true // a raw block volume's target is a file
+	}
+	if err := mountutils.CleanupMountPoint(target, n.Mounter, true); err != nil {
+		return nil, status.Errorf(codes.Internal, "unmounting %s: %v", target, err)
+	}
+	if block {
+		// Not staged: unpublishing ends its use on this node.
+		if err := n.demote(ctx, req.GetVolumeId()); err != nil {
+			return nil, err
+		}
 	}
 	return &csi.NodeUnpublishVolumeResponse{}, nil
+}
+
+// device is the block device to stage or publish: the replicated device
+// of an HA volume, promoted first (Replicas), else the replica's own.
+func (n *Node) device(ctx context.Context, id string) (string, error) {
+	dev, err := n.Devices.DevicePath(ctx, id)
+	if err != nil || n.Replicas == nil {
+		return dev, err
+	}
+	replicated, err := n.Replicas.Promote(ctx, id)
+	if err != nil || replicated == "" {
+		return dev, err
+	}
+	return replicated, nil
+}
+
+// demote gives up the Primary role of an HA volume's replica once this
+// node no longer uses it.
+func (n *Node) demote(ctx context.Context, id string) error {
+	if n.Replicas == nil {
+		return nil
+	}
+	return n.Replicas.Demote(ctx, id)
 }
 
 // NodeGetVolumeStats reports bytes and inodes of a mounted volume, or the

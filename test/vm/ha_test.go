@@ -15,6 +15,7 @@ import (
 
 	v1 "hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/controllers/volume"
+	"hwameistor.io/local/internal/vm"
 )
 
 // TestHAVolumeBetweenGuests: an HA volume (two replicas) with the real node
@@ -23,9 +24,12 @@ import (
 // agent allocates its logical volume, writes the resource file, creates
 // the metadata and brings the resource up, and the first replica's agent
 // marks the two new (zeroed) replicas identical; both replicas report
-// Connected, UpToDate on both sides, Secondary, may serve. A file written
-// through /dev/drbdN on one guest is read back on the other. Deleting the
-// volume takes DRBD down and removes both logical volumes.
+// Connected, UpToDate on both sides, Secondary, may serve. The CSI node
+// service of one guest stages /dev/drbdN (promoting its replica, reported
+// Primary) and writes a file; staging on the other guest meanwhile is
+// refused; once unstaged (demoted) there, the other guest stages it and
+// reads the file back. Deleting the volume takes DRBD down and removes
+// both logical volumes.
 func TestHAVolumeBetweenGuests(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
@@ -84,17 +88,23 @@ func TestHAVolumeBetweenGuests(t *testing.T) {
 		}
 	}
 
-	// Data written through the replicated device on one guest is on the
-	// other (promoted by hand here: the CSI node service does not stage
-	// /dev/drbdN yet).
-	dev, res := reps[g1.Name].Status.DRBD.Device, "-c /var/lib/hwameistor/drbd/"+name+".res"
-	sum := strings.Fields(sh(ctx, t, g1, fmt.Sprintf(`drbdadm %[1]s primary %[2]s; mkfs.ext4 -q -F %[3]s; mkdir -p /mnt/ha; mount %[3]s /mnt/ha
-		head -c 8388608 /dev/urandom > /mnt/ha/data; sync; sha256sum /mnt/ha/data; umount /mnt/ha; drbdadm %[1]s secondary %[2]s`, res, name, dev)))[0]
-	got := strings.Fields(sh(ctx, t, g2, fmt.Sprintf(`drbdadm %[1]s primary %[2]s; mkdir -p /mnt/ha; mount -o ro %[3]s /mnt/ha
-		sha256sum /mnt/ha/data; umount /mnt/ha; drbdadm %[1]s secondary %[2]s`, res, name, dev)))[0]
-	if got != sum {
-		t.Errorf("the file read on %s has sha256 %s; %s wrote %s", g2.Name, got, g1.Name, sum)
+	// The CSI node service stages the replicated device: promoted on
+	// the guest that stages it, refused on the other meanwhile (one
+	// Primary), demoted on unstage; the other guest then stages it and
+	// reads what the first wrote.
+	haStep := func(g *vm.Guest, step string) {
+		t.Helper()
+		runGuestTests(t, g, "^TestHAStageStep$", "HWVM_KUBECONFIG="+guestPath("kubeconfig"), "HWVM_HA_STEP="+step,
+			"HWVM_HA_NODE="+g.Name, "HWVM_HA_VOLUME="+name, "HWVM_HA_SUM="+guestPath("ha-sum.txt"))
 	}
+	haStep(g1, "stage-write")
+	waitFor(ctx, t, g1.Name+"'s replica reported Primary", func() bool {
+		rep := &v1.LocalVolumeReplica{}
+		return c.Get(ctx, client.ObjectKey{Name: v1.ReplicaName(name, g1.Name)}, rep) == nil && rep.Status.DRBD != nil && rep.Status.DRBD.Role == "Primary"
+	})
+	haStep(g2, "stage-refused")
+	haStep(g1, "unstage")
+	haStep(g2, "stage-read")
 
 	// Deleting the volume takes DRBD down and removes both LVs.
 	must(t, c.Delete(ctx, lv))

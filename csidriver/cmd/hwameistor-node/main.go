@@ -211,6 +211,9 @@ func main() {
 	})
 	if endpoint != "" {
 		node := driver.NewNode(served[0], driver.ReplicaDevices{Client: mgr.GetClient(), Node: served[0]})
+		if m := a.DRBD[served[0]]; m != nil {
+			node.Replicas = driver.DRBDReplicas{Client: mgr.GetClient(), Node: served[0], DRBD: m}
+		}
 		g.Go(func() error { return driver.Serve(ctx, endpoint, &driver.Identity{}, nil, node) })
 	}
 	log.Info("Serving", "nodes", len(served), "backend", kind)

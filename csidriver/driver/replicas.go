@@ -1,0 +1,105 @@
+package driver
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/csidriver/drbd"
+)
+
+// Replicator makes this node's replica of an HA volume the one that serves
+// it: Primary before the volume is staged (or, raw block, published), and
+// Secondary once it is unstaged (unpublished), so the other replica can
+// take over. Node.Replicas is nil on nodes that do not replicate.
+type Replicator interface {
+	// Promote returns the replicated device to use instead of the
+	// replica's own, or "" when the volume is not replicated here.
+	Promote(ctx context.Context, volumeID string) (string, error)
+	// Demote gives up the Primary role (a no-op when not replicated).
+	Demote(ctx context.Context, volumeID string) error
+}
+
+// DRBDReplicas is the Replicator of a node whose agent replicates HA
+// volumes with DRBD (csidriver/agent/replicate.go): the replica's
+// status.drbd says whether it is replicated and its device.
+type DRBDReplicas struct {
+	Client client.Client
+	Node   string
+	DRBD   *drbd.Manager
+}
+
+var _ Replicator = DRBDReplicas{}
+
+// resource is the volume's DRBD resource on this node, nil when it is not
+// replicated (no DRBD state on the replica, or no resource id).
+func (r DRBDReplicas) resource(ctx context.Context, volumeID string) (*drbd.Resource, error) {
+	rep := &v1.LocalVolumeReplica{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: v1.ReplicaName(volumeID, r.Node)}, rep); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "reading the replica of %s: %v", volumeID, err)
+	}
+	if rep.Status.DRBD == nil || rep.Status.DRBD.Device == "" {
+		return nil, nil
+	}
+	lv := &v1.LocalVolume{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: volumeID}, lv); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "reading volume %s: %v", volumeID, err)
+	}
+	if lv.Spec.Config == nil || lv.Spec.Config.ResourceID == 0 {
+		return nil, nil
+	}
+	id := lv.Spec.Config.ResourceID
+	return &drbd.Resource{Name: volumeID, Minor: v1.DRBDMinor(id), Port: v1.DRBDPort(id)}, nil
+}
+
+// Promote makes the replica Primary when it may serve (UpToDate; quorum on
+// DRBD 9), never forced: a replica that misses acknowledged writes, or a
+// volume the other node is using, is refused with the reason.
+func (r DRBDReplicas) Promote(ctx context.Context, volumeID string) (string, error) {
+	res, err := r.resource(ctx, volumeID)
+	if err != nil || res == nil {
+		return "", err
+	}
+	st, err := r.DRBD.Status(ctx, res)
+	if err != nil {
+		return "", status.Errorf(codes.Unavailable, "reading the DRBD state of %s: %v", volumeID, err)
+	}
+	switch {
+	case !st.Configured:
+		return "", status.Errorf(codes.Unavailable, "volume %s: its DRBD resource is not up on node %s yet (the node agent brings it up)", volumeID, r.Node)
+	case !st.MayServe():
+		return "", status.Errorf(codes.Unavailable, "volume %s: the replica on node %s cannot serve: its disk is %s (%s%% in sync, connection %s); it waits until it holds every acknowledged write",
+			volumeID, r.Node, st.Disk, fmt.Sprint(st.InSyncPercent), st.Connection)
+	case st.PeerRole == drbd.RolePrimary:
+		return "", status.Errorf(codes.FailedPrecondition, "volume %s is in use on its other node (Primary there): unstage it there first", volumeID)
+	}
+	if st.Role != drbd.RolePrimary {
+		if err := r.DRBD.Primary(ctx, volumeID, false); err != nil {
+			return "", status.Errorf(codes.Unavailable, "promoting the replica of %s on node %s: %v", volumeID, r.Node, err)
+		}
+	}
+	return res.Device(), nil
+}
+
+// Demote makes the replica Secondary again.
+func (r DRBDReplicas) Demote(ctx context.Context, volumeID string) error {
+	res, err := r.resource(ctx, volumeID)
+	if err != nil || res == nil {
+		return err
+	}
+	st, err := r.DRBD.Status(ctx, res)
+	if err != nil {
+		return status.Errorf(codes.Unavailable, "reading the DRBD state of %s: %v", volumeID, err)
+	}
+	if !st.Configured || st.Role != drbd.RolePrimary {
+		return nil
+	}
+	if err := r.DRBD.Secondary(ctx, volumeID); err != nil {
+		return status.Errorf(codes.Unavailable, "demoting the replica of %s on node %s: %v", volumeID, r.Node, err)
+	}
+	return nil
+}

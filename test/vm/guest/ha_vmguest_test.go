@@ -1,0 +1,91 @@
+//go:build vmguest
+
+package guest
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"hwameistor.io/local/csidriver/backend/command"
+	"hwameistor.io/local/csidriver/drbd"
+	"hwameistor.io/local/csidriver/driver"
+	"hwameistor.io/local/internal/testenv"
+)
+
+// TestHAStageStep runs one step of test/vm's HA volume scenario with the
+// CSI node service of this guest (driver.Node with DRBDReplicas, as
+// hwameistor-node --drbd builds it) against the DRBD resource the real
+// node agent brought up: HWVM_HA_STEP is stage-write (stage: promote and
+// mount /dev/drbdN, write a file, record its sha256 in HWVM_HA_SUM, stay
+// staged), stage-refused (staging fails while the other guest has it
+// staged), unstage (unmount and demote), or stage-read (stage here, read
+// the file back, unstage).
+func TestHAStageStep(t *testing.T) {
+	env, err := testenv.Connect(os.Getenv("HWVM_KUBECONFIG"))
+	if err != nil {
+		t.Fatalf("the host's apiserver (HWVM_KUBECONFIG): %v", err)
+	}
+	node, volume, sumFile := os.Getenv("HWVM_HA_NODE"), os.Getenv("HWVM_HA_VOLUME"), os.Getenv("HWVM_HA_SUM")
+	m := &drbd.Manager{Runner: command.Exec{}, Dir: "/var/lib/hwameistor/drbd"}
+	if _, err := m.Detect(); err != nil {
+		t.Fatal(err)
+	}
+	n := driver.NewNode(node, driver.ReplicaDevices{Client: env.Client, Node: node})
+	n.Replicas = driver.DRBDReplicas{Client: env.Client, Node: node, DRBD: m}
+	ctx := context.Background()
+	staging := "/tmp/ha-staging"
+	capability := &csi.VolumeCapability{
+		AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{FsType: "ext4"}},
+		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
+	}
+	stage := func() error {
+		_, err := n.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: volume, StagingTargetPath: staging, VolumeCapability: capability})
+		return err
+	}
+	unstage := func() {
+		if _, err := n.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: volume, StagingTargetPath: staging}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := pattern(4 << 20)
+	switch step := os.Getenv("HWVM_HA_STEP"); step {
+	case "stage-write":
+		must(t, stage())
+		f, err := os.Create(filepath.Join(staging, "data"))
+		must(t, err)
+		_, err = f.Write(data)
+		must(t, err)
+		must(t, f.Sync())
+		must(t, f.Close())
+		must(t, os.WriteFile(sumFile, []byte(fmt.Sprintf("%x", sha256.Sum256(data))), 0o644))
+		t.Logf("staged on %s and wrote 4 MiB", node)
+	case "stage-refused":
+		err := stage()
+		if status.Code(err) != codes.FailedPrecondition {
+			t.Fatalf("staging while the other node has the volume staged: %v, want FailedPrecondition", err)
+		}
+		t.Logf("refused: %v", err)
+	case "unstage":
+		unstage()
+	case "stage-read":
+		must(t, stage())
+		b, err := os.ReadFile(filepath.Join(staging, "data"))
+		must(t, err)
+		want, err := os.ReadFile(sumFile)
+		must(t, err)
+		if got := fmt.Sprintf("%x", sha256.Sum256(b)); got != string(want) {
+			t.Errorf("the file read on %s has sha256 %s, the other node wrote %s", node, got, want)
+		}
+		unstage()
+	default:
+		t.Fatalf("unknown HWVM_HA_STEP %q", step)
+	}
+}
