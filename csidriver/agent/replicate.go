@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
@@ -63,8 +65,16 @@ func (a *Agent) replicate(ctx context.Context, rep *v1.LocalVolumeReplica, vol b
 	if err != nil {
 		return 0, err
 	}
+	before, _ := os.ReadFile(m.File(res.Name))
 	if err := m.Write(res); err != nil {
 		return 0, err
+	}
+	if after, _ := os.ReadFile(m.File(res.Name)); st.Configured && len(before) > 0 && !bytes.Equal(before, after) {
+		// A peer changed (its address, its device): the running
+		// resource follows its file.
+		if err := m.Adjust(ctx, res.Name); err != nil {
+			return 0, err
+		}
 	}
 	if !st.Configured {
 		if rep.Status.DRBD == nil || rep.Status.DRBD.Device == "" {
@@ -106,7 +116,10 @@ func (a *Agent) replicate(ctx context.Context, rep *v1.LocalVolumeReplica, vol b
 func (a *Agent) peer(ctx context.Context, volume, node string, self *v1.LocalVolumeReplica, vol backend.Volume) (addr, disk, why string, err error) {
 	lsn := &v1.LocalStorageNode{}
 	if err := a.Client.Get(ctx, client.ObjectKey{Name: node}, lsn); err != nil {
-		return "", "", "", client.IgnoreNotFound(err)
+		if apierrors.IsNotFound(err) {
+			return "", "", fmt.Sprintf("waiting for node %s's LocalStorageNode (is its node agent running?)", node), nil
+		}
+		return "", "", "", err
 	}
 	host := lsn.Spec.StorageIP
 	if h, _, err := net.SplitHostPort(host); err == nil {
