@@ -258,10 +258,18 @@ func TestStatus84Recorded(t *testing.T) {
 			Role: RoleSecondary, PeerRole: RolePrimary, Disk: DiskUpToDate, PeerDisk: DiskUpToDate, InSyncPercent: 100, Quorum: true}},
 		{"proc84-recorded-both-secondary.txt", Status{Configured: true, Connection: "Connected",
 			Role: RoleSecondary, PeerRole: RoleSecondary, Disk: DiskUpToDate, PeerDisk: DiskUpToDate, InSyncPercent: 100, Quorum: true}},
+		// test/vm TestDRBDPartition, minor 2: both sides were Primary
+		// apart and refused to connect (nothing discarded).
+		{"proc84-recorded-split-brain.txt", Status{Configured: true, Connection: "StandAlone",
+			Role: RolePrimary, PeerRole: RoleUnknown, Disk: DiskUpToDate, PeerDisk: DiskUnknown, OutOfSyncKiB: 1264, Quorum: true}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			m := &Manager{ReadFile: readFile(t, testdata(t, tc.file), nil), Version: V84}
-			got, err := m.Status(context.Background(), &Resource{Name: "pvc-drbd-failover", Minor: 0})
+			minor := 0
+			if strings.Contains(tc.file, "split-brain") {
+				minor = 2
+			}
+			got, err := m.Status(context.Background(), &Resource{Name: "pvc-drbd-failover", Minor: minor})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -125,3 +125,52 @@ func countLines(path string) int {
 	}
 	return n
 }
+
+// TestDRBDPartition shows what two-node DRBD 8.4 guarantees when the
+// network splits (docs: csidriver/drbd/README.md): the Primary's guest is
+// cut off; the standby, UpToDate, can be promoted without force (8.4 has
+// no quorum), and both sides then take writes. When the link comes back
+// DRBD detects the split brain and connects neither way (after-sb-2pri
+// disconnect): each side still holds everything it acknowledged, nothing
+// is discarded silently, and a person (or the failover controller, which
+// must never promote while the old Primary may be alive) decides.
+func TestDRBDPartition(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	res := drbd.Resource{Name: "pvc-drbd-partition", Minor: v1.DRBDMinor(2), Port: v1.DRBDPort(2), MetaDisk: "internal"}
+	for i, g := range cluster.Guests[:2] {
+		res.Peers = append(res.Peers, drbd.Peer{Node: g.Name, Address: g.IP, NodeID: i, Disk: "/dev/" + drbdVG + "/" + res.Name})
+	}
+	ledgers := []string{filepath.Join(share, "drbd-split-1.txt"), filepath.Join(share, "drbd-split-2.txt")}
+	for _, l := range ledgers {
+		_ = os.Remove(l)
+	}
+	t.Cleanup(func() { _ = cluster.Reconnect(0); drbdCleanup(t, &res) })
+	disks := strings.ReplaceAll(guestDisks(), ",", " ")
+	for _, g := range cluster.Guests[:2] {
+		sh(ctx, t, g, fmt.Sprintf("for d in %[1]s; do wipefs -a -q $d; done; lvm pvcreate -q -y %[1]s; lvm vgcreate -q %[2]s %[1]s; "+
+			"lvm lvcreate -q -y -Zn -Wn -L %[3]s -n %[4]s %[2]s; dd if=/dev/zero of=/dev/%[2]s/%[4]s bs=1M oflag=direct status=none || true",
+			disks, drbdVG, drbdLVSize, res.Name))
+		drbdStep(ctx, t, g, &res, ledgers[0], "up")
+	}
+	g1, g2 := cluster.Guests[0], cluster.Guests[1]
+	step := func(g *vm.Guest, ledger, step, prefix string) {
+		t.Helper()
+		runGuestTests(t, g, "^TestDRBDStep$", append(drbdEnv(&res, ledger, step), "HWVM_DRBD_PREFIX="+prefix)...)
+	}
+	drbdStep(ctx, t, g1, &res, ledgers[0], "first-primary")
+	step(g1, ledgers[0], "write-mounted", "before")
+	// Both ledgers start with what both sides have.
+	before, err := os.ReadFile(ledgers[0])
+	must(t, err)
+	must(t, os.WriteFile(ledgers[1], before, 0o644))
+
+	must(t, cluster.Isolate(0))
+	step(g2, ledgers[1], "promote-alone", "")
+	step(g2, ledgers[1], "write-mounted", "standby")
+	step(g1, ledgers[0], "write-mounted", "cutoff") // 8.4: the cut-off Primary goes on writing
+	must(t, cluster.Reconnect(0))
+
+	step(g1, ledgers[0], "split-brain", "")
+	step(g2, ledgers[1], "split-brain", "")
+}
