@@ -17,3 +17,10 @@ func DRBDMinor(resourceID int64) int { return int(resourceID) }
 
 // DRBDPort is the TCP port of resource id.
 func DRBDPort(resourceID int64) int { return DRBDBasePort + int(resourceID) - 1 }
+
+// Replicated says whether lv is an HA volume with both replicas placed:
+// on nodes whose agents run DRBD its replicas are kept in sync, and the
+// node service stages it only from its DRBD device.
+func (lv *LocalVolume) Replicated() bool {
+	return lv.Spec.ReplicaNumber >= 2 && lv.Spec.Config != nil && len(lv.Spec.Config.Replicas) == 2
+}

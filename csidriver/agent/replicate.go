@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -43,9 +42,14 @@ func (a *Agent) replicate(ctx context.Context, rep *v1.LocalVolumeReplica, vol b
 	if err := a.Client.Get(ctx, client.ObjectKey{Name: rep.Spec.VolumeName}, lv); err != nil {
 		return 0, client.IgnoreNotFound(err)
 	}
-	cfg := lv.Spec.Config
-	if lv.Spec.ReplicaNumber < 2 || cfg == nil || len(cfg.Replicas) != 2 {
+	if !lv.Replicated() {
 		return 0, nil
+	}
+	cfg := lv.Spec.Config
+	if (rep.Status.DRBD == nil || rep.Status.DRBD.Device == "") && (rep.Annotations[v1.StagedAtAnnotation] != "" || rep.Status.Checksum != "") {
+		// Data from before DRBD (staged, or filled by a copy): internal
+		// metadata would overwrite the end of it.
+		return drbdSteady, a.setDRBDWaiting(ctx, rep, "not replicated: the replica holds data from before DRBD, whose internal metadata would overwrite its end (an existing volume needs external metadata, not supported yet)")
 	}
 	if cfg.ResourceID == 0 {
 		return drbdSettling, a.setDRBDWaiting(ctx, rep, "waiting for the volume's DRBD resource id (the volume controller assigns it)")
@@ -65,11 +69,11 @@ func (a *Agent) replicate(ctx context.Context, rep *v1.LocalVolumeReplica, vol b
 	if err != nil {
 		return 0, err
 	}
-	before, _ := os.ReadFile(m.File(res.Name))
-	if err := m.Write(res); err != nil {
+	replaced, err := m.Write(res)
+	if err != nil {
 		return 0, err
 	}
-	if after, _ := os.ReadFile(m.File(res.Name)); st.Configured && len(before) > 0 && !bytes.Equal(before, after) {
+	if replaced && st.Configured {
 		// A peer changed (its address, its device): the running
 		// resource follows its file.
 		if err := m.Adjust(ctx, res.Name); err != nil {

@@ -706,3 +706,31 @@ func TestUnreplicate(t *testing.T) {
 		d.wantNoFile(t)
 	})
 }
+
+// TestReplicateLeavesDataFromBeforeDRBD: a replica that was staged, or
+// filled by a copy, before DRBD ran gets no metadata (internal metadata
+// would overwrite the end of its data): nothing runs, no file, a message
+// says why.
+func TestReplicateLeavesDataFromBeforeDRBD(t *testing.T) {
+	for name, mutate := range map[string]func(r *v1.LocalVolumeReplica){
+		"staged": func(r *v1.LocalVolumeReplica) {
+			r.Annotations = map[string]string{v1.StagedAtAnnotation: "2026-12-07T00:00:00Z"}
+		},
+		"filled by copy": func(r *v1.LocalVolumeReplica) { r.Status.Checksum = "sha256:0123" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			o := newDRBDObjects()
+			mutate(o.reps["n1"])
+			d := newDRBDAgent(t, o, "n1", nil)
+			after, err := d.replicate(t, "n1")
+			if after != drbdSteady || err != nil {
+				t.Errorf("replicate = %v, %v; want %v, nil", after, err, drbdSteady)
+			}
+			d.verify(t)
+			d.wantNoFile(t)
+			if got := d.replica(t, "n1").Status.DRBD; got == nil || got.Device != "" || !strings.HasPrefix(got.Message, "not replicated: the replica holds data from before DRBD") {
+				t.Errorf("status.drbd = %+v, want only the reason it is not replicated", got)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package drbd
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -76,27 +77,36 @@ func (m *Manager) File(name string) string { return filepath.Join(m.Dir, name+".
 var errNotDetected = errors.New("drbd: the module's version is not known (call Detect first)")
 
 // Write writes r's resource file (atomically: a rename), for the version
-// Detect found.
-func (m *Manager) Write(r *Resource) error {
+// Detect found, unless it already holds that. replaced reports that a file
+// with other content was there: a peer changed, and a resource that is up
+// needs Adjust.
+func (m *Manager) Write(r *Resource) (replaced bool, err error) {
 	if m.Version == 0 {
-		return errNotDetected
+		return false, errNotDetected
 	}
 	b, err := Config(r, m.Version)
 	if err != nil {
-		return err
+		return false, err
+	}
+	old, err := os.ReadFile(m.File(r.Name))
+	switch {
+	case err == nil && bytes.Equal(old, b):
+		return false, nil
+	case err != nil && !errors.Is(err, os.ErrNotExist):
+		return false, err
 	}
 	if err := os.MkdirAll(m.Dir, 0o755); err != nil {
-		return err
+		return false, err
 	}
 	tmp := m.File(r.Name) + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
+		return false, err
 	}
 	if err := os.Rename(tmp, m.File(r.Name)); err != nil {
 		_ = os.Remove(tmp)
-		return err
+		return false, err
 	}
-	return nil
+	return old != nil, nil
 }
 
 // Remove deletes r's resource file (after Down).

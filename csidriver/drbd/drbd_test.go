@@ -142,8 +142,8 @@ func TestWriteRemove(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := m.Write(r); err != nil {
-				t.Fatalf("Write: %v", err)
+			if replaced, err := m.Write(r); err != nil || replaced {
+				t.Fatalf("Write = %v, %v; want false, nil (a new file)", replaced, err)
 			}
 			assertDir(t, dir, []string{resName + ".res"})
 			got, err := os.ReadFile(filepath.Join(dir, resName+".res"))
@@ -157,8 +157,11 @@ func TestWriteRemove(t *testing.T) {
 			// Rewriting replaces the content (a changed peer), still without
 			// a .tmp left behind.
 			r.Peers[1].Address = "10.6.0.99"
-			if err := m.Write(r); err != nil {
-				t.Fatalf("second Write: %v", err)
+			if replaced, err := m.Write(r); err != nil || !replaced {
+				t.Fatalf("second Write = %v, %v; want true, nil (the peer changed)", replaced, err)
+			}
+			if replaced, err := m.Write(r); err != nil || replaced {
+				t.Fatalf("third Write, unchanged = %v, %v; want false, nil", replaced, err)
 			}
 			assertDir(t, dir, []string{resName + ".res"})
 			got, _ = os.ReadFile(m.File(resName))
@@ -169,7 +172,7 @@ func TestWriteRemove(t *testing.T) {
 			// An invalid resource writes nothing.
 			bad := twoPeers()
 			bad.Name, bad.Port = "other", 0
-			if err := m.Write(bad); err == nil {
+			if _, err := m.Write(bad); err == nil {
 				t.Error("Write(invalid) = nil, want an error")
 			}
 			assertDir(t, dir, []string{resName + ".res"})
@@ -212,7 +215,7 @@ func TestWriteDirIsAFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := &Manager{Dir: dir, Version: V84}
-	if err := m.Write(twoPeers()); err == nil {
+	if _, err := m.Write(twoPeers()); err == nil {
 		t.Error("Write into a Dir that is a file = nil, want an error")
 	}
 }

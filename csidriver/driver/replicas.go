@@ -35,25 +35,44 @@ type DRBDReplicas struct {
 
 var _ Replicator = DRBDReplicas{}
 
-// resource is the volume's DRBD resource on this node, nil when it is not
-// replicated (no DRBD state on the replica, or no resource id).
+// resource is the volume's DRBD resource on this node, nil when the
+// volume is not replicated (not HA, or this replica is a migration's copy
+// target). An HA volume whose resource is not up here yet is refused:
+// staging its logical volume directly would bypass the replication (and
+// DRBD's metadata would later overwrite the file system's end).
 func (r DRBDReplicas) resource(ctx context.Context, volumeID string) (*drbd.Resource, error) {
-	rep := &v1.LocalVolumeReplica{}
-	if err := r.Client.Get(ctx, client.ObjectKey{Name: v1.ReplicaName(volumeID, r.Node)}, rep); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "reading the replica of %s: %v", volumeID, err)
+	res, notUp, err := r.lookup(ctx, volumeID)
+	if err == nil && notUp != "" {
+		err = status.Errorf(codes.Unavailable, "volume %s is replicated with DRBD and its resource is not up on node %s: %s", volumeID, r.Node, notUp)
 	}
-	if rep.Status.DRBD == nil || rep.Status.DRBD.Device == "" {
-		return nil, nil
-	}
+	return res, err
+}
+
+// lookup is resource's answer, with why an HA volume's resource is not up
+// here yet instead of an error.
+func (r DRBDReplicas) lookup(ctx context.Context, volumeID string) (*drbd.Resource, string, error) {
 	lv := &v1.LocalVolume{}
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: volumeID}, lv); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "reading volume %s: %v", volumeID, err)
+		return nil, "", status.Errorf(codes.Unavailable, "reading volume %s: %v", volumeID, err)
 	}
-	if lv.Spec.Config == nil || lv.Spec.Config.ResourceID == 0 {
-		return nil, nil
+	if !lv.Replicated() {
+		return nil, "", nil
+	}
+	rep := &v1.LocalVolumeReplica{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: v1.ReplicaName(volumeID, r.Node)}, rep); err != nil {
+		return nil, "", status.Errorf(codes.Unavailable, "reading the replica of %s: %v", volumeID, err)
+	}
+	if rep.Annotations[v1.SyncPendingAnnotation] != "" {
+		return nil, "", nil
+	}
+	if d := rep.Status.DRBD; d == nil || d.Device == "" || lv.Spec.Config.ResourceID == 0 {
+		if d != nil && d.Message != "" {
+			return nil, d.Message, nil
+		}
+		return nil, "its node agent has not brought it up yet", nil
 	}
 	id := lv.Spec.Config.ResourceID
-	return &drbd.Resource{Name: volumeID, Minor: v1.DRBDMinor(id), Port: v1.DRBDPort(id)}, nil
+	return &drbd.Resource{Name: volumeID, Minor: v1.DRBDMinor(id), Port: v1.DRBDPort(id)}, "", nil
 }
 
 // Promote makes the replica Primary when it may serve (UpToDate; quorum on
@@ -87,7 +106,7 @@ func (r DRBDReplicas) Promote(ctx context.Context, volumeID string) (string, err
 
 // Demote makes the replica Secondary again.
 func (r DRBDReplicas) Demote(ctx context.Context, volumeID string) error {
-	res, err := r.resource(ctx, volumeID)
+	res, _, err := r.lookup(ctx, volumeID) // not up: nothing to demote
 	if err != nil || res == nil {
 		return err
 	}

@@ -100,6 +100,13 @@ func haVolume(id int64) *v1.LocalVolume {
 				Replicas: []v1.VolumeReplica{{ID: 1, Hostname: haNode, Primary: true}, {ID: 2, Hostname: "n2"}}}}}
 }
 
+// singleVolume is the volume with one replica: never replicated.
+func singleVolume() *v1.LocalVolume {
+	lv := haVolume(0)
+	lv.Spec.ReplicaNumber, lv.Spec.Config.Replicas = 1, lv.Spec.Config.Replicas[:1]
+	return lv
+}
+
 // haAdm is the argv of drbdadm on the volume's resource file in dir.
 func haAdm(dir string, args ...string) []string {
 	return append([]string{"drbdadm", "-c", filepath.Join(dir, haVol+".res")}, args...)
@@ -206,10 +213,15 @@ func TestReplicasPromote(t *testing.T) {
 		code  codes.Code
 		msg   []string
 	}{
-		{name: "replica without DRBD state", objs: []client.Object{haReplica(nil), haVolume(haID)}, proc: procBothSecondary, reads: 0},
+		// An HA volume whose resource is not up here is refused, never
+		// staged from its logical volume (which would bypass DRBD).
+		{name: "replica without DRBD state", objs: []client.Object{haReplica(nil), haVolume(haID)}, proc: procBothSecondary, reads: 0,
+			code: codes.Unavailable, msg: []string{"not up on node n1", "has not brought it up yet"}},
 		{name: "DRBD state without a device", objs: []client.Object{haReplica(&v1.ReplicaDRBDStatus{Message: "waiting for the replica on n2"}), haVolume(haID)},
-			proc: procBothSecondary, reads: 0},
-		{name: "volume without resource id", objs: []client.Object{upReplica(), haVolume(0)}, proc: procBothSecondary, reads: 0},
+			proc: procBothSecondary, reads: 0, code: codes.Unavailable, msg: []string{"not up on node n1", "waiting for the replica on n2"}},
+		{name: "volume without resource id", objs: []client.Object{upReplica(), haVolume(0)}, proc: procBothSecondary, reads: 0,
+			code: codes.Unavailable, msg: []string{"not up on node n1"}},
+		{name: "single-replica volume", objs: []client.Object{haReplica(nil), singleVolume()}, proc: procBothSecondary, reads: 0},
 		{name: "volume without config", objs: []client.Object{upReplica(), func() client.Object { lv := haVolume(haID); lv.Spec.Config = nil; return lv }()},
 			proc: procBothSecondary, reads: 0},
 		{name: "UpToDate Secondary, peer Secondary", objs: []client.Object{upReplica(), haVolume(haID)}, proc: procBothSecondary,
@@ -422,11 +434,11 @@ func TestReplicasNodeRawBlockRefused(t *testing.T) {
 	}
 }
 
-// TestReplicasNodeNotReplicated: a volume without DRBD state is published
-// from the replica's own device and nothing is run.
+// TestReplicasNodeNotReplicated: a single-replica volume is published from
+// the replica's own device and nothing is run.
 func TestReplicasNodeNotReplicated(t *testing.T) {
 	ctx := context.Background()
-	r, runner, pf := newReplicas(t, procPrimary, nil, haReplica(nil), haVolume(haID))
+	r, runner, pf := newReplicas(t, procPrimary, nil, haReplica(nil), singleVolume())
 	n, _, m := haNodeService(t, r, nil)
 	target := filepath.Join(t.TempDir(), "publish", "pvc-ha")
 	if _, err := n.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: haVol, TargetPath: target, VolumeCapability: rawCap}); err != nil {

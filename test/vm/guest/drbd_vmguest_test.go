@@ -50,13 +50,15 @@ func TestDRBDStep(t *testing.T) {
 	switch step {
 	case "up":
 		// A new replica: metadata on the (zeroed) backing LV, then up.
-		must(t, m.Write(&res))
+		_, err := m.Write(&res)
+		must(t, err)
 		must(t, m.CreateMD(ctx, res.Name))
 		must(t, m.Up(ctx, res.Name))
 	case "rejoin":
 		// The same replica after its node restarted: metadata kept.
 		run(t, "lvm", "vgchange", "-q", "-ay")
-		must(t, m.Write(&res))
+		_, err := m.Write(&res)
+		must(t, err)
 		must(t, m.Up(ctx, res.Name))
 		st := waitStatus(ctx, t, m, &res, "UpToDate again, resynced from the new Primary", func(s drbd.Status) bool {
 			return s.Connection == "Connected" && s.Disk == drbd.DiskUpToDate && s.PeerDisk == drbd.DiskUpToDate
