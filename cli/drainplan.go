@@ -305,7 +305,7 @@ func (p *planner) pickTarget(lv *v1.LocalVolume, vols []*v1.LocalVolume, suggest
 	pvols := make([]placement.Volume, 0, len(vols))
 	for _, v := range vols {
 		pool, _ := placement.PoolByName(v.Spec.PoolName) // Target checked it
-		pvols = append(pvols, placement.Volume{Key: v.Name, Pool: pool, Bytes: v.Spec.RequiredCapacityBytes})
+		pvols = append(pvols, placement.Volume{Key: v.Name, Pool: pool, Bytes: v.Spec.RequiredCapacityBytes, Replicated: v.Spec.ReplicaNumber >= 2})
 	}
 	if _, err := p.capacity.Reserve(target, pvols); err != nil {
 		return "", err.Error() // Target found room a moment ago: not expected

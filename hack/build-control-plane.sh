@@ -9,16 +9,31 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 want=(etcd kube-apiserver kube-controller-manager kubectl kwok kwokctl csi-provisioner csi-resizer)
 missing=()
-for b in "${want[@]}"; do
-  [[ -x "${BIN_DIR}/${b}" && -z "${FORCE:-}" ]] || missing+=("$b")
-done
-if [[ ${#missing[@]} -eq 0 ]]; then
+check() {
+  missing=()
+  for b in "${want[@]}"; do
+    [[ -x "${BIN_DIR}/${b}" && -z "${FORCE:-}" ]] || missing+=("$b")
+  done
+  [[ ${#missing[@]} -eq 0 ]]
+}
+if check; then
   log "control-plane binaries are cached in ${BIN_DIR}"
   echo "${BIN_DIR}"
   exit 0
 fi
 
+# One build at a time: callers that start together (test packages, a demo)
+# wait for the first and then find its binaries.
 mkdir -p "${BIN_DIR}"
+exec 9>"${BIN_DIR}.lock"
+if ! flock -n 9; then
+  log "another build of the control plane is running; waiting for it"
+  flock 9
+  if check; then
+    echo "${BIN_DIR}"
+    exit 0
+  fi
+fi
 tmp="$(mktemp -d "${BIN_DIR}.tmp.XXXX")"
 trap 'rm -rf "${tmp}"' EXIT
 start=$(date +%s)

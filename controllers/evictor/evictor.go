@@ -34,6 +34,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/controllers/internal/volumes"
 )
 
 // DisabledWarnedAnnotation on a Node holds the v1.EvictorCordonedAtAnnotation
@@ -312,7 +313,7 @@ func (r *Reconciler) reconcilePod(ctx context.Context, key types.NamespacedName)
 
 	// The pod's volumes and the other volumes of their groups, as far as
 	// they have a replica on the pod's node.
-	claimed, err := r.podVolumes(ctx, pod)
+	claimed, err := volumes.PodVolumes(ctx, r.Client, pod)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -480,44 +481,6 @@ func (r *Reconciler) groupMembers(ctx context.Context, group string) ([]string, 
 		names = append(names, lv.Name)
 	}
 	return names, nil
-}
-
-// podVolumes returns the LocalVolume names behind a pod's claims (claim ->
-// bound PV -> spec.csi.volumeHandle of driver lvm.hwameistor.io).
-func (r *Reconciler) podVolumes(ctx context.Context, pod *corev1.Pod) ([]string, error) {
-	var out []string
-	for _, vol := range pod.Spec.Volumes {
-		var claim string
-		switch {
-		case vol.PersistentVolumeClaim != nil:
-			claim = vol.PersistentVolumeClaim.ClaimName
-		case vol.Ephemeral != nil:
-			claim = pod.Name + "-" + vol.Name
-		default:
-			continue
-		}
-		pvc := &corev1.PersistentVolumeClaim{}
-		if err := r.Client.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: claim}, pvc); err != nil {
-			if apierrors.IsNotFound(err) {
-				continue
-			}
-			return nil, err
-		}
-		if pvc.Spec.VolumeName == "" {
-			continue
-		}
-		pv := &corev1.PersistentVolume{}
-		if err := r.Client.Get(ctx, client.ObjectKey{Name: pvc.Spec.VolumeName}, pv); err != nil {
-			if apierrors.IsNotFound(err) {
-				continue
-			}
-			return nil, err
-		}
-		if csi := pv.Spec.CSI; csi != nil && csi.Driver == v1.DriverName && csi.VolumeHandle != "" {
-			out = append(out, csi.VolumeHandle)
-		}
-	}
-	return out, nil
 }
 
 // request is one reason to migrate volumes off a node: a cordon or a
@@ -742,7 +705,7 @@ func (r *Reconciler) notifyPods(ctx context.Context, node string, created []migr
 		if client.ObjectKeyFromObject(pod) == skip || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 			continue
 		}
-		vols, err := r.podVolumes(ctx, pod)
+		vols, err := volumes.PodVolumes(ctx, r.Client, pod)
 		if err != nil {
 			return err
 		}

@@ -205,6 +205,9 @@ func (r *Reconciler) updateStatus(ctx context.Context, lv *v1.LocalVolume, repli
 	}
 	st := lv.Status.DeepCopy()
 	st.Replicas = names
+	if primary, ok := drbdPrimary(lv, replicas); ok {
+		st.PublishedNodeName = primary
+	}
 	st.ObservedGeneration = lv.Generation
 	cond := metav1.Condition{Type: ConditionReplicasReady, ObservedGeneration: lv.Generation}
 	switch {
@@ -248,6 +251,28 @@ func (r *Reconciler) updateStatus(ctx context.Context, lv *v1.LocalVolume, repli
 		r.Recorder.Eventf(lv, eventType, "State"+string(st.State), "Volume is %s. %s", st.State, st.Message)
 	}
 	return nil
+}
+
+// drbdPrimary is the node whose replica of an HA volume is DRBD Primary
+// (where the volume is in use), "" when none is; ok is false when the
+// replicas are not replicated by DRBD. A node that stopped still shows its
+// last report (Primary): while a failover moves the volume away from it,
+// another Primary wins.
+func drbdPrimary(lv *v1.LocalVolume, replicas []v1.LocalVolumeReplica) (string, bool) {
+	ptrs := make([]*v1.LocalVolumeReplica, len(replicas))
+	for i := range replicas {
+		ptrs[i] = &replicas[i]
+	}
+	if !v1.DRBDManaged(ptrs) {
+		return "", false
+	}
+	primary := ""
+	for _, rep := range ptrs {
+		if d := rep.Status.DRBD; d != nil && d.Role == "Primary" && (primary == "" || primary == lv.Annotations[v1.FailoverFromAnnotation]) {
+			primary = rep.Spec.NodeName
+		}
+	}
+	return primary, true
 }
 
 // delete removes the replicas (the node agents free their data) and then

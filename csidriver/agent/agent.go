@@ -66,6 +66,11 @@ type Agent struct {
 	// lvm backend on a kernel with DRBD, hwameistor-node --drbd); on other
 	// nodes an HA volume's replicas are not kept in sync.
 	DRBD map[string]*drbd.Manager
+	// NoDRBD says, per node, why HA volumes cannot be replicated there
+	// (--drbd asked for, the kernel module missing): the node's
+	// LocalStorageNode gets condition DRBD False and takes no new HA
+	// replica. Nodes in neither map do not replicate and report nothing.
+	NoDRBD map[string]string
 
 	// nodeLocks serialise each node's LocalStorageNode writes (one
 	// *sync.Mutex per node: one lock for all would make a thousand nodes
@@ -379,12 +384,28 @@ func (a *Agent) ReportNode(ctx context.Context, node string) error {
 	}
 	sort.Strings(classes)
 	st.PoolClasses = strings.Join(classes, ",")
+	a.drbdCondition(node, st)
 	if equality.Semantic.DeepEqual(st, &lsn.Status) {
 		return nil
 	}
 	patch := client.MergeFrom(lsn.DeepCopy())
 	lsn.Status = *st
 	return a.Client.Status().Patch(ctx, lsn, patch)
+}
+
+// drbdCondition sets the node's DRBD condition: True when the agent
+// replicates HA volumes there, False with the reason when it was asked to
+// and cannot, none when it does not replicate.
+func (a *Agent) drbdCondition(node string, st *v1.LocalStorageNodeStatus) {
+	switch m, why := a.DRBD[node], a.NoDRBD[node]; {
+	case m != nil:
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: v1.ConditionDRBD, Status: metav1.ConditionTrue, Reason: v1.ReasonDRBDLoaded,
+			Message: fmt.Sprintf("DRBD %s replicates HA volumes", m.Version)})
+	case why != "":
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: v1.ConditionDRBD, Status: metav1.ConditionFalse, Reason: v1.ReasonDRBDMissing, Message: why})
+	default:
+		meta.RemoveStatusCondition(&st.Conditions, v1.ConditionDRBD)
+	}
 }
 
 // Warning Events on the Node a report is about, where `kubectl describe

@@ -3,9 +3,10 @@ package agent
 import (
 	"context"
 	"net"
-	"net/http"
 	"testing"
 	"time"
+
+	"github.com/go-logr/logr"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
@@ -13,6 +14,7 @@ import (
 
 	v1 "hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/controllers/volume"
+	"hwameistor.io/local/csidriver/replication"
 	"hwameistor.io/local/internal/testenv"
 )
 
@@ -27,7 +29,7 @@ func TestCopyTakesTheSourcesLastUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	repl := &Replication{Key: []byte("0123456789abcdef0123456789abcdef"), Endpoint: lis.Addr().String()}
+	repl := &Replication{TLS: testCertificates(t, "copy-a", "copy-b"), Endpoint: lis.Addr().String()}
 	env.StartManager(t, func(ctx context.Context, mgr ctrl.Manager) error {
 		rec := record.NewFakeRecorder(1000)
 		if err := (&volume.Reconciler{Client: mgr.GetClient(), Recorder: rec}).SetupWithManager(ctx, mgr); err != nil {
@@ -37,9 +39,7 @@ func TestCopyTakesTheSourcesLastUse(t *testing.T) {
 		if err := a.SetupWithManager(mgr); err != nil {
 			return err
 		}
-		srv := &http.Server{Handler: a.ReplicationServer(), ReadHeaderTimeout: 10 * time.Second}
-		go func() { _ = srv.Serve(lis) }()
-		go func() { <-ctx.Done(); _ = srv.Close() }()
+		go func() { _ = replication.Serve(ctx, lis, a.ReplicationServer(), repl.TLS, logr.Discard()) }()
 		go func() {
 			if mgr.GetCache().WaitForCacheSync(ctx) {
 				a.ReportAll(ctx, time.Hour)
@@ -75,4 +75,25 @@ func TestCopyTakesTheSourcesLastUse(t *testing.T) {
 	if got := get(t, tgt.Name, &v1.LocalVolumeReplica{}).Annotations[v1.StagedAtAnnotation]; got != stamp {
 		t.Errorf("the synced copy's staged-at is %q, want the source's %q", got, stamp)
 	}
+}
+
+// testCertificates is a Store with certificates of nodes from a fresh CA,
+// as the controllers would issue them.
+func testCertificates(t *testing.T, nodes ...string) *replication.Store {
+	t.Helper()
+	ca, err := replication.NewCA(time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &replication.Store{}
+	for _, n := range nodes {
+		cert, key, err := ca.IssueNode(n, time.Now(), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := store.Set(n, cert, key, ca.CertPEM, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return store
 }

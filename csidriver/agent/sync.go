@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"time"
 
@@ -21,16 +20,14 @@ import (
 // Replication is how the agent copies volumes between nodes for
 // migrations: a target replica pulls its data from the source node's agent
 // (replication.Pull), and every agent serves its own replicas to the others
-// (Server).
+// (Server), both over mutual TLS with the served nodes' certificates.
 type Replication struct {
-	// Key is the key every agent shares (replication.LoadOrCreateKey).
-	Key []byte
+	// TLS holds the certificates of the served nodes, issued by the
+	// controllers (replication.SecretLoader keeps it current).
+	TLS *replication.Store
 	// Endpoint is this agent's replication address (host:port), published
 	// in each served node's LocalStorageNode spec.storageIP.
 	Endpoint string
-	// HTTP is the client for pulls; nil is a replication.NewHTTPClient
-	// client with Timeouts.
-	HTTP *http.Client
 	// Timeouts bound each pull's connect, response and silences (zero
 	// fields: replication's defaults), so a stalled source frees the copy
 	// worker.
@@ -56,11 +53,12 @@ func (a *Agent) sync(ctx context.Context, be backend.Backend, rep *v1.LocalVolum
 	source := rep.Annotations[v1.SyncSourceAnnotation]
 	fail := func(format string, args ...any) (time.Duration, error) {
 		msg := fmt.Sprintf("copy from %s: ", source) + fmt.Sprintf(format, args...)
+		log.FromContext(ctx).Info("Copy failed; retrying", "replica", rep.Name, "reason", msg)
 		a.Recorder.Event(rep, corev1.EventTypeWarning, "SyncFailed", msg)
 		return SyncRetryAfter, a.patchSync(ctx, rep, func(st *v1.LocalVolumeReplicaStatus) { st.Message, st.SyncedBytes = msg, 0 })
 	}
-	if a.Replication == nil || len(a.Replication.Key) == 0 {
-		return fail("this node agent has no replication key (--replication-address unset)")
+	if a.Replication == nil || a.Replication.TLS == nil {
+		return fail("this node agent does not replicate (--replication-address unset)")
 	}
 	opener, ok := be.(backend.DataOpener)
 	if !ok {
@@ -86,8 +84,8 @@ func (a *Agent) sync(ctx context.Context, be backend.Backend, rep *v1.LocalVolum
 		last = time.Now()
 		_ = a.patchSync(ctx, rep, func(st *v1.LocalVolumeReplicaStatus) { st.SyncedBytes, st.Message = copied, "" })
 	}
-	puller := replication.Puller{HTTP: a.Replication.HTTP, Timeouts: a.Replication.Timeouts}
-	sum, err := puller.Pull(ctx, lsn.Spec.StorageIP, a.Replication.Key,
+	puller := replication.Puller{TLS: a.Replication.TLS, Timeouts: a.Replication.Timeouts}
+	sum, err := puller.Pull(ctx, lsn.Spec.StorageIP, source,
 		rep.Spec.PoolName, rep.Spec.VolumeName, rep.Spec.NodeName, dst, progress)
 	if err != nil {
 		return fail("%v", err)
@@ -131,11 +129,12 @@ func (a *Agent) patchSync(ctx context.Context, rep *v1.LocalVolumeReplica, chang
 }
 
 // ReplicationServer serves the replicas of the agent's nodes to other
-// agents. The source is the node the target replica names in its
-// sync-source annotation.
+// agents, each only to the live target of its copy (authorizeCopy). The
+// source is the node the target replica names in its sync-source
+// annotation.
 func (a *Agent) ReplicationServer() *replication.Server {
 	return &replication.Server{
-		Key: a.Replication.Key,
+		Authorize: a.authorizeCopy,
 		Open: func(ctx context.Context, pool, volume, target string) (*os.File, int64, error) {
 			tgt := &v1.LocalVolumeReplica{}
 			if err := a.Client.Get(ctx, client.ObjectKey{Name: v1.ReplicaName(volume, target)}, tgt); err != nil {

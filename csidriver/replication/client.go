@@ -3,6 +3,7 @@ package replication
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +13,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -44,14 +44,12 @@ const (
 // agent's few copy workers forever. A zero field takes its default; none
 // bounds the whole copy, which lasts as long as the volume needs (ctx can).
 type Timeouts struct {
-	// Dial bounds the TCP connect to the source (DefaultDialTimeout). It
-	// applies to the client NewHTTPClient builds, which Pull uses when
-	// given none.
+	// Dial bounds the TCP connect to the source (DefaultDialTimeout).
 	Dial time.Duration
 	// ResponseHeader bounds the time from sending the request to the
-	// response's headers (DefaultResponseHeaderTimeout), the connect
-	// included: the source checks the request, that the volume is not in
-	// use and opens it first.
+	// response's headers (DefaultResponseHeaderTimeout), the connect and
+	// the TLS handshake included: the source checks the request, that the
+	// volume is not in use and opens it first.
 	ResponseHeader time.Duration
 	// Idle aborts the copy when no byte of the stream arrives for this
 	// long (DefaultIdleTimeout), counted only while Pull waits for the
@@ -75,34 +73,22 @@ func (t Timeouts) withDefaults() Timeouts {
 	return t
 }
 
-// NewHTTPClient returns a client for Pull whose connections time out after
-// t.Dial (and TLS handshakes and response headers after t.ResponseHeader).
-// The copy itself has no overall timeout: Pull's idle timeout and ctx bound
-// it.
-func NewHTTPClient(t Timeouts) *http.Client {
-	t = t.withDefaults()
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.DialContext = (&net.Dialer{Timeout: t.Dial, KeepAlive: 30 * time.Second}).DialContext
-	tr.TLSHandshakeTimeout = t.ResponseHeader
-	tr.ResponseHeaderTimeout = t.ResponseHeader
-	tr.Proxy = nil // agents talk to each other directly
-	return &http.Client{Transport: tr}
-}
-
-// defaultClients are the NewHTTPClient clients Pull uses when given none,
-// one per dial timeout, so their connections are reused.
-var defaultClients sync.Map // time.Duration -> *http.Client
-
-func defaultClient(dial time.Duration) *http.Client {
-	if c, ok := defaultClients.Load(dial); ok {
-		return c.(*http.Client)
+// newTransport is the HTTP transport of one pull: cfg's mutual TLS, a
+// connect bounded by dial, no proxy (agents talk to each other directly),
+// HTTP/1.1, and no connection kept for another pull (the next one may be
+// for another target node, i.e. another client certificate). The response
+// header timeout, handshake included, is Pull's own (Timeouts).
+func newTransport(cfg *tls.Config, dial time.Duration) *http.Transport {
+	return &http.Transport{
+		DialContext:       (&net.Dialer{Timeout: dial, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:   cfg,
+		DisableKeepAlives: true,
+		ForceAttemptHTTP2: false,
 	}
-	c, _ := defaultClients.LoadOrStore(dial, NewHTTPClient(Timeouts{Dial: dial}))
-	return c.(*http.Client)
 }
 
 // StatusError is a refusal of the source (a response other than 200). It Is
-// ErrBusy for 409 and backend.ErrNotFound for 404.
+// ErrBusy for 409, ErrForbidden for 403 and backend.ErrNotFound for 404.
 type StatusError struct {
 	StatusCode int
 	// Message is the server's explanation (the response body).
@@ -113,49 +99,51 @@ func (e *StatusError) Error() string {
 	return fmt.Sprintf("replication: source answered %d %s: %s", e.StatusCode, http.StatusText(e.StatusCode), e.Message)
 }
 
-// Is maps 409 to ErrBusy and 404 to backend.ErrNotFound.
+// Is maps 409 to ErrBusy, 403 to ErrForbidden and 404 to
+// backend.ErrNotFound.
 func (e *StatusError) Is(target error) bool {
 	return (target == ErrBusy && e.StatusCode == http.StatusConflict) ||
+		(target == ErrForbidden && e.StatusCode == http.StatusForbidden) ||
 		(target == backend.ErrNotFound && e.StatusCode == http.StatusNotFound)
 }
 
-// Pull copies a volume from the node agent at endpoint (host:port) into dst
-// and verifies it. It requests PathPrefix{pool}/{volume}?target=<target>
-// signed with key, writes data frames at their offsets, and makes every other
-// byte of [0, size) zero: ranges of zero frames and the holes between frames
-// are punched out of a regular file (written as zeros where punching is not
-// supported) and zeroed on a block device (fallocate ZERO_RANGE, else written
-// as zeros), so garbage in a reused target cannot survive. Then it fsyncs
-// dst, drops its cached pages, re-reads it with Checksum and returns the
-// checksum, or an error that Is ErrChecksumMismatch when it differs from the
-// source's trailer. A stream without its trailer is an error that Is
-// ErrTruncated; a refusal is a *StatusError.
+// Pull copies a volume from the node agent of node source at endpoint
+// (host:port) into dst and verifies it. It requests
+// PathPrefix{pool}/{volume}?target=<target> over mutual TLS (creds:
+// target's certificate as the client's, and only source's accepted from
+// the server), writes data frames at their offsets, and makes every other
+// byte of [0, size) zero: ranges of zero frames and the holes between
+// frames are punched out of a regular file (written as zeros where
+// punching is not supported) and zeroed on a block device (fallocate
+// ZERO_RANGE, else written as zeros), so garbage in a reused target cannot
+// survive. Then it fsyncs dst, drops its cached pages, re-reads it with
+// Checksum and returns the checksum, or an error that Is
+// ErrChecksumMismatch when it differs from the source's trailer. A stream
+// without its trailer is an error that Is ErrTruncated; a refusal is a
+// *StatusError.
 //
 // dst is a regular file or a block device opened read-write (as
 // backend.DataOpener opens it for writing) of at least the volume's size;
 // bytes beyond the volume's size are left alone. progress, when set, is
 // called with the bytes of the volume handled so far (written, zeroed or
-// skipped as holes) and the volume's size. c may be nil (a NewHTTPClient
-// client with the default timeouts); ctx bounds the whole copy, and the
-// default Timeouts its phases: a source that stalls fails the copy with an
-// error that Is ErrTimeout.
-func Pull(ctx context.Context, c *http.Client, endpoint string, key []byte, pool, volume, target string, dst *os.File, progress func(copied, total int64)) (checksum string, err error) {
-	return Puller{HTTP: c}.Pull(ctx, endpoint, key, pool, volume, target, dst, progress)
+// skipped as holes) and the volume's size. ctx bounds the whole copy, and
+// the default Timeouts its phases: a source that stalls fails the copy
+// with an error that Is ErrTimeout.
+func Pull(ctx context.Context, creds ClientTLS, endpoint, source, pool, volume, target string, dst *os.File, progress func(copied, total int64)) (checksum string, err error) {
+	return Puller{TLS: creds}.Pull(ctx, endpoint, source, pool, volume, target, dst, progress)
 }
 
-// Puller is Pull with its client and timeouts chosen.
+// Puller is Pull with its credentials and timeouts chosen.
 type Puller struct {
-	// HTTP is the client; nil is a NewHTTPClient(Timeouts) client.
-	HTTP *http.Client
+	// TLS gives each pull its mutual TLS (a *Store).
+	TLS ClientTLS
 	// Timeouts bound the phases of each Pull (zero fields: defaults).
-	// ResponseHeader and Idle apply whatever the client; Dial only to
-	// the client built when HTTP is nil.
 	Timeouts Timeouts
 }
 
-// Pull is the package's Pull with p's client and timeouts.
-func (p Puller) Pull(ctx context.Context, endpoint string, key []byte, pool, volume, target string, dst *os.File, progress func(copied, total int64)) (checksum string, err error) {
-	return pull(ctx, p.HTTP, endpoint, key, pool, volume, target, dst, progress, pullHooks{timeouts: p.Timeouts})
+// Pull is the package's Pull with p's credentials and timeouts.
+func (p Puller) Pull(ctx context.Context, endpoint, source, pool, volume, target string, dst *os.File, progress func(copied, total int64)) (checksum string, err error) {
+	return pull(ctx, p.TLS, endpoint, source, pool, volume, target, dst, progress, pullHooks{timeouts: p.Timeouts})
 }
 
 // pullHooks let tests reach inside a Pull.
@@ -168,12 +156,12 @@ type pullHooks struct {
 	timeouts Timeouts
 }
 
-func pull(ctx context.Context, c *http.Client, endpoint string, key []byte, pool, volume, target string, dst *os.File, progress func(copied, total int64), hooks pullHooks) (string, error) {
-	if len(key) == 0 {
-		return "", errors.New("replication: no key")
+func pull(ctx context.Context, creds ClientTLS, endpoint, source, pool, volume, target string, dst *os.File, progress func(copied, total int64), hooks pullHooks) (string, error) {
+	if creds == nil {
+		return "", fmt.Errorf("%w: no replication certificates configured", ErrNoCertificate)
 	}
-	if target == "" {
-		return "", errors.New("replication: no target node")
+	if target == "" || source == "" {
+		return "", errors.New("replication: no source or target node")
 	}
 	for _, n := range []string{pool, volume} {
 		if err := backend.ValidateVolumeName(n); err != nil {
@@ -181,9 +169,13 @@ func pull(ctx context.Context, c *http.Client, endpoint string, key []byte, pool
 		}
 	}
 	to := hooks.timeouts.withDefaults()
-	if c == nil {
-		c = defaultClient(to.Dial)
+	cfg, err := creds.ClientTLSConfig(source, target)
+	if err != nil {
+		return "", fmt.Errorf("replication: pull %s/%s from %s: %w", pool, volume, source, err)
 	}
+	tr := newTransport(cfg, to.Dial)
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
 	z, dstSize, err := newZeroer(dst)
 	if err != nil {
 		return "", err
@@ -209,12 +201,11 @@ func pull(ctx context.Context, c *http.Client, endpoint string, key []byte, pool
 	}
 
 	path := PathPrefix + pool + "/" + volume
-	u := url.URL{Scheme: "http", Host: endpoint, Path: path, RawQuery: url.Values{"target": {target}}.Encode()}
+	u := url.URL{Scheme: "https", Host: endpoint, Path: path, RawQuery: url.Values{"target": {target}}.Encode()}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return "", fmt.Errorf("replication: %w", err)
 	}
-	req.Header.Set("Authorization", Sign(key, path, target, time.Now()))
 	req.Header.Set("Accept", ContentType)
 	headerTimer := time.AfterFunc(to.ResponseHeader, func() {
 		cancel(fmt.Errorf("%w: no response from %s within %v (the source is unreachable or stalled)", ErrTimeout, endpoint, to.ResponseHeader))
@@ -222,7 +213,7 @@ func pull(ctx context.Context, c *http.Client, endpoint string, key []byte, pool
 	resp, err := c.Do(req)
 	headerTimer.Stop()
 	if err != nil {
-		return "", fmt.Errorf("replication: pull %s/%s from %s: %w", pool, volume, endpoint, explain(err))
+		return "", fmt.Errorf("replication: pull %s/%s from %s (%s): %w", pool, volume, source, endpoint, explain(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -247,7 +238,7 @@ func pull(ctx context.Context, c *http.Client, endpoint string, key []byte, pool
 	want, err := receive(ctx, bufio.NewReaderSize(body, 256<<10), dst, z, size, progress)
 	body.stop()
 	if err != nil {
-		return "", fmt.Errorf("replication: pull %s/%s from %s: %w", pool, volume, endpoint, explain(err))
+		return "", fmt.Errorf("replication: pull %s/%s from %s (%s): %w", pool, volume, source, endpoint, explain(err))
 	}
 	if err := dst.Sync(); err != nil {
 		return "", fmt.Errorf("replication: fsync %s: %w", dst.Name(), err)

@@ -2,21 +2,27 @@ package replication
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/go-logr/logr"
 
 	"hwameistor.io/local/csidriver/backend"
 )
@@ -114,25 +120,87 @@ func checksumOf(t testing.TB, path string, size int64) string {
 	return sum
 }
 
-// fixture is a Server over files in a directory, served by httptest.
-type fixture struct {
-	dir string
-	key []byte
-	srv *Server
-	ts  *httptest.Server
+// The nodes of the tests: the fixture's server serves node-a's volumes,
+// the client pulls for node-b.
+const (
+	sourceNode = "node-a"
+	targetNode = "node-b"
+)
 
-	mu   sync.Mutex
-	vols map[string]string // volume -> file
-	busy map[string]error
+// testPKI is one CA and the Stores of the nodes the tests use, made once.
+var testPKI = sync.OnceValues(func() (*CA, map[string]*Store) {
+	ca, err := NewCA(time.Now(), 24*time.Hour)
+	if err != nil {
+		panic(err)
+	}
+	stores := map[string]*Store{}
+	for _, n := range []string{sourceNode, targetNode, "node-c"} {
+		stores[n] = mustStore(ca, n)
+	}
+	return ca, stores
+})
+
+// mustStore is a Store holding node's certificate signed by ca.
+func mustStore(ca *CA, node string) *Store {
+	cert, key, err := ca.IssueNode(node, time.Now(), time.Hour)
+	if err != nil {
+		panic(err)
+	}
+	s := &Store{}
+	if _, err := s.Set(node, cert, key, ca.CertPEM, time.Now()); err != nil {
+		panic(err)
+	}
+	return s
 }
 
-var testKey = []byte("0123456789abcdef0123456789abcdef")
+// storeOf is the shared Store of a test node.
+func storeOf(node string) *Store {
+	_, stores := testPKI()
+	return stores[node]
+}
+
+// serveTLS serves h over mutual TLS with store's certificates on a
+// loopback port until the test ends, and returns the address.
+func serveTLS(t testing.TB, h http.Handler, store *Store) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = Serve(ctx, lis, h, store, logr.Discard()) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return lis.Addr().String()
+}
+
+// fixture is a Server of node-a over files in a directory, served over
+// mutual TLS; node-b is the live target of every volume unless targets
+// says otherwise.
+type fixture struct {
+	dir    string
+	srv    *Server
+	client *Store // node-b's certificate
+	addr   string
+
+	mu      sync.Mutex
+	vols    map[string]string // volume -> file
+	busy    map[string]error
+	targets map[string]string // volume -> its live copy's target
+}
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	fx := &fixture{dir: t.TempDir(), key: testKey, vols: map[string]string{}, busy: map[string]error{}}
+	fx := &fixture{dir: t.TempDir(), client: storeOf(targetNode), vols: map[string]string{}, busy: map[string]error{}, targets: map[string]string{}}
 	fx.srv = &Server{
-		Key: fx.key,
+		Authorize: func(_ context.Context, _, volume, client string) error {
+			fx.mu.Lock()
+			defer fx.mu.Unlock()
+			if want := cmp.Or(fx.targets[volume], targetNode); client != want {
+				return fmt.Errorf("%w: node %s is not the target of a live copy of %s", ErrForbidden, client, volume)
+			}
+			return nil
+		},
 		Open: func(_ context.Context, p, volume, _ string) (*os.File, int64, error) {
 			fx.mu.Lock()
 			path, ok := fx.vols[volume]
@@ -157,8 +225,8 @@ func newFixture(t testing.TB) *fixture {
 			return fx.busy[volume]
 		},
 	}
-	fx.ts = httptest.NewServer(fx.srv)
-	t.Cleanup(fx.ts.Close)
+	// Through a handler, so that tests may change fx.srv's fields.
+	fx.addr = serveTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fx.srv.ServeHTTP(w, r) }), storeOf(sourceNode))
 	return fx
 }
 
@@ -178,13 +246,29 @@ func (fx *fixture) setBusy(volume string, err error) {
 	fx.mu.Unlock()
 }
 
-func (fx *fixture) endpoint() string { return strings.TrimPrefix(fx.ts.URL, "http://") }
+func (fx *fixture) setTarget(volume, node string) {
+	fx.mu.Lock()
+	fx.targets[volume] = node
+	fx.mu.Unlock()
+}
 
-// request builds a signed stream request for the handler.
-func request(key []byte, volume, target string, at time.Time) *http.Request {
+func (fx *fixture) endpoint() string { return fx.addr }
+
+// request builds a stream request for the handler as if it came over
+// mutual TLS from client's verified certificate ("": no TLS at all),
+// asking for target ("": no target parameter).
+func request(t testing.TB, volume, client, target string) *http.Request {
+	t.Helper()
 	path := PathPrefix + pool + "/" + volume
-	r := httptest.NewRequest(http.MethodGet, path+"?target="+target, nil)
-	r.Header.Set("Authorization", Sign(key, path, target, at))
+	if target != "" {
+		path += "?target=" + target
+	}
+	r := httptest.NewRequest(http.MethodGet, path, nil)
+	if client != "" {
+		ca, _ := testPKI()
+		leaf := storeOf(client).get(client).cert.Leaf
+		r.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}, VerifiedChains: [][]*x509.Certificate{{leaf, ca.Cert}}}
+	}
 	return r
 }
 
@@ -228,14 +312,13 @@ func stream(frames ...frame) []byte {
 	return b.Bytes()
 }
 
-// craftedServer answers every request with size and body.
+// craftedServer answers every request with size and body, over mutual TLS
+// as node-a.
 func craftedServer(t testing.TB, size int64, body []byte) string {
 	t.Helper()
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	return serveTLS(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set(SizeHeader, strconv.FormatInt(size, 10))
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(body)
-	}))
-	t.Cleanup(ts.Close)
-	return strings.TrimPrefix(ts.URL, "http://")
+	}), storeOf(sourceNode))
 }

@@ -2,6 +2,7 @@ package replication
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -65,7 +66,7 @@ func TestPullRoundTrip(t *testing.T) {
 
 			// The frames the server sends.
 			rec := httptest.NewRecorder()
-			fx.srv.ServeHTTP(rec, request(fx.key, vol, "node-b", time.Now()))
+			fx.srv.ServeHTTP(rec, request(t, vol, targetNode, targetNode))
 			if rec.Code != http.StatusOK {
 				t.Fatalf("status %d: %s", rec.Code, rec.Body)
 			}
@@ -96,7 +97,7 @@ func TestPullRoundTrip(t *testing.T) {
 					}
 					dst := open(t, path, os.O_RDWR)
 					var reports [][2]int64
-					got, err := Pull(context.Background(), fx.ts.Client(), fx.endpoint(), fx.key, pool, vol, "node-b", dst,
+					got, err := Pull(context.Background(), fx.client, fx.endpoint(), sourceNode, pool, vol, targetNode, dst,
 						func(copied, total int64) { reports = append(reports, [2]int64{copied, total}) })
 					if err != nil {
 						t.Fatal(err)
@@ -137,15 +138,14 @@ func checkProgress(t *testing.T, reports [][2]int64, total int64) {
 	}
 }
 
-// TestServerRefuses checks each refusal's status and message.
+// TestServerRefuses checks each refusal's status and message. The request
+// comes as if over mutual TLS from a verified certificate (the handshake's
+// own refusals: tls_test.go).
 func TestServerRefuses(t *testing.T) {
-	now := time.Unix(1_800_000_000, 0)
 	fx := newFixture(t)
-	fx.srv.Now = func() time.Time { return now }
 	fx.volume(t, "pvc-ok", 2*mi, extent{0, []byte("data")})
 	fx.volume(t, "pvc-busy", 2*mi)
 	fx.setBusy("pvc-busy", errors.New("published on node-a"))
-	path := PathPrefix + pool + "/pvc-ok"
 
 	tests := []struct {
 		name     string
@@ -154,94 +154,70 @@ func TestServerRefuses(t *testing.T) {
 		wantCode int
 		wantMsg  string
 	}{
-		{name: "authenticated", req: func() *http.Request { return request(fx.key, "pvc-ok", "node-b", now) }, wantCode: http.StatusOK},
+		{name: "the live target", req: func() *http.Request { return request(t, "pvc-ok", targetNode, targetNode) }, wantCode: http.StatusOK},
+		{name: "the live target, no target parameter", req: func() *http.Request { return request(t, "pvc-ok", targetNode, "") }, wantCode: http.StatusOK},
 		{
-			name:     "timestamp within the allowed skew",
-			req:      func() *http.Request { return request(fx.key, "pvc-ok", "node-b", now.Add(-MaxClockSkew+time.Second)) },
-			wantCode: http.StatusOK,
+			name:     "not over TLS",
+			req:      func() *http.Request { return request(t, "pvc-ok", "", targetNode) },
+			wantCode: http.StatusForbidden, wantMsg: "mutual TLS only",
 		},
 		{
-			name: "no Authorization header",
+			name: "no verified client certificate",
 			req: func() *http.Request {
-				r := request(fx.key, "pvc-ok", "node-b", now)
-				r.Header.Del("Authorization")
+				r := request(t, "pvc-ok", targetNode, targetNode)
+				r.TLS.VerifiedChains = nil
 				return r
 			},
-			wantCode: http.StatusUnauthorized, wantMsg: "missing Authorization header",
+			wantCode: http.StatusForbidden, wantMsg: "no verified client certificate",
 		},
 		{
-			name: "malformed Authorization header",
-			req: func() *http.Request {
-				r := request(fx.key, "pvc-ok", "node-b", now)
-				r.Header.Set("Authorization", "Bearer abc")
-				return r
+			name:     "another node's certificate",
+			req:      func() *http.Request { return request(t, "pvc-ok", "node-c", "") },
+			wantCode: http.StatusForbidden, wantMsg: "node node-c is not the target of a live copy of pvc-ok",
+		},
+		{
+			name:     "another node's certificate naming the live target",
+			req:      func() *http.Request { return request(t, "pvc-ok", "node-c", targetNode) },
+			wantCode: http.StatusForbidden, wantMsg: "the client certificate is node node-c's; it cannot receive a copy for node node-b",
+		},
+		{
+			name:     "the live target asking for another node",
+			req:      func() *http.Request { return request(t, "pvc-ok", targetNode, "node-c") },
+			wantCode: http.StatusForbidden, wantMsg: "cannot receive a copy for node node-c",
+		},
+		{
+			name:     "no authorization configured",
+			req:      func() *http.Request { return request(t, "pvc-ok", targetNode, targetNode) },
+			server:   func(s *Server) *Server { s.Authorize = nil; return s },
+			wantCode: http.StatusInternalServerError, wantMsg: "no copy authorization configured",
+		},
+		{
+			name: "authorization fails",
+			req:  func() *http.Request { return request(t, "pvc-ok", targetNode, targetNode) },
+			server: func(s *Server) *Server {
+				s.Authorize = func(context.Context, string, string, string) error { return errors.New("apiserver down") }
+				return s
 			},
-			wantCode: http.StatusUnauthorized, wantMsg: "not of the form",
+			wantCode: http.StatusInternalServerError, wantMsg: "authorizing the copy: apiserver down",
 		},
 		{
-			name: "wrong key",
-			req: func() *http.Request {
-				return request([]byte("another key, same length........"), "pvc-ok", "node-b", now)
-			},
-			wantCode: http.StatusUnauthorized, wantMsg: "MAC does not match",
+			name:     "refused before the busy check",
+			req:      func() *http.Request { return request(t, "pvc-busy", "node-c", "") },
+			wantCode: http.StatusForbidden, wantMsg: "not the target",
 		},
-		{
-			name:     "stale timestamp",
-			req:      func() *http.Request { return request(fx.key, "pvc-ok", "node-b", now.Add(-MaxClockSkew-time.Second)) },
-			wantCode: http.StatusUnauthorized, wantMsg: "more than 5m0s",
-		},
-		{
-			name:     "timestamp in the future",
-			req:      func() *http.Request { return request(fx.key, "pvc-ok", "node-b", now.Add(MaxClockSkew+time.Minute)) },
-			wantCode: http.StatusUnauthorized, wantMsg: "more than 5m0s",
-		},
-		{
-			name: "signed for another target",
-			req: func() *http.Request {
-				r := httptest.NewRequest(http.MethodGet, path+"?target=node-evil", nil)
-				r.Header.Set("Authorization", Sign(fx.key, path, "node-b", now))
-				return r
-			},
-			wantCode: http.StatusUnauthorized, wantMsg: "MAC does not match",
-		},
-		{
-			name: "signed for another volume",
-			req: func() *http.Request {
-				r := request(fx.key, "pvc-busy", "node-b", now)
-				r.URL.Path = path
-				return r
-			},
-			wantCode: http.StatusUnauthorized, wantMsg: "MAC does not match",
-		},
-		{
-			name: "MAC not hexadecimal",
-			req: func() *http.Request {
-				r := request(fx.key, "pvc-ok", "node-b", now)
-				r.Header.Set("Authorization", "HMAC 1800000000:zz")
-				return r
-			},
-			wantCode: http.StatusUnauthorized, wantMsg: "not hexadecimal",
-		},
-		{
-			name:     "no key configured",
-			req:      func() *http.Request { return request(fx.key, "pvc-ok", "node-b", now) },
-			server:   func(s *Server) *Server { s.Key = nil; return s },
-			wantCode: http.StatusInternalServerError, wantMsg: "key not configured",
-		},
-		{name: "busy", req: func() *http.Request { return request(fx.key, "pvc-busy", "node-b", now) }, wantCode: http.StatusConflict, wantMsg: "volume pvc-busy is busy: published on node-a"},
-		{name: "missing volume", req: func() *http.Request { return request(fx.key, "pvc-none", "node-b", now) }, wantCode: http.StatusNotFound, wantMsg: "volume not found"},
+		{name: "busy", req: func() *http.Request { return request(t, "pvc-busy", targetNode, targetNode) }, wantCode: http.StatusConflict, wantMsg: "volume pvc-busy is busy: published on node-a"},
+		{name: "missing volume", req: func() *http.Request { return request(t, "pvc-none", targetNode, targetNode) }, wantCode: http.StatusNotFound, wantMsg: "volume not found"},
 		{
 			name:     "open fails",
-			req:      func() *http.Request { return request(fx.key, "pvc-ok", "node-b", now) },
+			req:      func() *http.Request { return request(t, "pvc-ok", targetNode, targetNode) },
 			server:   func(s *Server) *Server { s.Open = failingOpen(errors.New("disk on fire")); return s },
 			wantCode: http.StatusInternalServerError, wantMsg: "disk on fire",
 		},
-		{name: "no target", req: func() *http.Request { return request(fx.key, "pvc-ok", "", now) }, wantCode: http.StatusBadRequest, wantMsg: "target query parameter"},
-		{name: "invalid volume name", req: func() *http.Request { return request(fx.key, "-rf", "node-b", now) }, wantCode: http.StatusBadRequest, wantMsg: "must not start with"},
+		{name: "invalid volume name", req: func() *http.Request { return request(t, "-rf", targetNode, targetNode) }, wantCode: http.StatusBadRequest, wantMsg: "must not start with"},
 		{
 			name: "not GET",
 			req: func() *http.Request {
-				r := request(fx.key, "pvc-ok", "node-b", now)
+				r := request(t, "pvc-ok", targetNode, targetNode)
 				r.Method = http.MethodPost
 				return r
 			},
@@ -261,8 +237,8 @@ func TestServerRefuses(t *testing.T) {
 			if rec.Code != tc.wantCode || !strings.Contains(rec.Body.String(), tc.wantMsg) {
 				t.Errorf("got %d %q, want %d containing %q", rec.Code, rec.Body.String(), tc.wantCode, tc.wantMsg)
 			}
-			if tc.wantCode == http.StatusUnauthorized && rec.Header().Get("WWW-Authenticate") != "HMAC" {
-				t.Errorf("WWW-Authenticate %q, want HMAC", rec.Header().Get("WWW-Authenticate"))
+			if tc.wantCode != http.StatusOK && rec.Header().Get(SizeHeader) != "" {
+				t.Errorf("a refusal sent %s", SizeHeader)
 			}
 		})
 	}
@@ -280,40 +256,38 @@ func TestPullErrors(t *testing.T) {
 	fx.setBusy("pvc-busy", errors.New("published"))
 	// A source that fails while reading: Open hands out a write-only file.
 	wo := mkfile(t, t.TempDir(), "wo", 4*mi, extent{0, []byte("x")})
-	failing := httptest.NewServer(&Server{Key: fx.key, Open: func(context.Context, string, string, string) (*os.File, int64, error) {
+	failing := serveTLS(t, &Server{Authorize: fx.srv.Authorize, Open: func(context.Context, string, string, string) (*os.File, int64, error) {
 		f, err := os.OpenFile(wo, os.O_WRONLY, 0)
 		return f, 4 * mi, err
-	}})
-	t.Cleanup(failing.Close)
+	}}, storeOf(sourceNode))
 	// A source whose volume is published while it is being read.
 	var calls sync.Mutex
 	n := 0
-	flipping := httptest.NewServer(&Server{Key: fx.key, Open: fx.srv.Open, Busy: func(string) error {
+	flipping := serveTLS(t, &Server{Authorize: fx.srv.Authorize, Open: fx.srv.Open, Busy: func(string) error {
 		calls.Lock()
 		defer calls.Unlock()
 		if n++; n > 1 {
 			return errors.New("published meanwhile")
 		}
 		return nil
-	}})
-	t.Cleanup(flipping.Close)
+	}}, storeOf(sourceNode))
 
 	dir := t.TempDir()
 	tests := []struct {
 		name     string
 		endpoint string
-		key      []byte
+		client   string // the node pulling (node-b)
 		volume   string
 		dst      func() *os.File
 		wantErr  error
 		wantCode int
 		wantMsg  string
 	}{
-		{name: "wrong key", key: []byte("not the key at all, not at all.."), volume: "pvc-ok", wantCode: http.StatusUnauthorized},
+		{name: "not the live target", client: "node-c", volume: "pvc-ok", wantErr: ErrForbidden, wantCode: http.StatusForbidden, wantMsg: "node node-c is not the target"},
 		{name: "busy", volume: "pvc-busy", wantErr: ErrBusy, wantCode: http.StatusConflict},
 		{name: "missing volume", volume: "pvc-none", wantErr: backend.ErrNotFound, wantCode: http.StatusNotFound},
-		{name: "source read error", endpoint: strings.TrimPrefix(failing.URL, "http://"), volume: "pvc-ok", wantMsg: "the source failed"},
-		{name: "published during the copy", endpoint: strings.TrimPrefix(flipping.URL, "http://"), volume: "pvc-ok", wantMsg: "became busy during the copy"},
+		{name: "source read error", endpoint: failing, volume: "pvc-ok", wantMsg: "the source failed"},
+		{name: "published during the copy", endpoint: flipping, volume: "pvc-ok", wantMsg: "became busy during the copy"},
 		{
 			name: "target smaller than the volume", volume: "pvc-ok",
 			dst:     func() *os.File { return open(t, mkfile(t, dir, "small", 4*mi-1), os.O_RDWR) },
@@ -324,24 +298,25 @@ func TestPullErrors(t *testing.T) {
 			dst:     func() *os.File { return open(t, os.DevNull, os.O_RDWR) },
 			wantMsg: "neither a regular file nor a block device",
 		},
-		{name: "no key", key: []byte{}, volume: "pvc-ok", wantMsg: "no key"},
+		{name: "no certificate of the target loaded", client: "node-unknown", volume: "pvc-ok", wantErr: ErrNoCertificate, wantMsg: "no certificate for node node-unknown"},
 		{name: "invalid volume name", volume: "../x", wantErr: backend.ErrInvalidArgument},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			endpoint, key := fx.endpoint(), fx.key
+			endpoint, client := fx.endpoint(), cmp.Or(tc.client, targetNode)
 			if tc.endpoint != "" {
 				endpoint = tc.endpoint
 			}
-			if tc.key != nil {
-				key = tc.key
+			store := storeOf(client)
+			if store == nil {
+				store = &Store{}
 			}
 			path := garbageFile(t, t.TempDir(), "dst", 4*mi)
 			dst := open(t, path, os.O_RDWR)
 			if tc.dst != nil {
 				dst = tc.dst()
 			}
-			sum, err := Pull(context.Background(), nil, endpoint, key, pool, tc.volume, "node-b", dst, nil)
+			sum, err := Pull(context.Background(), store, endpoint, sourceNode, pool, tc.volume, client, dst, nil)
 			if err == nil {
 				t.Fatalf("Pull succeeded (%s), want an error", sum)
 			}
@@ -369,7 +344,7 @@ func TestTruncatedStream(t *testing.T) {
 	size := 4 * mi
 	fx.volume(t, "pvc-a", size, extent{0, random(2*mi, 1)}, extent{3 * mi, zeros(mi)})
 	rec := httptest.NewRecorder()
-	fx.srv.ServeHTTP(rec, request(fx.key, "pvc-a", "node-b", time.Now()))
+	fx.srv.ServeHTTP(rec, request(t, "pvc-a", targetNode, targetNode))
 	body := rec.Body.Bytes()
 	trailerLen := headerLen + len(ChecksumPrefix) + 64
 
@@ -389,7 +364,7 @@ func TestTruncatedStream(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			endpoint := craftedServer(t, size, body[:tc.cut])
 			dst := open(t, garbageFile(t, t.TempDir(), "dst", size), os.O_RDWR)
-			sum, err := Pull(context.Background(), nil, endpoint, fx.key, pool, "pvc-a", "node-b", dst, nil)
+			sum, err := Pull(context.Background(), fx.client, endpoint, sourceNode, pool, "pvc-a", targetNode, dst, nil)
 			if !errors.Is(err, ErrTruncated) {
 				t.Errorf("Pull = %q, %v; want an error that Is ErrTruncated", sum, err)
 			}
@@ -397,7 +372,7 @@ func TestTruncatedStream(t *testing.T) {
 	}
 	// The whole body is a valid copy (the crafted server is sound).
 	dst := open(t, garbageFile(t, t.TempDir(), "dst", size), os.O_RDWR)
-	if _, err := Pull(context.Background(), nil, craftedServer(t, size, body), fx.key, pool, "pvc-a", "node-b", dst, nil); err != nil {
+	if _, err := Pull(context.Background(), fx.client, craftedServer(t, size, body), sourceNode, pool, "pvc-a", targetNode, dst, nil); err != nil {
 		t.Fatalf("the whole stream: %v", err)
 	}
 }
@@ -431,7 +406,7 @@ func TestProtocolErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dst := open(t, mkfile(t, t.TempDir(), "dst", size), os.O_RDWR)
-			sum, err := Pull(context.Background(), nil, craftedServer(t, size, tc.body), testKey, pool, "pvc-a", "node-b", dst, nil)
+			sum, err := Pull(context.Background(), storeOf(targetNode), craftedServer(t, size, tc.body), sourceNode, pool, "pvc-a", targetNode, dst, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.wantMsg) {
 				t.Errorf("Pull = %q, %v; want an error containing %q", sum, err, tc.wantMsg)
 			}
@@ -473,7 +448,7 @@ func TestChecksumMismatch(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dst := open(t, garbageFile(t, t.TempDir(), "dst", size), os.O_RDWR)
-			sum, err := pull(context.Background(), nil, craftedServer(t, size, tc.body), testKey, pool, "pvc-a", "node-b", dst, nil,
+			sum, err := pull(context.Background(), storeOf(targetNode), craftedServer(t, size, tc.body), sourceNode, pool, "pvc-a", targetNode, dst, nil,
 				pullHooks{beforeVerify: tc.beforeVerify})
 			if tc.wantErr == nil {
 				if err != nil || sum != realSum {
@@ -532,14 +507,13 @@ func TestRateLimiter(t *testing.T) {
 			fx.srv.Limiter = lim
 			// A deadline on the server's side, so that a wait
 			// beyond it fails at once.
-			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			endpoint := serveTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
 				defer cancel()
 				fx.srv.ServeHTTP(w, r.WithContext(ctx))
-			}))
-			t.Cleanup(ts.Close)
+			}), storeOf(sourceNode))
 			dst := open(t, mkfile(t, t.TempDir(), "dst", size), os.O_RDWR)
-			sum, err := Pull(context.Background(), nil, strings.TrimPrefix(ts.URL, "http://"), fx.key, pool, "pvc-a", "node-b", dst, nil)
+			sum, err := Pull(context.Background(), fx.client, endpoint, sourceNode, pool, "pvc-a", targetNode, dst, nil)
 			if tc.wantMsg != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantMsg) {
 					t.Fatalf("Pull = %q, %v; want an error containing %q", sum, err, tc.wantMsg)
@@ -592,7 +566,8 @@ func TestPullBetweenEmulatedBackends(t *testing.T) {
 	w.Close()
 
 	var opener backend.DataOpener = nodeA
-	srv := httptest.NewServer(&Server{Key: testKey, Open: func(ctx context.Context, p, v, target string) (*os.File, int64, error) {
+	allow := func(context.Context, string, string, string) error { return nil }
+	endpoint := serveTLS(t, &Server{Authorize: allow, Open: func(ctx context.Context, p, v, target string) (*os.File, int64, error) {
 		if target != "node-b" {
 			return nil, 0, fmt.Errorf("Open got target %q, want the request's node-b", target)
 		}
@@ -602,15 +577,14 @@ func TestPullBetweenEmulatedBackends(t *testing.T) {
 		}
 		f, err := opener.OpenData(ctx, p, v, false)
 		return f, vol.SizeBytes, err
-	}})
-	t.Cleanup(srv.Close)
+	}}, storeOf(sourceNode))
 
 	dst, err := nodeB.OpenData(ctx, pool, "pvc-move", true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer dst.Close()
-	got, err := Pull(ctx, srv.Client(), strings.TrimPrefix(srv.URL, "http://"), testKey, pool, "pvc-move", "node-b", dst, nil)
+	got, err := Pull(ctx, storeOf(targetNode), endpoint, sourceNode, pool, "pvc-move", targetNode, dst, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -622,7 +596,7 @@ func TestPullBetweenEmulatedBackends(t *testing.T) {
 	if want, err := Checksum(r, src.SizeBytes); err != nil || got != want {
 		t.Errorf("copy %s, source %s (%v)", got, want, err)
 	}
-	if _, err := Pull(ctx, srv.Client(), strings.TrimPrefix(srv.URL, "http://"), testKey, pool, "pvc-gone", "node-b", dst, nil); !errors.Is(err, backend.ErrNotFound) {
+	if _, err := Pull(ctx, storeOf(targetNode), endpoint, sourceNode, pool, "pvc-gone", targetNode, dst, nil); !errors.Is(err, backend.ErrNotFound) {
 		t.Errorf("pull of a missing volume: %v, want ErrNotFound", err)
 	}
 }
@@ -636,7 +610,7 @@ func BenchmarkPull(b *testing.B) {
 	b.SetBytes(size)
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := Pull(ctx, fx.ts.Client(), fx.endpoint(), fx.key, pool, "pvc-bench", "node-b", dst, nil); err != nil {
+		if _, err := Pull(ctx, fx.client, fx.endpoint(), sourceNode, pool, "pvc-bench", targetNode, dst, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

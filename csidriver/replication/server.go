@@ -39,19 +39,24 @@ const ContentType = "application/vnd.hwameistor.replication.v1"
 const FlushInterval = 5 * time.Second
 
 // Server streams volumes to the node agents of other nodes; it is an
-// http.Handler for GET PathPrefix{pool}/{volume}?target=<node>. The agent
-// serves it on its own listener, with no write timeout (a stream lasts as
-// long as the copy).
+// http.Handler for GET PathPrefix{pool}/{volume}[?target=<node>], served
+// over mutual TLS only (Serve, Store.ServerTLSConfig): the client is the
+// node its verified certificate names, and Authorize decides whether that
+// node may have the volume. The agent serves it on its own listener, with
+// no write timeout (a stream lasts as long as the copy).
 type Server struct {
-	// Key is the shared HMAC key (LoadOrCreateKey). Without one every
+	// Authorize allows a copy of pool/volume to the node client (the node
+	// of the verified client certificate, never a query parameter): nil
+	// when client is the target of a live copy of the volume from a node
+	// this agent serves. An error that Is ErrForbidden refuses with 403
+	// and its message; another error answers 500. Without Authorize every
 	// request is refused.
-	Key []byte
+	Authorize func(ctx context.Context, pool, volume, client string) error
 	// Open opens a volume's data for reading and returns its size in
 	// bytes (e.g. backend.DataOpener.OpenData and Volume.SizeBytes); an
 	// error that Is backend.ErrNotFound (or fs.ErrNotExist) answers 404.
-	// target is the authenticated node the copy is for (an agent serving
-	// many nodes finds the source through it). The server closes the
-	// file.
+	// target is the authorized client node (an agent serving many nodes
+	// finds the source through it). The server closes the file.
 	Open func(ctx context.Context, pool, volume, target string) (*os.File, int64, error)
 	// Busy, when set, is asked before streaming and again before the
 	// trailer: a non-nil error (e.g. the volume is published) refuses the
@@ -61,9 +66,6 @@ type Server struct {
 	// consulted for every payload byte sent (in steps of at most its
 	// burst), before the data frame is written.
 	Limiter *rate.Limiter
-	// Now is the clock the request timestamps are checked against;
-	// time.Now when nil.
-	Now func() time.Time
 	// Log receives one line per stream and the failures; discarded when
 	// zero.
 	Log logr.Logger
@@ -80,29 +82,29 @@ var _ http.Handler = (*Server)(nil)
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
-		httpError(w, http.StatusMethodNotAllowed, "only GET %s{pool}/{volume}?target=<node>", PathPrefix)
+		httpError(w, http.StatusMethodNotAllowed, "only GET %s{pool}/{volume}", PathPrefix)
 		return
 	}
 	rest, ok := strings.CutPrefix(r.URL.Path, PathPrefix)
 	pool, volume, ok2 := strings.Cut(rest, "/")
 	if !ok || !ok2 || pool == "" || volume == "" || strings.Contains(volume, "/") {
-		httpError(w, http.StatusNotFound, "no such resource %q: use GET %s{pool}/{volume}?target=<node>", r.URL.Path, PathPrefix)
+		httpError(w, http.StatusNotFound, "no such resource %q: use GET %s{pool}/{volume}", r.URL.Path, PathPrefix)
 		return
 	}
-	if len(s.Key) == 0 {
-		httpError(w, http.StatusInternalServerError, "replication key not configured on this node")
+	// Who asks is the node of the verified client certificate; the
+	// handshake already refused a missing or foreign one.
+	client, err := peerNode(r.TLS)
+	if err != nil {
+		httpError(w, http.StatusForbidden, "%v", err)
 		return
 	}
 	target := r.URL.Query().Get("target")
-	if err := verify(s.Key, r.Header.Get("Authorization"), r.URL.Path, target, s.now()); err != nil {
-		w.Header().Set("WWW-Authenticate", authScheme)
-		httpError(w, http.StatusUnauthorized, "%v", err)
+	if target != "" && target != client {
+		s.Log.Info("Refused a copy: the client asked for another node's copy", "client", client, "target", target, "path", r.URL.Path)
+		httpError(w, http.StatusForbidden, "the client certificate is node %s's; it cannot receive a copy for node %s", client, target)
 		return
 	}
-	if target == "" {
-		httpError(w, http.StatusBadRequest, "the target query parameter (the node receiving the copy) is required")
-		return
-	}
+	target = client
 	for _, n := range []string{pool, volume} {
 		if err := backend.ValidateVolumeName(n); err != nil {
 			httpError(w, http.StatusBadRequest, "%v", err)
@@ -110,6 +112,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	log := s.Log.WithValues("pool", pool, "volume", volume, "target", target)
+	if s.Authorize == nil {
+		httpError(w, http.StatusInternalServerError, "no copy authorization configured on this node")
+		return
+	}
+	if err := s.Authorize(r.Context(), pool, volume, target); err != nil {
+		if errors.Is(err, ErrForbidden) {
+			log.Info("Refused a copy", "reason", err.Error())
+			httpError(w, http.StatusForbidden, "%v", err)
+			return
+		}
+		log.Error(err, "Cannot authorize a copy")
+		httpError(w, http.StatusInternalServerError, "authorizing the copy: %v", err)
+		return
+	}
 	if s.Busy != nil {
 		if err := s.Busy(volume); err != nil {
 			httpError(w, http.StatusConflict, "volume %s is busy: %v", volume, err)
@@ -287,13 +303,6 @@ func (s *Server) wait(ctx context.Context, n int) error {
 		n -= step
 	}
 	return nil
-}
-
-func (s *Server) now() time.Time {
-	if s.Now != nil {
-		return s.Now()
-	}
-	return time.Now()
 }
 
 func httpError(w http.ResponseWriter, code int, format string, args ...any) {

@@ -2,12 +2,12 @@ package replication
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -73,7 +73,8 @@ func silentPeer(t *testing.T) string {
 func stallingPeer(t *testing.T, size int64, frames ...frame) string {
 	t.Helper()
 	done := make(chan struct{})
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	t.Cleanup(func() { close(done) }) // runs before serveTLS's cleanup
+	return serveTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(SizeHeader, strconv.FormatInt(size, 10))
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(stream(frames...))
@@ -82,9 +83,7 @@ func stallingPeer(t *testing.T, size int64, frames ...frame) string {
 		case <-done:
 		case <-r.Context().Done():
 		}
-	}))
-	t.Cleanup(func() { close(done); ts.Close() })
-	return strings.TrimPrefix(ts.URL, "http://")
+	}), storeOf(sourceNode))
 }
 
 // TestPullTimeouts: a source that cannot be reached, that accepts but
@@ -133,7 +132,7 @@ func TestPullTimeouts(t *testing.T) {
 			endpoint := tc.endpoint(t)
 			dst := open(t, garbageFile(t, t.TempDir(), "dst", size), os.O_RDWR)
 			start := time.Now()
-			_, err := Puller{Timeouts: tc.timeouts}.Pull(context.Background(), endpoint, testKey, pool, "pvc-a", "node-b", dst, nil)
+			_, err := Puller{TLS: storeOf(targetNode), Timeouts: tc.timeouts}.Pull(context.Background(), endpoint, sourceNode, pool, "pvc-a", targetNode, dst, nil)
 			took := time.Since(start)
 			if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), tc.wantMsg) || !strings.Contains(err.Error(), endpoint) {
 				t.Errorf("err = %v; want ErrTimeout naming %s and %q", err, endpoint, tc.wantMsg)
@@ -149,7 +148,7 @@ func TestPullTimeouts(t *testing.T) {
 	dst := open(t, garbageFile(t, t.TempDir(), "dst", size), os.O_RDWR)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	_, err := Puller{Timeouts: Timeouts{ResponseHeader: time.Minute}}.Pull(ctx, endpoint, testKey, pool, "pvc-a", "node-b", dst, nil)
+	_, err := Puller{TLS: storeOf(targetNode), Timeouts: Timeouts{ResponseHeader: time.Minute}}.Pull(ctx, endpoint, sourceNode, pool, "pvc-a", targetNode, dst, nil)
 	if errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("cancelled by the caller: %v; want context.DeadlineExceeded, not ErrTimeout", err)
 	}
@@ -178,8 +177,8 @@ func TestIdleTimeoutCountsOnlyWaiting(t *testing.T) {
 			fx.srv.flushEvery = tc.flush
 			fx.srv.afterChunk = func() { time.Sleep(25 * time.Millisecond) } // 24 chunks: 600ms
 			dst := open(t, garbageFile(t, t.TempDir(), "dst", size), os.O_RDWR)
-			_, err := Puller{HTTP: fx.ts.Client(), Timeouts: Timeouts{Idle: 250 * time.Millisecond}}.Pull(
-				context.Background(), fx.endpoint(), fx.key, pool, "pvc-a", "node-b", dst, nil)
+			_, err := Puller{TLS: fx.client, Timeouts: Timeouts{Idle: 250 * time.Millisecond}}.Pull(
+				context.Background(), fx.endpoint(), sourceNode, pool, "pvc-a", targetNode, dst, nil)
 			if tc.wantErr == nil && err != nil || tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
 				t.Errorf("err = %v, want %v", err, tc.wantErr)
 			}
@@ -192,8 +191,8 @@ func TestTimeoutDefaults(t *testing.T) {
 	if want := (Timeouts{Dial: DefaultDialTimeout, ResponseHeader: DefaultResponseHeaderTimeout, Idle: time.Second}); got != want {
 		t.Errorf("withDefaults = %+v, want %+v", got, want)
 	}
-	tr := NewHTTPClient(Timeouts{}).Transport.(*http.Transport)
-	if tr.ResponseHeaderTimeout != DefaultResponseHeaderTimeout || tr.Proxy != nil {
-		t.Errorf("transport: header timeout %v, proxy set %v", tr.ResponseHeaderTimeout, tr.Proxy != nil)
+	tr := newTransport(&tls.Config{}, DefaultDialTimeout)
+	if tr.Proxy != nil || !tr.DisableKeepAlives || tr.ForceAttemptHTTP2 || tr.TLSClientConfig == nil {
+		t.Errorf("transport: proxy set %v, keep-alives off %v, HTTP/2 forced %v, TLS %v", tr.Proxy != nil, tr.DisableKeepAlives, tr.ForceAttemptHTTP2, tr.TLSClientConfig)
 	}
 }

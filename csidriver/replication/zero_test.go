@@ -125,5 +125,5 @@ func TestRealPullToLoopDevice(t *testing.T) {
 
 // pullWith is Pull with fallocate switched off when fallocate is false.
 func pullWith(ctx context.Context, fx *fixture, dst *os.File, fallocate bool) (string, error) {
-	return pull(ctx, fx.ts.Client(), fx.endpoint(), fx.key, pool, "pvc-a", "node-b", dst, nil, pullHooks{noFallocate: !fallocate})
+	return pull(ctx, fx.client, fx.endpoint(), sourceNode, pool, "pvc-a", targetNode, dst, nil, pullHooks{noFallocate: !fallocate})
 }

@@ -1,8 +1,12 @@
 package placement
 
 import (
+	"cmp"
 	"sync"
 	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
 )
@@ -36,7 +40,10 @@ type nodeState struct {
 	state   v1.State
 	pools   [NumPools]poolState
 	present map[string]struct{} // volumes the node's status already counts
-	entries map[string]*entry   // in-flight reservations by volume key
+	// noDRBD says why the node cannot replicate HA volumes ("" when it
+	// can, or when its agent does not replicate at all).
+	noDRBD  string
+	entries map[string]*entry // in-flight reservations by volume key
 	// refusals are the node's capacity refusals (refusal.go); few, and
 	// only those whose report still matches the pool count.
 	refusals []Refusal
@@ -87,6 +94,10 @@ func (c *Cache) UpsertNode(lsn *v1.LocalStorageNode) {
 	n.known = true
 	n.zone = lsn.Spec.Topo.Zone
 	n.state = lsn.Status.State
+	n.noDRBD = ""
+	if c := meta.FindStatusCondition(lsn.Status.Conditions, v1.ConditionDRBD); c != nil && c.Status == metav1.ConditionFalse {
+		n.noDRBD = cmp.Or(c.Message, c.Reason)
+	}
 	present := make(map[string]struct{}, len(n.present))
 	var pools [NumPools]poolState
 	for key, p := range lsn.Status.Pools {
@@ -202,6 +213,9 @@ func (c *Cache) check(node string, vols []Volume, why *Reason) bool {
 		p := &n.pools[v.Pool]
 		if !p.exists {
 			return fail(why, Reason{Code: NoPool, Pool: v.Pool})
+		}
+		if v.Replicated && n.noDRBD != "" {
+			return fail(why, Reason{Code: NoDRBD, Message: n.noDRBD})
 		}
 		if p.limit > 0 && v.Bytes > p.limit {
 			return fail(why, Reason{Code: VolumeTooLarge, Pool: v.Pool, Need: v.Bytes, Limit: p.limit})

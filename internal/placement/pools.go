@@ -48,11 +48,13 @@ func PoolByClass(c v1.PoolClass) (Pool, bool) {
 }
 
 // Volume is one replica's worth of demand: a volume's key (the LocalVolume
-// name it will have), its pool and size.
+// name it will have), its pool and size, and whether it is an HA volume
+// (Replicated: its replicas go only to nodes that can run DRBD).
 type Volume struct {
-	Key   string
-	Pool  Pool
-	Bytes int64
+	Key        string
+	Pool       Pool
+	Bytes      int64
+	Replicated bool
 }
 
 // Demand describes volumes by pool: "6Gi in LocalStorage_PoolHDD and 1Gi in

@@ -32,12 +32,15 @@ const (
 	// CapacityRefused: the node refused this size in this pool and has
 	// not reported the pool since (Reason.Refusal).
 	CapacityRefused
+	// NoDRBD: an HA volume, and the node cannot replicate it (its
+	// LocalStorageNode's DRBD condition is False; Reason.Message says why).
+	NoDRBD
 	// NumCodes counts the codes.
 	NumCodes
 )
 
 var codeNames = [NumCodes]string{"Fits", "NoStorageNode", "NodeNotReady", "NoPool", "VolumeTooLarge",
-	"InsufficientCapacity", "NoVolumeSlot", "CapacityRefused"}
+	"InsufficientCapacity", "NoVolumeSlot", "CapacityRefused", "NoDRBD"}
 
 func (c Code) String() string {
 	if c < NumCodes {
@@ -61,6 +64,8 @@ type Reason struct {
 	Need, Free, Reserved, Limit int64
 	// Refusal is the node's refusal (CapacityRefused).
 	Refusal *Refusal
+	// Message is the node agent's word on why it cannot replicate (NoDRBD).
+	Message string
 }
 
 // Fits reports whether the verdict is that the volumes fit.
@@ -95,6 +100,11 @@ func (r Reason) String() string {
 			return "refused by the node"
 		}
 		return r.Refusal.reason()
+	case NoDRBD:
+		if r.Message == "" {
+			return "node cannot replicate HA volumes (no DRBD)"
+		}
+		return "node cannot replicate HA volumes: " + r.Message
 	}
 	return r.Code.String()
 }

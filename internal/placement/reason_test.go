@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
 )
@@ -135,6 +137,28 @@ func TestCheckReason(t *testing.T) {
 			wantMsg: "refused 10Gi in LocalStorage_PoolHDD: 2Gi free at allocation, the node reports 40Gi free; kept off this node until it reports the pool again",
 		},
 		{
+			name:  "an HA volume on a node whose agent cannot run DRBD",
+			nodes: []*lsnBuilder{lsn("n1").pool(v1.PoolNameHDD, 40*Gi, 40*Gi, 10).drbd(metav1.ConditionFalse, "the drbd kernel module is not loaded")},
+			node:  "n1", vols: vols(haVol("a", PoolHDD, 1*Gi)),
+			want:    Reason{Code: NoDRBD, Message: "the drbd kernel module is not loaded"},
+			wantMsg: "node cannot replicate HA volumes: the drbd kernel module is not loaded",
+		},
+		{
+			name:  "a single-replica volume does not need DRBD",
+			nodes: []*lsnBuilder{lsn("n1").pool(v1.PoolNameHDD, 40*Gi, 40*Gi, 10).drbd(metav1.ConditionFalse, "not loaded")},
+			node:  "n1", vols: vols(vol("a", PoolHDD, 1*Gi)),
+		},
+		{
+			name:  "an HA volume where DRBD runs",
+			nodes: []*lsnBuilder{lsn("n1").pool(v1.PoolNameHDD, 40*Gi, 40*Gi, 10).drbd(metav1.ConditionTrue, "DRBD 8.4 replicates HA volumes")},
+			node:  "n1", vols: vols(haVol("a", PoolHDD, 1*Gi)),
+		},
+		{
+			name:  "an HA volume on a node that does not replicate at all (no condition): placed, unreplicated",
+			nodes: []*lsnBuilder{lsn("n1").pool(v1.PoolNameHDD, 40*Gi, 40*Gi, 10)},
+			node:  "n1", vols: vols(haVol("a", PoolHDD, 1*Gi)),
+		},
+		{
 			name:     "a smaller volume than the refused one fits",
 			nodes:    []*lsnBuilder{lsn("n1").pool(v1.PoolNameHDD, 40*Gi, 40*Gi, 100)},
 			refusals: []v1.CapacityRefusal{refusal},
@@ -164,6 +188,13 @@ func TestCheckReason(t *testing.T) {
 	}
 }
 
+// haVol is an HA volume's replica demand.
+func haVol(key string, p Pool, bytes int64) Volume {
+	v := vol(key, p, bytes)
+	v.Replicated = true
+	return v
+}
+
 // TestReasonString: the message of each code, from the numbers alone.
 func TestReasonString(t *testing.T) {
 	refusal := &Refusal{Node: "n1", Volume: "v", Pool: PoolSSD, CapacityRefusal: v1.CapacityRefusal{NodeName: "n1", PoolName: v1.PoolNameSSD,
@@ -186,7 +217,7 @@ func TestReasonString(t *testing.T) {
 		{Reason{Code: CapacityRefused, Pool: PoolSSD, Need: 10 * Gi, Refusal: refusal},
 			"refused 10Gi in LocalStorage_PoolSSD: 2Gi free in the node's report; kept off this node until it reports the pool again"},
 		{Reason{Code: CapacityRefused}, "refused by the node"},
-		{Reason{Code: NumCodes + 1}, "Code(9)"},
+		{Reason{Code: NumCodes + 1}, "Code(10)"},
 	} {
 		if got := tt.reason.String(); got != tt.want {
 			t.Errorf("%s: String() = %q, want %q", tt.reason.Code, got, tt.want)
@@ -244,4 +275,10 @@ func TestReserveNodeError(t *testing.T) {
 			wantReserved(t, c, "n1", PoolHDD, 6*Gi, 1)
 		})
 	}
+}
+
+// drbd sets the node's DRBD condition as its agent reports it.
+func (b *lsnBuilder) drbd(status metav1.ConditionStatus, msg string) *lsnBuilder {
+	meta.SetStatusCondition(&b.obj.Status.Conditions, metav1.Condition{Type: v1.ConditionDRBD, Status: status, Reason: v1.ReasonDRBDMissing, Message: msg})
+	return b
 }

@@ -160,7 +160,7 @@ func (v *View) MoveTarget(schedulable func(node string) bool, source string, lv 
 		if !ok {
 			return "", &NoTarget{Volume: vol.Name, UnknownPool: vol.Spec.PoolName}
 		}
-		pvols = append(pvols, Volume{Key: vol.Name, Pool: pool, Bytes: vol.Spec.RequiredCapacityBytes})
+		pvols = append(pvols, Volume{Key: vol.Name, Pool: pool, Bytes: vol.Spec.RequiredCapacityBytes, Replicated: vol.Spec.ReplicaNumber >= 2})
 	}
 	miss := &NoTarget{Demand: Demand(pvols)}
 	for i := range v.Nodes {

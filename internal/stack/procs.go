@@ -2,9 +2,12 @@ package stack
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -70,6 +73,51 @@ func (h *Stack) Restart(component string) error {
 	return nil
 }
 
+// StopAgent kills (SIGKILL) the node agent process serving node, which
+// must be in Options.OwnAgent: the node's heartbeat stops and its
+// replicas are no longer served.
+func (h *Stack) StopAgent(node string) error {
+	p, err := h.ownAgent(node)
+	if err != nil {
+		return err
+	}
+	if p.cmd != nil && p.cmd.Process != nil && p.cmd.ProcessState == nil {
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		_ = p.cmd.Wait()
+		p.past = p.past.add(exited(p))
+	}
+	h.Log("stopped %s (the agent of node %s)", p.name, node)
+	return nil
+}
+
+// StartAgent starts the node agent of node again after StopAgent.
+func (h *Stack) StartAgent(node string) error {
+	p, err := h.ownAgent(node)
+	if err != nil {
+		return err
+	}
+	if p.cmd != nil && p.cmd.ProcessState == nil {
+		return fmt.Errorf("the agent of node %s is running", node)
+	}
+	p.restarts++
+	if err := h.launch(p); err != nil {
+		return err
+	}
+	h.Log("started %s (the agent of node %s) again", p.name, node)
+	return nil
+}
+
+func (h *Stack) ownAgent(node string) (*proc, error) {
+	if !slices.Contains(h.OwnAgent, node) {
+		return nil, fmt.Errorf("node %s has no node agent of its own (Options.OwnAgent)", node)
+	}
+	ps := h.processes(h.agentOf[node])
+	if len(ps) != 1 {
+		return nil, fmt.Errorf("no node agent process for node %s", node)
+	}
+	return ps[0], nil
+}
+
 // Usage is what a component cost: CPU seconds (user+system, every
 // incarnation) and the peak resident set of its largest incarnation, or the
 // sum over processes for components with many (node agents).
@@ -125,6 +173,55 @@ func (h *Stack) Usage() map[string]Usage {
 		}
 	}
 	return out
+}
+
+// RestartKwok stops the kwok controller and starts it again with the same
+// command line. kwok decides which nodes it serves (their Leases, their
+// pods) when it sees them first, so a node whose kwok.x-k8s.io/node
+// annotation changed is taken up or dropped only by a new kwok: the
+// simulator's way to stop a node's "kubelet" and to bring it back.
+func (h *Stack) RestartKwok() error {
+	pidsFile := filepath.Join(h.Work, "cluster", "pids")
+	b, err := os.ReadFile(pidsFile)
+	if err != nil {
+		return err
+	}
+	var lines []string
+	old := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if pid, name, ok := strings.Cut(line, " "); ok && name == "kwok" {
+			old, _ = strconv.Atoi(pid)
+			continue
+		}
+		lines = append(lines, line)
+	}
+	if old == 0 {
+		return errors.New("no kwok in the cluster's pid file")
+	}
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", old))
+	if err != nil {
+		return fmt.Errorf("reading kwok's command line: %w", err)
+	}
+	argv := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
+	_ = syscall.Kill(old, syscall.SIGKILL)
+	for i := 0; i < 50 && syscall.Kill(old, 0) == nil; i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	logf, err := os.OpenFile(filepath.Join(h.Work, "cluster", "logs", "kwok.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting kwok again: %w", err)
+	}
+	go func() { _ = cmd.Wait() }()
+	lines = append(lines, fmt.Sprintf("%d kwok", cmd.Process.Pid))
+	h.Log("restarted kwok (pid %d)", cmd.Process.Pid)
+	return os.WriteFile(pidsFile, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
 }
 
 // exited is the usage of p's process after Wait.

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -58,6 +59,9 @@ type Options struct {
 	NodePools map[string]string
 	// NodeLabels are extra labels for a node (the simulator's scenarios).
 	NodeLabels map[string]map[string]string
+	// OwnAgent nodes are each served by a node agent process of their own,
+	// which StopAgent and StartAgent stop and start (a node that fails).
+	OwnAgent []string
 	// Cordoned nodes start unschedulable.
 	Cordoned map[string]bool
 	// Mount attaches volumes as loop devices (root only) and, with exactly
@@ -72,6 +76,8 @@ type Options struct {
 	// MigrationsPerNode is the controllers' --migrate-max-per-node; their
 	// default when 0.
 	MigrationsPerNode int
+	// RebuildAfter is the controllers' --rebuild-after; theirs when 0.
+	RebuildAfter time.Duration
 	// Baseline runs the stock setup instead of routing pods to
 	// hwameistor-scheduler: no webhook, a default-scheduler profile (the
 	// in-tree VolumeBinding alone), and capacity tracking on (CSIDriver
@@ -84,6 +90,12 @@ type Options struct {
 	// always serve it on their secure ports (Ports+5, Ports+2, with the
 	// kubeconfig's token).
 	Pprof bool
+	// DRBD replicates HA volumes between the fake nodes through the
+	// emulated DRBD 8.4 (csidriver/drbd/emulated) every node agent shares
+	// (DRBDRoot: the simulator fails, recovers and isolates nodes); DRBDRate is its
+	// resync rate, a quantity of bytes per second ("0" or empty: at once).
+	DRBD     bool
+	DRBDRate string
 	// Log receives progress lines; nil discards them.
 	Log func(format string, args ...any)
 	// Context, when set, stops a bring-up in progress when it ends
@@ -111,6 +123,8 @@ type Stack struct {
 
 	procs  []*proc
 	agents []string
+	// agentOf names the node agent process serving each node.
+	agentOf map[string]string
 }
 
 // proc is one component process; a restart starts it again with the same
@@ -255,7 +269,8 @@ func (h *Stack) startComponents(ours string) error {
 		"--webhook-cert-extra-hosts=127.0.0.1", "--webhook-configuration="+webhookConfig, fmt.Sprintf("--webhook-port=%d", h.Ports+6),
 		"--kube-api-qps=100", "--kube-api-burst=200",
 		"--metrics-bind-address=0", fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", h.Ports+7),
-		fmt.Sprintf("--migrate-max-per-node=%d", cmp.Or(h.MigrationsPerNode, v1.MigrateDefaultMaxPerNode)), h.pprofFlag(8)); err != nil {
+		fmt.Sprintf("--migrate-max-per-node=%d", cmp.Or(h.MigrationsPerNode, v1.MigrateDefaultMaxPerNode)),
+		"--rebuild-after="+cmp.Or(h.RebuildAfter, v1.RebuildDefaultAfter).String(), h.pprofFlag(8)); err != nil {
 		return err
 	}
 	if webhookConfig != "" {
@@ -326,26 +341,40 @@ func (h *Stack) startComponents(ours string) error {
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	// Group the nodes by pools: one agent per group ("node", "node-1", ...).
+	// Group the nodes by pools: one agent per group ("node", "node-1", ...),
+	// and one of its own for each node in OwnAgent.
 	var order []string
-	groups := map[string][]string{}
+	groups, poolsOf := map[string][]string{}, map[string]string{}
 	for _, n := range h.Nodes {
 		pools := h.Pools
 		if p, ok := h.NodePools[n]; ok {
 			pools = p
 		}
-		if _, ok := groups[pools]; !ok {
-			order = append(order, pools)
+		key := pools
+		if slices.Contains(h.OwnAgent, n) {
+			key = pools + "\x00" + n
 		}
-		groups[pools] = append(groups[pools], n)
+		if _, ok := groups[key]; !ok {
+			order = append(order, key)
+		}
+		groups[key] = append(groups[key], n)
+		poolsOf[key] = pools
 	}
-	for i, pools := range order {
-		nodes := groups[pools]
+	h.agentOf = map[string]string{}
+	for i, key := range order {
+		nodes, pools := groups[key], poolsOf[key]
 		args := []string{"--backend=emulated", "--emulated-root=" + filepath.Join(h.Work, "pools"), "--emulated-pools=" + pools,
 			"--metrics-bind-address=0", "--report-interval=5s", fmt.Sprintf("--emulated-attach=%t", h.Mount), "--kube-api-qps=100", "--kube-api-burst=200",
 			// Heartbeats scale with the nodes as the fake nodes' leases do.
 			fmt.Sprintf("--heartbeat-interval=%ds", nodeLeaseSeconds(len(h.Nodes))/4),
-			fmt.Sprintf("--replication-address=127.0.0.1:%d", h.Ports+10+i), "--replication-rate=" + cmp.Or(h.CopyRate, "0"), h.pprofFlag(20 + i)}
+			fmt.Sprintf("--replication-address=127.0.0.1:%d", h.Ports+10+i), "--replication-rate=" + cmp.Or(h.CopyRate, "0"), h.pprofFlag(20 + i),
+			// The node certificates (issued by the controllers) are
+			// re-read at most 10 a second, however many nodes.
+			"--replication-cert-refresh=" + certRefresh(len(nodes)).String()}
+		if h.DRBD {
+			args = append(args, "--drbd-emulated-root="+h.DRBDRoot(), "--drbd-emulated-rate="+cmp.Or(h.DRBDRate, "0"),
+				"--drbd-dir="+filepath.Join(h.Work, "drbd", "resources"))
+		}
 		if h.Mount && len(h.Nodes) == 1 {
 			h.NodeSocket = filepath.Join(h.Work, "csi", "node.sock")
 			args = append(args, "--node-name="+nodes[0], "--csi-address=unix://"+h.NodeSocket)
@@ -356,12 +385,21 @@ func (h *Stack) startComponents(ours string) error {
 		if i > 0 {
 			name = fmt.Sprintf("node-%d", i)
 		}
+		for _, n := range nodes {
+			h.agentOf[n] = name
+		}
 		if err := h.start(name, filepath.Join(ours, "hwameistor-node"), []string{"KUBECONFIG=" + as[saNode], "POD_NAMESPACE=" + namespace}, args...); err != nil {
 			return err
 		}
 		h.agents = append(h.agents, name)
 	}
 	return nil
+}
+
+// certRefresh is an agent's --replication-cert-refresh for nodes: the
+// default, or longer so that it reads at most 10 Secrets a second.
+func certRefresh(nodes int) time.Duration {
+	return max(5*time.Minute, time.Duration(nodes)*100*time.Millisecond)
 }
 
 // pprofFlag is the --pprof-bind-address of the component at Ports+offset
@@ -438,6 +476,11 @@ func (h *Stack) detachLoops() {
 		}
 	}
 }
+
+// DRBDRoot is the emulated DRBD's folder, shared by the node agents
+// (Options.DRBD): the simulator opens it (csidriver/drbd/emulated) to fail,
+// recover and isolate nodes and to write through a volume's Primary.
+func (h *Stack) DRBDRoot() string { return filepath.Join(h.Work, "drbd", "cluster") }
 
 // PoolDir is the folder of a fake node's emulated pools.
 func (h *Stack) PoolDir(node string) string { return filepath.Join(h.Work, "pools", node) }

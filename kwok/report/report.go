@@ -18,17 +18,19 @@ const Schema = "v1"
 
 // Report is the outcome of one scenario run. Field names are a contract.
 type Report struct {
-	Schema      string               `json:"schema"`
-	Scenario    string               `json:"scenario"`
-	Scheduler   string               `json:"scheduler"`
-	Nodes       int                  `json:"nodes"`
-	Pods        Pods                 `json:"pods"`
-	Volumes     Volumes              `json:"volumes"`
-	Overcommits int                  `json:"overcommits"`
-	Throughput  Throughput           `json:"throughput"`
-	Pools       Pools                `json:"pools"`
-	Migrations  Migrations           `json:"migrations"`
-	Components  map[string]Component `json:"components"`
+	Schema      string     `json:"schema"`
+	Scenario    string     `json:"scenario"`
+	Scheduler   string     `json:"scheduler"`
+	Nodes       int        `json:"nodes"`
+	Pods        Pods       `json:"pods"`
+	Volumes     Volumes    `json:"volumes"`
+	Overcommits int        `json:"overcommits"`
+	Throughput  Throughput `json:"throughput"`
+	Pools       Pools      `json:"pools"`
+	Migrations  Migrations `json:"migrations"`
+	// Failover is measured when the scenario fails nodes.
+	Failover   *Failover            `json:"failover,omitempty"`
+	Components map[string]Component `json:"components"`
 	// APIRequests counts the apiserver's requests from the start of the
 	// workloads to the end by "verb resource[/subresource]".
 	APIRequests     map[string]int64 `json:"apiRequests,omitempty"`
@@ -81,6 +83,18 @@ type Migrations struct {
 	// DurationSeconds runs from the first migration created to the last
 	// one finished.
 	DurationSeconds float64 `json:"durationSeconds"`
+}
+
+// Failover is how the pods of HA volumes on failed nodes came back.
+type Failover struct {
+	// Pods counts the pods of HA volumes that ran on a failed node and run
+	// again on another node; Stranded those that do not.
+	Pods     int `json:"pods"`
+	Stranded int `json:"stranded"`
+	// SecondsMedian and SecondsMax run from the failed node's Lease expiry
+	// to the pod Running elsewhere.
+	SecondsMedian float64 `json:"secondsMedian"`
+	SecondsMax    float64 `json:"secondsMax"`
 }
 
 type Component struct {
@@ -161,6 +175,10 @@ func (r *Report) Summary(w io.Writer) {
 	m := r.Migrations
 	fmt.Fprintf(w, "  migrations  %d started, %d completed, %d failed, %d aborted in %.1fs; %s verified, %d volumes lost\n",
 		m.Started, m.Completed, m.Failed, m.Aborted, m.DurationSeconds, formatBytes(m.BytesVerified), m.VolumesLost)
+	if f := r.Failover; f != nil {
+		fmt.Fprintf(w, "  failover    %d pods running elsewhere, %d stranded; %.1fs median, %.1fs max from the node's Lease expiry\n",
+			f.Pods, f.Stranded, f.SecondsMedian, f.SecondsMax)
+	}
 	if len(r.Components) > 0 {
 		names := make([]string, 0, len(r.Components))
 		for k := range r.Components {

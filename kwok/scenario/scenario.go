@@ -33,6 +33,13 @@ type Scenario struct {
 	// MigrationsPerNode is the controllers' --migrate-max-per-node (the
 	// copies from one node at once); their default when 0.
 	MigrationsPerNode int `json:"migrationsPerNode,omitempty"`
+	// DRBD replicates HA volumes through the emulated DRBD
+	// (csidriver/drbd/emulated): writes go through the volume's Primary,
+	// and a failed node's pods fail over to the UpToDate standby.
+	DRBD bool `json:"drbd,omitempty"`
+	// RebuildAfter is the controllers' --rebuild-after: how long a failed
+	// node's HA replicas wait before they are rebuilt on another node.
+	RebuildAfter Duration `json:"rebuildAfter,omitempty"`
 }
 
 // NodeGroup is Count nodes named NamePrefix-0 .. NamePrefix-(Count-1).
@@ -72,15 +79,31 @@ type Arrival struct {
 }
 
 // Action is one step; exactly one verb (drain, uncordon, restart, abort,
-// wait) is set. At, on restart and abort, first waits for a migration to
-// reach that state: the fault-injection points of the migration tests.
+// fail, recover, wait) is set. At, on restart and abort, first waits for a
+// migration to reach that state: the fault-injection points of the
+// migration tests. Fail stops a node (kwok stops renewing its Lease, its
+// node agent is killed, its emulated DRBD replicas become unreachable);
+// recover brings it back.
 type Action struct {
 	Drain    string    `json:"drain,omitempty"`
 	Uncordon string    `json:"uncordon,omitempty"`
 	Restart  string    `json:"restart,omitempty"`
 	Abort    string    `json:"abort,omitempty"`
+	Fail     string    `json:"fail,omitempty"`
+	Recover  string    `json:"recover,omitempty"`
 	Wait     *Duration `json:"wait,omitempty"`
 	At       string    `json:"at,omitempty"`
+}
+
+// FailedNodes are the nodes the actions fail, in order.
+func (s *Scenario) FailedNodes() []string {
+	var out []string
+	for _, a := range s.Actions {
+		if a.Fail != "" && !contains(out, a.Fail) {
+			out = append(out, a.Fail)
+		}
+	}
+	return out
 }
 
 // MigrationStates an action's `at` may name.
@@ -392,6 +415,30 @@ func (s *Scenario) Validate() []FieldError {
 				bad(p+".abort", "node %q does not exist in this scenario (abort names the source node of the migrations to abort)", a.Abort)
 			}
 		}
+		failed := map[string]bool{}
+		for _, b := range s.Actions[:i] {
+			if b.Fail != "" {
+				failed[b.Fail] = true
+			}
+			if b.Recover != "" {
+				delete(failed, b.Recover)
+			}
+		}
+		if a.Fail != "" {
+			set++
+			switch {
+			case !nodes[a.Fail]:
+				bad(p+".fail", "node %q does not exist in this scenario", a.Fail)
+			case failed[a.Fail]:
+				bad(p+".fail", "node %q has failed already (recover it first)", a.Fail)
+			}
+		}
+		if a.Recover != "" {
+			set++
+			if !failed[a.Recover] {
+				bad(p+".recover", "node %q has not failed before this action", a.Recover)
+			}
+		}
 		if a.At != "" {
 			if a.Restart == "" && a.Abort == "" {
 				bad(p+".at", "only restart and abort wait for a migration state")
@@ -406,7 +453,7 @@ func (s *Scenario) Validate() []FieldError {
 			}
 		}
 		if set != 1 {
-			bad(p, "want exactly one of drain, uncordon, restart, abort, wait")
+			bad(p, "want exactly one of drain, uncordon, restart, abort, fail, recover, wait")
 		}
 	}
 	return errs
@@ -469,8 +516,8 @@ var (
 	nodeFields     = field{"namePrefix": nil, "count": nil, "cordoned": nil, "labels": &anyKeys, "pools": &field{"[]": &poolFields}}
 	rateFields     = field{"rate": nil}
 	workloadFields = field{"name": nil, "kind": nil, "replicas": nil, "storageClass": nil, "volumes": nil, "writeBytes": nil, "arrival": &rateFields}
-	actionFields   = field{"drain": nil, "uncordon": nil, "restart": nil, "abort": nil, "wait": nil, "at": nil}
-	schema         = field{"name": nil, "timeout": nil, "copyRate": nil, "migrationsPerNode": nil,
+	actionFields   = field{"drain": nil, "uncordon": nil, "restart": nil, "abort": nil, "fail": nil, "recover": nil, "wait": nil, "at": nil}
+	schema         = field{"name": nil, "timeout": nil, "copyRate": nil, "migrationsPerNode": nil, "drbd": nil, "rebuildAfter": nil,
 		"nodes":     &field{"[]": &nodeFields},
 		"workloads": &field{"[]": &workloadFields},
 		"actions":   &field{"[]": &actionFields}}

@@ -3,6 +3,7 @@ package scenario
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -60,6 +61,22 @@ func TestParseGood(t *testing.T) {
 	}
 }
 
+// TestFailRecover: fail and recover parse, with drbd, and FailedNodes
+// lists each failed node once.
+func TestFailRecover(t *testing.T) {
+	s, err := Parse([]byte(strings.Replace(strings.Replace(good, "  - wait: 10s", "  - fail: hdd-1\n  - recover: hdd-1\n  - fail: hdd-1\n  - fail: hdd-2", 1),
+		"timeout: 300s", "timeout: 300s\ndrbd: true", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.DRBD || s.Actions[2].Fail != "hdd-1" || s.Actions[3].Recover != "hdd-1" {
+		t.Errorf("parsed %+v", s)
+	}
+	if got := s.FailedNodes(); !slices.Equal(got, []string{"hdd-1", "hdd-2"}) {
+		t.Errorf("FailedNodes = %v, want [hdd-1 hdd-2]", got)
+	}
+}
+
 func TestParseBad(t *testing.T) {
 	for _, tc := range []struct {
 		name, from, to string
@@ -80,6 +97,10 @@ func TestParseBad(t *testing.T) {
 		{"writeBytes larger than a volume", "writeBytes: 64Mi", "writeBytes: 7Gi", []string{"workloads[0].writeBytes", "7Gi does not fit in volumes[0] (6Gi)"}},
 		{"bad copy rate", "timeout: 300s", "timeout: 300s\ncopyRate: fast", []string{"copyRate", "not a size"}},
 		{"abort of an unknown node", "  - wait: 10s", "  - abort: hdd-9", []string{"actions[2].abort", `node "hdd-9" does not exist`}},
+		{"fail of an unknown node", "  - wait: 10s", "  - fail: hdd-9", []string{"actions[2].fail", `node "hdd-9" does not exist`}},
+		{"fail twice", "  - wait: 10s", "  - fail: hdd-1\n  - fail: hdd-1", []string{"actions[3].fail", "has failed already"}},
+		{"recover without a fail", "  - wait: 10s", "  - recover: hdd-1", []string{"actions[2].recover", "has not failed"}},
+		{"recover after a recover", "  - wait: 10s", "  - fail: hdd-1\n  - recover: hdd-1\n  - recover: hdd-1", []string{"actions[4].recover", "has not failed"}},
 		{"restart unknown component", "  - wait: 10s", "  - restart: etcd", []string{"actions[2].restart", "unknown component"}},
 		{"two verbs in one action", "  - wait: 10s", "  - {wait: 10s, drain: hdd-1}", []string{"actions[2]", "exactly one"}},
 		{"unknown action", "  - wait: 10s", "  - reboot: hdd-1", []string{"actions[2].reboot", "unknown field"}},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	mathrand "math/rand/v2"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -257,6 +258,9 @@ func (r *runner) volumesOf(ctx context.Context, workload string) ([]*v1.LocalVol
 // and remembers each volume's checksum.
 func (r *runner) writeData(ctx context.Context) error {
 	r.written = map[string]string{}
+	if err := r.promote(ctx); err != nil {
+		return err
+	}
 	var mu sync.Mutex
 	var jobs []func() error
 	for _, w := range r.sc.Workloads {
@@ -274,6 +278,19 @@ func (r *runner) writeData(ctx context.Context) error {
 			data := make([]byte, n)
 			seeded := mathrand.NewChaCha8([32]byte([]byte(fmt.Sprintf("%-32.32s", lv.Name))))
 			_, _ = seeded.Read(data)
+			if r.sc.DRBD && lv.Replicated() {
+				jobs = append(jobs, func() error {
+					sum, err := r.writeReplicated(ctx, lv, data)
+					if err != nil {
+						return err
+					}
+					mu.Lock()
+					r.written[lv.Name] = sum
+					mu.Unlock()
+					return nil
+				})
+				continue
+			}
 			for _, node := range lv.ReplicaNodes() {
 				lv, node := lv, node
 				jobs = append(jobs, func() error {
@@ -346,7 +363,12 @@ func (r *runner) verifyData(ctx context.Context) (int, error) {
 			continue
 		}
 		ok := false
-		for _, node := range lv.ReplicaNodes() {
+		nodes := lv.ReplicaNodes()
+		if at := r.runningOn(ctx, lv); slices.Contains(nodes, at) {
+			// Where the application reads it now.
+			nodes = []string{at}
+		}
+		for _, node := range nodes {
 			got, err := r.readChecksum(ctx, node, lv)
 			if err == nil && got == want {
 				ok = true
@@ -359,6 +381,27 @@ func (r *runner) verifyData(ctx context.Context) (int, error) {
 		}
 	}
 	return lost, nil
+}
+
+// runningOn is the node a Running pod using lv's claim is on, "" when none.
+func (r *runner) runningOn(ctx context.Context, lv *v1.LocalVolume) string {
+	pods, err := r.pods.Pods(Namespace).List(labels.Everything())
+	if err != nil {
+		return ""
+	}
+	for _, p := range pods {
+		if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil || p.Spec.NodeName == "" {
+			continue
+		}
+		for _, v := range p.Spec.Volumes {
+			if v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ClaimName == lv.Spec.PersistentVolumeClaimName && p.Namespace == lv.Spec.PersistentVolumeClaimNamespace {
+				if n, err := r.s.Clientset.CoreV1().Nodes().Get(ctx, p.Spec.NodeName, metav1.GetOptions{}); err == nil && n.Annotations[kwokNodeAnnotation] == "fake" {
+					return p.Spec.NodeName
+				}
+			}
+		}
+	}
+	return ""
 }
 
 // runAll runs jobs on n workers and returns the first error.

@@ -94,7 +94,8 @@ func Run(ctx context.Context, sc *scenario.Scenario, o Options) (rep *report.Rep
 	}
 	o.Log("phase: starting the stack (%d nodes)", len(nodes))
 	s, err = stack.Up(stack.Options{Context: ctx, Name: o.Name, Ports: o.Ports, Assets: o.Assets, Nodes: nodes,
-		Pools: sc.Nodes[0].PoolsFlag(), NodePools: nodePools, NodeLabels: nodeLabels, Cordoned: cordoned, Baseline: o.Scheduler == Baseline, CopyRate: string(sc.CopyRate), MigrationsPerNode: sc.MigrationsPerNode, Pprof: o.Pprof, Log: func(f string, a ...any) { o.Log("stack: "+f, a...) }})
+		Pools: sc.Nodes[0].PoolsFlag(), NodePools: nodePools, NodeLabels: nodeLabels, Cordoned: cordoned, Baseline: o.Scheduler == Baseline, CopyRate: string(sc.CopyRate), MigrationsPerNode: sc.MigrationsPerNode, Pprof: o.Pprof,
+		DRBD: sc.DRBD, OwnAgent: sc.FailedNodes(), RebuildAfter: sc.RebuildAfter.Duration, Log: func(f string, a ...any) { o.Log("stack: "+f, a...) }})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -146,6 +147,8 @@ type runner struct {
 	written map[string]string
 	// requestsBefore are the apiserver's request counters at t0.
 	requestsBefore map[string]float64
+	// failed are the pods of HA volumes on the nodes fail actions stopped.
+	failed []failedPod
 }
 
 func (r *runner) run(ctx context.Context) (*report.Report, error) {
@@ -528,6 +531,10 @@ func (r *runner) act(ctx context.Context, i int, a scenario.Action) error {
 		}
 		r.o.Log("action %d: restart %s", i, a.Restart)
 		return r.s.Restart(a.Restart)
+	case a.Fail != "":
+		return r.fail(ctx, i, a.Fail)
+	case a.Recover != "":
+		return r.recover(ctx, i, a.Recover)
 	case a.Abort != "":
 		if err := r.awaitMigrationState(ctx, i, a.At); err != nil {
 			return err
@@ -689,6 +696,7 @@ func (r *runner) collect(ctx context.Context) (*report.Report, error) {
 			}
 		}
 	}
+	rep.Failover = r.failover()
 	if rep.Migrations, err = r.migrations(ctx); err != nil {
 		return nil, err
 	}

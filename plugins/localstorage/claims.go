@@ -2,6 +2,7 @@ package localstorage
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -145,7 +146,7 @@ func (pl *LocalStorage) resolveClaim(pvc *corev1.PersistentVolumeClaim) (claimIn
 	if !ok || size.Value() <= 0 {
 		return c, true, claimErrorf(metrics.BadClaim, "persistentvolumeclaim %q requests no storage size", pvc.Name)
 	}
-	c.volume = placement.Volume{Key: VolumeKey(pvc), Pool: params.pool, Bytes: size.Value()}
+	c.volume = placement.Volume{Key: VolumeKey(pvc), Pool: params.pool, Bytes: size.Value(), Replicated: params.replicas >= 2}
 	c.replicas = params.replicas
 	if entry != nil && len(entry.Nodes) > 0 && entry.LocalVolumeName == c.volume.Key {
 		// Placed by an earlier cycle whose binding has not finished (or a
@@ -188,6 +189,15 @@ func (pl *LocalStorage) resolveBound(pvc *corev1.PersistentVolumeClaim, c claimI
 	if p, ok := placement.PoolByName(lv.Spec.PoolName); ok {
 		c.volume.Pool = p
 	}
+	if replicas := pl.informers.ReplicasOf(lv.Name); lv.Replicated() && v1.DRBDManaged(replicas) {
+		var refused []string
+		c.nodes, refused = servingReplicaNodes(lv, replicas)
+		if len(c.nodes) == 0 {
+			return c, true, claimErrorf(metrics.NoReadyReplica, "volume %s (claim %q) has no replica that may serve the pod (only an UpToDate DRBD replica holds every acknowledged write): %s",
+				lv.Name, pvc.Name, strings.Join(refused, "; "))
+		}
+		return c, true, nil
+	}
 	var lastWritten string
 	c.nodes, lastWritten = pl.readyReplicaNodes(lv)
 	switch {
@@ -198,6 +208,26 @@ func (pl *LocalStorage) resolveBound(pvc *corev1.PersistentVolumeClaim, c claimI
 		return c, true, claimErrorf(metrics.NoReadyReplica, "volume %s (claim %q) has no ready replica", lv.Name, pvc.Name)
 	}
 	return c, true, nil
+}
+
+// servingReplicaNodes lists the nodes of an HA volume's DRBD replicas that
+// may serve its pod (UpToDate: every acknowledged write), leaving out the
+// node a failover moves the pod away from; refused says why each other
+// replica may not.
+func servingReplicaNodes(lv *v1.LocalVolume, replicas []*v1.LocalVolumeReplica) (nodes, refused []string) {
+	from := lv.Annotations[v1.FailoverFromAnnotation]
+	for _, r := range replicas {
+		switch why := r.DRBDNotServing(); {
+		case r.Spec.Delete || r.DeletionTimestamp != nil:
+		case why != "":
+			refused = append(refused, fmt.Sprintf("on node %s %s", r.Spec.NodeName, why))
+		case r.Spec.NodeName == from:
+			refused = append(refused, fmt.Sprintf("node %s is being failed over (%s)", from, v1.FailoverFromAnnotation))
+		default:
+			nodes = append(nodes, r.Spec.NodeName)
+		}
+	}
+	return nodes, refused
 }
 
 // readyReplicaNodes lists the nodes holding a ready replica of lv with the

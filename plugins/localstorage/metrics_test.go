@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/component-base/metrics/testutil"
@@ -178,6 +180,9 @@ func TestRejectionReasons(t *testing.T) {
 			msg: "pool LocalStorage_PoolHDD takes volumes up to 4Gi, 6Gi requested"},
 		{name: "refused by the node", objs: []runtime.Object{data, nodeA, refusedGroup()},
 			run: filter("node-a"), point: metrics.Filter, reason: metrics.CapacityRefused, msg: refused},
+		{name: "HA volume on a node without DRBD", objs: []runtime.Object{haData, withoutDRBD(makeLSN("node-a").pool(hdd, 100, 100).LocalStorageNode),
+			makeLSN("node-b").pool(hdd, 100, 100).LocalStorageNode, makeLSN("node-c").pool(hdd, 100, 100).LocalStorageNode},
+			run: filter("node-a"), point: metrics.Filter, reason: metrics.NoDRBD, msg: "node cannot replicate HA volumes: " + drbdMissing},
 		{name: "HA without a peer in Filter", objs: []runtime.Object{haData, nodeA},
 			// PreFilter finds two peers or rejects the pod, so Filter's
 			// check guards a state PreFilter does not write: written here.
@@ -209,6 +214,9 @@ func TestRejectionReasons(t *testing.T) {
 		{name: "refused before Reserve", objs: []runtime.Object{data, nodeA},
 			run:   reserveAfter(adding(refusedGroup())),
 			point: metrics.Reserve, reason: metrics.CapacityRefused, msg: "node node-a: " + refused},
+		{name: "DRBD gone before Reserve", objs: []runtime.Object{haData, nodeA, makeLSN("node-b").pool(hdd, 100, 100).LocalStorageNode},
+			run:   reserveAfter(adding(withoutDRBD(makeLSN("node-a").pool(hdd, 100, 100).LocalStorageNode))),
+			point: metrics.Reserve, reason: metrics.NoDRBD, msg: "node node-a: node cannot replicate HA volumes: " + drbdMissing},
 		{name: "HA peer gone before Reserve", objs: []runtime.Object{haData, nodeA, makeLSN("node-b").pool(hdd, 100, 100).LocalStorageNode},
 			run:   reserveAfter(adding(makeLSN("node-b").pool(hdd, 100, 2).LocalStorageNode)),
 			point: metrics.Reserve, reason: metrics.HANoPeer, msg: noPeer},
@@ -484,4 +492,14 @@ func TestMetricsServed(t *testing.T) {
 			t.Errorf("/metrics has no %s", name)
 		}
 	}
+}
+
+// drbdMissing is what an agent whose node has no DRBD module reports.
+const drbdMissing = "the drbd kernel module is not loaded"
+
+// withoutDRBD is lsn as reported by an agent asked to replicate HA volumes
+// on a node without DRBD.
+func withoutDRBD(lsn *v1.LocalStorageNode) *v1.LocalStorageNode {
+	meta.SetStatusCondition(&lsn.Status.Conditions, metav1.Condition{Type: v1.ConditionDRBD, Status: metav1.ConditionFalse, Reason: v1.ReasonDRBDMissing, Message: drbdMissing})
+	return lsn
 }

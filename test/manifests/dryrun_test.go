@@ -12,6 +12,7 @@ import (
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
@@ -84,6 +85,46 @@ func TestServerSideDryRun(t *testing.T) {
 	// components without built-in roles, nothing another component has.
 	run(nil, "apply", "--server-side", "-k", prod)
 	checkAccess(t, kubernetes.NewForConfigOrDie(env.Config), wantRBAC(false))
+	checkNodeCertificates(t, kubernetes.NewForConfigOrDie(env.Config))
+}
+
+// checkNodeCertificates creates the Role hwameistor-node-certificates as
+// hwameistor-controllers keep it (controllers/nodecerts) and asks the
+// authorizer: the bound agents read exactly the node Secrets it names,
+// not the replication CA's, not any other, and list none.
+func checkNodeCertificates(t *testing.T, cs kubernetes.Interface) {
+	t.Helper()
+	ctx := context.Background()
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: Namespace, Name: "hwameistor-node-certificates"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"},
+			ResourceNames: []string{"hwameistor-replication-node-n1", "hwameistor-replication-node-n2"}}}}
+	if _, err := cs.RbacV1().Roles(Namespace).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		verb, name string
+		want       bool
+	}{
+		{"get", "hwameistor-replication-node-n1", true},
+		{"get", "hwameistor-replication-node-n2", true},
+		{"get", "hwameistor-replication-ca", false},
+		{"get", "hwameistor-controllers-webhook-cert", false},
+		{"list", "", false},
+		{"update", "hwameistor-replication-node-n1", false},
+	} {
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User:               "system:serviceaccount:" + Namespace + ":hwameistor-node",
+			Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + Namespace, "system:authenticated"},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: Namespace, Resource: "secrets", Verb: tc.verb, Name: tc.name},
+		}}
+		res, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Status.Allowed != tc.want {
+			t.Errorf("hwameistor-node %s secret %q: allowed %v, want %v", tc.verb, tc.name, res.Status.Allowed, tc.want)
+		}
+	}
 }
 
 // access is one parsed wantRBAC line.

@@ -414,6 +414,8 @@ func TestWiring(t *testing.T) {
 				ns := u.GetNamespace()
 				switch {
 				case u.GetKind() == "RoleBinding" && ns == "kube-system" && u.GetName() == "hwameistor-scheduler-extension-apiserver-authentication-reader":
+				case (u.GetKind() == "Role" || u.GetKind() == "RoleBinding") && ns == corev1.NamespaceNodeLease && u.GetName() == "hwameistor-controllers-node-leases":
+					// The failover controller reads kubelets' Leases there.
 				case ns != "" && ns != Namespace:
 					t.Errorf("%s %s is in namespace %q, want %s", u.GetKind(), u.GetName(), ns, Namespace)
 				case ns == "" && namespaced(u.GetKind()):

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
+	drbdemulated "hwameistor.io/local/csidriver/drbd/emulated"
 	"hwameistor.io/local/internal/stack"
 	"hwameistor.io/local/internal/testenv"
 	"hwameistor.io/local/kwok/report"
@@ -210,4 +211,64 @@ func TestScale100(t *testing.T) {
 	if rep.Pods.Running == rep.Pods.Total && rep.Volumes.Provisioned != rep.Volumes.Requested {
 		t.Errorf("volumes %+v: every pod runs but not every claim is bound", rep.Volumes)
 	}
+}
+
+// TestFailover: a node holding the Primaries of HA volumes fails; every pod
+// that ran there runs on its standby's node, with every byte written
+// before the failure, and the failover time is in the report. Its replicas
+// are rebuilt on the third node, resynced by DRBD; when the node comes back
+// its old replicas are freed.
+func TestFailover(t *testing.T) {
+	rep, s := run(t, "failover")
+	f := rep.Failover
+	if f == nil || f.Pods == 0 || f.Stranded != 0 {
+		t.Fatalf("failover %+v, want every pod of ssd-0 running elsewhere (and ssd-0 holding some)", f)
+	}
+	if f.SecondsMax <= 0 || f.SecondsMedian > f.SecondsMax {
+		t.Errorf("failover times %+v: want positive, median <= max", f)
+	}
+	if rep.Migrations.VolumesLost != 0 {
+		t.Errorf("%d volumes lost their data", rep.Migrations.VolumesLost)
+	}
+	if rep.Pods.Running != 6 {
+		t.Errorf("pods %+v, want 6 running", rep.Pods)
+	}
+	c, err := drbdemulated.Open(s.DRBDRoot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every volume that had a replica on ssd-0 has it on another node now,
+	// connected to the replica that stayed and UpToDate, and ssd-0's old
+	// replicas are gone once it is back.
+	testenv.Eventually(t, "every HA volume on two live nodes, Connected and UpToDate, none left on ssd-0", func() bool {
+		lvs := &v1.LocalVolumeList{}
+		reps := &v1.LocalVolumeReplicaList{}
+		if s.Client.List(context.Background(), lvs) != nil || s.Client.List(context.Background(), reps) != nil {
+			return false
+		}
+		for _, r := range reps.Items {
+			if r.Spec.NodeName == "ssd-0" {
+				return false
+			}
+		}
+		for _, lv := range lvs.Items {
+			if slices.Contains(lv.ReplicaNodes(), "ssd-0") || lv.Annotations["hwameistor.io/rebuild"] != "" {
+				return false
+			}
+			sides, err := c.Replicas(lv.Name)
+			if err != nil {
+				return false
+			}
+			up := 0
+			for _, r := range sides {
+				if slices.Contains(lv.ReplicaNodes(), r.Node) && r.Status.Connection == "Connected" && r.Status.Disk == "UpToDate" && !r.SplitBrain {
+					up++
+				}
+			}
+			if up != 2 {
+				return false
+			}
+		}
+		return true
+	})
 }

@@ -2,7 +2,9 @@ package vm_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +19,9 @@ import (
 
 	v1 "hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/controllers/migrate"
+	"hwameistor.io/local/controllers/nodecerts"
 	"hwameistor.io/local/controllers/volume"
+	"hwameistor.io/local/csidriver/replication"
 	"hwameistor.io/local/internal/vm"
 )
 
@@ -46,6 +50,11 @@ func TestMigrationBetweenGuests(t *testing.T) {
 	createNodes(ctx, t)
 	api.StartManager(t, func(ctx context.Context, mgr ctrl.Manager) error {
 		if err := (&volume.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("hwameistor-volume")}).SetupWithManager(ctx, mgr); err != nil {
+			return err
+		}
+		// The guests' certificates for the copy's mutual TLS, as the
+		// controllers issue them in a cluster.
+		if err := (&nodecerts.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Namespace: "hwameistor"}).SetupWithManager(mgr); err != nil {
 			return err
 		}
 		return (&migrate.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("hwameistor-migrate")}).SetupWithManager(mgr)
@@ -94,6 +103,7 @@ func TestMigrationBetweenGuests(t *testing.T) {
 	if got != fileSum {
 		t.Errorf("the file on %s has sha256 %s, the source wrote %s", dst.Name, got, fileSum)
 	}
+	checkCopyPortRefuses(t, src.IP+":9810")
 	waitFor(ctx, t, "the source LV is pruned", func() bool {
 		out, err := src.Run(ctx, nil, "lvm", "lvs", "--noheadings", "-o", "lv_name", vg)
 		return err == nil && !strings.Contains(out.Stdout, "pvc-move")
@@ -125,6 +135,29 @@ func TestMigrationBetweenGuests(t *testing.T) {
 	got = strings.Fields(sh(ctx, t, dst, "sha256sum "+dev))[0]
 	if got != rawSum {
 		t.Errorf("pvc-busy on %s has sha256 %s, the source held %s", dst.Name, got, rawSum)
+	}
+}
+
+// checkCopyPortRefuses: an agent's copy port speaks mutual TLS only:
+// plain HTTP gets no answer, and a TLS client without a certificate fails
+// the handshake, before any request is read.
+func checkCopyPortRefuses(t *testing.T, addr string) {
+	t.Helper()
+	c := &http.Client{Timeout: 10 * time.Second}
+	if resp, err := c.Get("http://" + addr + replication.PathPrefix + vg + "/pvc-move"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest { // Go's TLS server answers plain HTTP with 400 and nothing else
+			t.Errorf("plain HTTP to the copy port %s: %s", addr, resp.Status)
+		}
+	}
+	c.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} // the server's identity is not the point here
+	resp, err := c.Get("https://" + addr + replication.PathPrefix + vg + "/pvc-move")
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("a client without a certificate got %s from the copy port %s", resp.Status, addr)
+	}
+	if !strings.Contains(err.Error(), "certificate required") {
+		t.Errorf("a client without a certificate: %v, want the handshake refused (certificate required)", err)
 	}
 }
 

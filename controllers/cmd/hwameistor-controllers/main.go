@@ -18,6 +18,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -35,11 +36,15 @@ import (
 	"hwameistor.io/local/controllers/convert"
 	"hwameistor.io/local/controllers/evictor"
 	"hwameistor.io/local/controllers/expand"
+	"hwameistor.io/local/controllers/failover"
 	"hwameistor.io/local/controllers/migrate"
 	"hwameistor.io/local/controllers/node"
+	"hwameistor.io/local/controllers/nodecerts"
+	"hwameistor.io/local/controllers/rebuild"
 	"hwameistor.io/local/controllers/volume"
 	"hwameistor.io/local/controllers/volumegroup"
 	"hwameistor.io/local/controllers/webhook"
+	"hwameistor.io/local/csidriver/replication"
 	"hwameistor.io/local/internal/profiling"
 	"hwameistor.io/local/internal/restconfig"
 )
@@ -60,7 +65,7 @@ func splitList(s string) []string {
 func main() {
 	var metricsAddr, probeAddr, certDir, certSecret, webhookConfig, webhookService, certHosts string
 	var webhookPort int
-	var leaderElect bool
+	var leaderElect, replicationCerts bool
 	migrations := &migrate.Reconciler{}
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address the metrics endpoint binds to (0 disables it)")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address the /healthz and /readyz endpoints bind to")
@@ -70,6 +75,9 @@ func main() {
 	flag.StringVar(&webhookConfig, "webhook-configuration", "hwameistor-pod-scheduler", "MutatingWebhookConfiguration whose caBundle the controllers keep in step with their certificate; empty: none")
 	flag.StringVar(&webhookService, "webhook-service", "hwameistor-controllers", "Service (in $POD_NAMESPACE) the apiserver calls the webhook through; the certificate is issued for its DNS names")
 	flag.StringVar(&certHosts, "webhook-cert-extra-hosts", "", "comma-separated extra DNS names or IP addresses for the issued certificate (a webhook configured with a URL)")
+	flag.BoolVar(&replicationCerts, "replication-certs", true, "issue and renew the node agents' copy-stream certificates (controllers/nodecerts): the CA in Secret "+replication.CASecretName+", one Secret per node, and the Role "+replication.NodeCertRole+" that lets the agents read them")
+	var rebuildAfter time.Duration
+	flag.DurationVar(&rebuildAfter, "rebuild-after", rebuild.DefaultAfter, "how long the node of an HA volume's replica may be away (agent heartbeat expired, or Node deleted) before the replica is rebuilt on another node; negative: never")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "elect a leader (lease hwameistor-controllers) so only one replica reconciles")
 	flag.IntVar(&migrations.MaxPerNode, "migrate-max-per-node", v1alpha1.MigrateDefaultMaxPerNode, "migrations copying from one node at once")
 	flag.IntVar(&migrations.MaxTotal, "migrate-max-total", v1alpha1.MigrateDefaultMaxTotal, "migrations copying in the whole cluster at once")
@@ -141,6 +149,10 @@ func main() {
 		// namespace: not every kubelet's.
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&coordinationv1.Lease{}: {Namespaces: map[string]cache.Config{namespace: {}}},
+			// The node certificate Secrets (controllers/nodecerts),
+			// and only those: no other Secret is ever cached.
+			&corev1.Secret{}: {Namespaces: map[string]cache.Config{namespace: {}},
+				Label: labels.SelectorFromSet(nodecerts.NodeCertLabels())},
 		}},
 	})
 	if err != nil {
@@ -190,6 +202,15 @@ func main() {
 		os.Exit(1)
 	}
 
+	if err := (&rebuild.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("hwameistor-rebuild"), After: rebuildAfter}).SetupWithManager(ctx, mgr); err != nil {
+		log.Error(err, "Cannot set up the rebuild controller")
+		os.Exit(1)
+	}
+	if err := (&failover.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorderFor("hwameistor-failover")}).SetupWithManager(ctx, mgr); err != nil {
+		log.Error(err, "Cannot set up the failover controller")
+		os.Exit(1)
+	}
+
 	if err := (&convert.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("hwameistor-convert")}).SetupWithManager(mgr); err != nil {
 		log.Error(err, "Cannot set up the LocalVolumeConvert controller")
 		os.Exit(1)
@@ -199,6 +220,12 @@ func main() {
 		os.Exit(1)
 	}
 
+	if replicationCerts {
+		if err := (&nodecerts.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Namespace: namespace}).SetupWithManager(mgr); err != nil {
+			log.Error(err, "Cannot set up the replication certificate controller")
+			os.Exit(1)
+		}
+	}
 	if rotator != nil {
 		utilruntime.Must(mgr.Add(rotator))
 		utilruntime.Must(mgr.AddReadyzCheck("webhook-certificate", rotator.Ready))

@@ -7,7 +7,9 @@ import (
 	"context"
 	"slices"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -90,4 +92,43 @@ func LoadCapacity(ctx context.Context, r client.Reader) (*placement.View, error)
 		return nil, err
 	}
 	return placement.NewView(lsns.Items, lvs.Items, groups.Items, reps.Items), nil
+}
+
+// PodVolumes returns the LocalVolume names behind a pod's claims (claim ->
+// bound PV -> spec.csi.volumeHandle of driver lvm.hwameistor.io; generic
+// ephemeral volumes too). Claims not found or not bound are left out.
+func PodVolumes(ctx context.Context, c client.Reader, pod *corev1.Pod) ([]string, error) {
+	var out []string
+	for _, vol := range pod.Spec.Volumes {
+		var claim string
+		switch {
+		case vol.PersistentVolumeClaim != nil:
+			claim = vol.PersistentVolumeClaim.ClaimName
+		case vol.Ephemeral != nil:
+			claim = pod.Name + "-" + vol.Name
+		default:
+			continue
+		}
+		pvc := &corev1.PersistentVolumeClaim{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: claim}, pvc); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return nil, err
+		}
+		if pvc.Spec.VolumeName == "" {
+			continue
+		}
+		pv := &corev1.PersistentVolume{}
+		if err := c.Get(ctx, client.ObjectKey{Name: pvc.Spec.VolumeName}, pv); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return nil, err
+		}
+		if csi := pv.Spec.CSI; csi != nil && csi.Driver == v1.DriverName && csi.VolumeHandle != "" {
+			out = append(out, csi.VolumeHandle)
+		}
+	}
+	return out, nil
 }

@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -32,6 +31,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -52,11 +52,11 @@ func main() {
 	var (
 		nodeName, nodes, nodeSelector, kind, root, pools string
 		endpoint, metricsAddr                            string
-		replAddr, replAdvertise, replSecret              string
+		replAddr, replAdvertise                          string
 		replRate, drbdDir                                string
 		replTimeouts                                     replication.Timeouts
 		attach, useDRBD                                  bool
-		interval, heartbeat                              time.Duration
+		interval, heartbeat, certRefresh                 time.Duration
 	)
 	flag.StringVar(&nodeName, "node-name", os.Getenv("NODE_NAME"), "the node this agent serves (default $NODE_NAME)")
 	flag.StringVar(&nodes, "nodes", "", "comma-separated nodes to serve with the emulated backend (simulator); replaces --node-name and disables the CSI node service")
@@ -71,12 +71,14 @@ func main() {
 	flag.DurationVar(&heartbeat, "heartbeat-interval", agent.DefaultHeartbeatInterval, "how often the agent renews each served node's Lease (valid four intervals; an expired one makes the node NotReady); 0 disables it")
 	flag.StringVar(&replAddr, "replication-address", "", "address other agents pull migration copies from, e.g. :9810; empty disables migrations to and from this agent")
 	flag.StringVar(&replAdvertise, "replication-advertise", "", "host:port other agents reach --replication-address at (written to LocalStorageNode spec.storageIP); default --replication-address")
-	flag.StringVar(&replSecret, "replication-secret", "hwameistor-replication", "Secret (in $POD_NAMESPACE, default hwameistor) holding the key agents authenticate copies with; created when missing")
+	flag.DurationVar(&certRefresh, "replication-cert-refresh", replication.DefaultRefresh, "how often each served node's certificate Secret (issued by hwameistor-controllers in $POD_NAMESPACE) is read again, so a renewal is used without a restart")
 	flag.DurationVar(&replTimeouts.Dial, "replication-dial-timeout", replication.DefaultDialTimeout, "how long a copy waits to connect to the source's agent")
 	flag.DurationVar(&replTimeouts.ResponseHeader, "replication-response-timeout", replication.DefaultResponseHeaderTimeout, "how long a copy waits for the source's agent to answer its request")
 	flag.DurationVar(&replTimeouts.Idle, "replication-idle-timeout", replication.DefaultIdleTimeout, "a copy that receives nothing from the source for this long fails (and is retried)")
 	flag.BoolVar(&useDRBD, "drbd", false, "replicate HA volumes with DRBD (lvm backend, one node; the kernel needs the drbd module and the node drbd-utils)")
 	flag.StringVar(&drbdDir, "drbd-dir", "/var/lib/hwameistor/drbd", "folder of the DRBD resource files this agent writes")
+	drbdEmulatedRoot := flag.String("drbd-emulated-root", "", "replicate HA volumes through the emulated DRBD 8.4 rooted at this folder, which every agent process of a simulation shares (--backend emulated, any number of nodes; resource files in --drbd-dir/NODE)")
+	drbdEmulatedRate := flag.String("drbd-emulated-rate", "0", "resync rate of the emulated DRBD, bytes per second as a quantity (e.g. 100Mi); 0 finishes a resync at once")
 	flag.StringVar(&replRate, "replication-rate", "0", "copy-rate limit per agent for the copies it serves, bytes per second as a quantity (e.g. 100Mi); 0 is unlimited")
 	var apiFlags restconfig.Flags
 	apiFlags.Bind(flag.CommandLine)
@@ -131,17 +133,29 @@ func main() {
 		fail(log, err, "Cannot create the manager")
 	}
 	a := &agent.Agent{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("hwameistor-node"), Backends: backends}
+	if *drbdEmulatedRoot != "" {
+		if useDRBD {
+			fail(log, errors.New("--drbd and --drbd-emulated-root exclude each other"), "Bad flags")
+		}
+		if a.DRBD, err = emulatedDRBD(*drbdEmulatedRoot, *drbdEmulatedRate, drbdDir, attach, backends); err != nil {
+			fail(log, err, "Cannot replicate with the emulated DRBD")
+		}
+		log.Info("Replicating HA volumes with the emulated DRBD 8.4", "root", *drbdEmulatedRoot, "rate", *drbdEmulatedRate)
+	}
 	if useDRBD {
 		if kind != "lvm" || len(backends) != 1 {
 			fail(log, errors.New("--drbd needs --backend lvm and one node"), "Cannot replicate with DRBD")
 		}
 		m := &drbd.Manager{Runner: command.Exec{}, Dir: drbdDir}
-		v, err := m.Detect()
-		if err != nil {
-			fail(log, err, "Cannot replicate with DRBD")
+		if v, err := m.Detect(); err != nil {
+			// The node still serves single-replica volumes; its
+			// LocalStorageNode says why it takes no HA replica.
+			log.Error(err, "Cannot replicate with DRBD: HA volumes are not placed on this node")
+			a.NoDRBD = map[string]string{nodeName: err.Error()}
+		} else {
+			log.Info("Replicating HA volumes with DRBD", "version", v.String(), "dir", drbdDir)
+			a.DRBD = map[string]*drbd.Manager{nodeName: m}
 		}
-		log.Info("Replicating HA volumes with DRBD", "version", v.String(), "dir", drbdDir)
-		a.DRBD = map[string]*drbd.Manager{nodeName: m}
 	}
 	if err := a.SetupWithManager(mgr); err != nil {
 		fail(log, err, "Cannot set up the agent")
@@ -156,7 +170,7 @@ func main() {
 	if namespace == "" {
 		namespace = "hwameistor"
 	}
-	// Leases and the replication key come from the API directly, not
+	// Leases and the node certificates come from the API directly, not
 	// through a cache of every object of their kind.
 	direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: scheme})
 	if err != nil {
@@ -178,29 +192,31 @@ func main() {
 		if replAdvertise == "" {
 			replAdvertise = replAddr
 		}
-		key, err := replication.LoadOrCreateKey(ctx, direct, namespace, replSecret)
+		// Copies run over mutual TLS with the served nodes'
+		// certificates, which the controllers issue into Secrets; the
+		// loader reads them (and their renewals) with a client of its
+		// own, so that thousands of simulated nodes do not hold up
+		// the agent's other requests.
+		certs := &replication.Store{}
+		certCfg := rest.CopyConfig(mgr.GetConfig())
+		certCfg.QPS, certCfg.Burst = 20, 40
+		certClient, err := client.New(certCfg, client.Options{Scheme: scheme})
 		if err != nil {
-			fail(log, err, "Cannot read the replication key", "secret", namespace+"/"+replSecret)
+			fail(log, err, "Cannot create a client")
 		}
-		a.Replication = &agent.Replication{Key: key, Endpoint: replAdvertise, Timeouts: replTimeouts}
+		loader := &replication.SecretLoader{Client: certClient, Namespace: namespace, Nodes: served, Store: certs,
+			Refresh: certRefresh, Log: ctrl.Log.WithName("replication-certs")}
+		g.Go(func() error { return loader.Start(ctx) })
+		a.Replication = &agent.Replication{TLS: certs, Endpoint: replAdvertise, Timeouts: replTimeouts}
 		srv := a.ReplicationServer()
 		srv.Limiter = limit
 		lis, err := net.Listen("tcp", replAddr)
 		if err != nil {
 			fail(log, err, "Cannot listen for replication", "address", replAddr)
 		}
-		hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-		g.Go(func() error {
-			<-ctx.Done()
-			return hs.Close()
-		})
-		g.Go(func() error {
-			if err := hs.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		})
-		log.Info("Serving volume copies", "address", replAddr, "advertised", replAdvertise, "rate", replRate)
+		g.Go(func() error { return replication.Serve(ctx, lis, srv, certs, ctrl.Log.WithName("replication")) })
+		log.Info("Serving volume copies over mutual TLS", "address", replAddr, "advertised", replAdvertise, "rate", replRate,
+			"certificates", namespace+"/"+replication.NodeSecretName(served[0]))
 	}
 	g.Go(func() error {
 		if !mgr.GetCache().WaitForCacheSync(ctx) {

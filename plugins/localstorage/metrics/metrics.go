@@ -56,6 +56,7 @@ const (
 	NodeNotReady         // LocalStorageNode is NotReady, not Ready
 	VolumeTooLarge       // pool ... takes volumes up to 1Ti, 2Ti requested
 	CapacityRefused      // refused 10Gi in ...: kept off until the node reports again
+	NoDRBD               // node cannot replicate HA volumes: ...
 	// Placement of existing volumes and HA.
 	VolumePinned   // node holds no ready replica of the pod's volumes (Filter)
 	DisjointNodes  // the pod's volumes have replicas on disjoint nodes
@@ -75,7 +76,7 @@ const (
 
 var reasonNames = [NumReasons]string{
 	"other",
-	"insufficient_capacity", "no_volume_slot", "no_pool_class", "no_storage_node", "node_not_ready", "volume_too_large", "capacity_refused",
+	"insufficient_capacity", "no_volume_slot", "no_pool_class", "no_storage_node", "node_not_ready", "volume_too_large", "capacity_refused", "no_drbd",
 	"volume_pinned", "disjoint_nodes", "ha_no_peer", "migrating", "no_ready_replica", "volume_not_found",
 	"claim_not_found", "claim_deleting", "bad_storage_class", "bad_claim", "not_synced",
 }
@@ -93,6 +94,7 @@ var codeReasons = [placement.NumCodes]Reason{
 	placement.InsufficientCapacity: InsufficientCapacity,
 	placement.NoVolumeSlot:         NoVolumeSlot,
 	placement.CapacityRefused:      CapacityRefused,
+	placement.NoDRBD:               NoDRBD,
 }
 
 // ReasonOf is the label of a ledger verdict (placement.Cache.Check, and
@@ -105,7 +107,7 @@ func ReasonOf(c placement.Code) Reason {
 }
 
 // capacityReasons are the ledger's rejections, which Filter and Reserve give.
-var capacityReasons = []Reason{InsufficientCapacity, NoVolumeSlot, NoPoolClass, NoStorageNode, NodeNotReady, VolumeTooLarge, CapacityRefused}
+var capacityReasons = []Reason{InsufficientCapacity, NoVolumeSlot, NoPoolClass, NoStorageNode, NodeNotReady, VolumeTooLarge, CapacityRefused, NoDRBD}
 
 // PointReasons are the reasons each extension point can give; their series
 // exist from the start (at 0), so increase() sees the first one.
