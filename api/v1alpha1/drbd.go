@@ -24,3 +24,12 @@ func DRBDPort(resourceID int64) int { return DRBDBasePort + int(resourceID) - 1 
 func (lv *LocalVolume) Replicated() bool {
 	return lv.Spec.ReplicaNumber >= 2 && lv.Spec.Config != nil && len(lv.Spec.Config.Replicas) == 2
 }
+
+// HoldsDataWithoutDRBD says whether an HA volume's replica was written
+// before DRBD ran on it (staged, or filled by a copy) and has no DRBD
+// device: internal metadata would overwrite the end of its data, so the
+// node agent never brings DRBD up on it and the CSI node service stages
+// its logical volume directly, unreplicated, as before.
+func (r *LocalVolumeReplica) HoldsDataWithoutDRBD() bool {
+	return (r.Status.DRBD == nil || r.Status.DRBD.Device == "") && (r.Annotations[StagedAtAnnotation] != "" || r.Status.Checksum != "")
+}

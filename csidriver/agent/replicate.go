@@ -46,7 +46,7 @@ func (a *Agent) replicate(ctx context.Context, rep *v1.LocalVolumeReplica, vol b
 		return 0, nil
 	}
 	cfg := lv.Spec.Config
-	if (rep.Status.DRBD == nil || rep.Status.DRBD.Device == "") && (rep.Annotations[v1.StagedAtAnnotation] != "" || rep.Status.Checksum != "") {
+	if rep.HoldsDataWithoutDRBD() {
 		// Data from before DRBD (staged, or filled by a copy): internal
 		// metadata would overwrite the end of it.
 		return drbdSteady, a.setDRBDWaiting(ctx, rep, "not replicated: the replica holds data from before DRBD, whose internal metadata would overwrite its end (an existing volume needs external metadata, not supported yet)")

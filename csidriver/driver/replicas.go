@@ -62,7 +62,10 @@ func (r DRBDReplicas) lookup(ctx context.Context, volumeID string) (*drbd.Resour
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: v1.ReplicaName(volumeID, r.Node)}, rep); err != nil {
 		return nil, "", status.Errorf(codes.Unavailable, "reading the replica of %s: %v", volumeID, err)
 	}
-	if rep.Annotations[v1.SyncPendingAnnotation] != "" {
+	if rep.Annotations[v1.SyncPendingAnnotation] != "" || rep.HoldsDataWithoutDRBD() {
+		// A migration's copy target, or a replica written before DRBD
+		// ran (the agent never puts metadata over its data): staged
+		// from its logical volume, unreplicated.
 		return nil, "", nil
 	}
 	if d := rep.Status.DRBD; d == nil || d.Device == "" || lv.Spec.Config.ResourceID == 0 {

@@ -222,6 +222,11 @@ func TestReplicasPromote(t *testing.T) {
 		{name: "volume without resource id", objs: []client.Object{upReplica(), haVolume(0)}, proc: procBothSecondary, reads: 0,
 			code: codes.Unavailable, msg: []string{"not up on node n1"}},
 		{name: "single-replica volume", objs: []client.Object{haReplica(nil), singleVolume()}, proc: procBothSecondary, reads: 0},
+		// Written before DRBD ran (the agent never puts metadata over its
+		// data): staged from its logical volume, unreplicated, as before.
+		{name: "staged before DRBD", objs: []client.Object{stagedBefore(haReplica(&v1.ReplicaDRBDStatus{Message: "not replicated: the replica holds data from before DRBD"})), haVolume(haID)},
+			proc: procBothSecondary, reads: 0},
+		{name: "filled by a copy before DRBD", objs: []client.Object{copiedBefore(haReplica(nil)), haVolume(haID)}, proc: procBothSecondary, reads: 0},
 		{name: "volume without config", objs: []client.Object{upReplica(), func() client.Object { lv := haVolume(haID); lv.Spec.Config = nil; return lv }()},
 			proc: procBothSecondary, reads: 0},
 		{name: "UpToDate Secondary, peer Secondary", objs: []client.Object{upReplica(), haVolume(haID)}, proc: procBothSecondary,
@@ -271,6 +276,16 @@ func TestReplicasPromote(t *testing.T) {
 			}
 		})
 	}
+}
+
+func stagedBefore(rep *v1.LocalVolumeReplica) *v1.LocalVolumeReplica {
+	rep.Annotations = map[string]string{v1.StagedAtAnnotation: "2026-12-01T10:00:00Z"}
+	return rep
+}
+
+func copiedBefore(rep *v1.LocalVolumeReplica) *v1.LocalVolumeReplica {
+	rep.Status.Checksum = "sha256:00"
+	return rep
 }
 
 func TestReplicasPromoteReadError(t *testing.T) {
