@@ -2,6 +2,7 @@ package emulated
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,7 +34,7 @@ func TestTwoProcesses(t *testing.T) {
 	h.newReplica("n1")
 	run := func(step string) {
 		t.Helper()
-		cmd := exec.Command(os.Args[0], "-test.run=^TestChildProcess$", "-test.count=1")
+		cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.count=1")
 		cmd.Env = append(os.Environ(), childEnv+"="+h.c.Root(), childDiskEnv+"="+h.disks["n2"], "EMULATED_DRBD_STEP="+step)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("child %s: %v\n%s", step, err, out)
@@ -45,7 +46,7 @@ func TestTwoProcesses(t *testing.T) {
 	h.want("n1", "Connected", "Primary/Secondary", "UpToDate/UpToDate")
 	h.must(h.c.Isolate("n1"))
 
-	child := exec.Command(os.Args[0], "-test.run=^TestChildProcess$", "-test.count=1")
+	child := exec.Command(os.Args[0], "-test.run=^$", "-test.count=1")
 	child.Env = append(os.Environ(), childEnv+"="+h.c.Root(), childDiskEnv+"="+h.disks["n2"], "EMULATED_DRBD_STEP=write")
 	out, err := os.CreateTemp(t.TempDir(), "child")
 	h.must(err)
@@ -69,22 +70,38 @@ func TestTwoProcesses(t *testing.T) {
 	}
 }
 
-// TestChildProcess is TestTwoProcesses' second process (skipped otherwise).
-func TestChildProcess(t *testing.T) {
-	root := os.Getenv(childEnv)
-	if root == "" {
-		t.Skip("the second process of TestTwoProcesses")
+// TestMain runs the test binary as TestTwoProcesses' second process when
+// childEnv names the root, and the tests otherwise.
+func TestMain(m *testing.M) {
+	if root := os.Getenv(childEnv); root != "" {
+		if err := childProcess(root); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
+	os.Exit(m.Run())
+}
+
+// childProcess is TestTwoProcesses' second process: node n2 brings the
+// pair up ("up"), or writes through n1 while the first process does too
+// ("write").
+func childProcess(root string) error {
 	c, err := Open(root)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	ctx := context.Background()
 	switch step := os.Getenv("EMULATED_DRBD_STEP"); step {
 	case "up":
-		m := c.Node("n2").Manager(filepath.Join(t.TempDir(), "etc"))
+		dir, err := os.MkdirTemp("", "emulated-drbd-child")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		m := c.Node("n2").Manager(filepath.Join(dir, "etc"))
 		if _, err := m.Detect(); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		disk := os.Getenv(childDiskEnv)
 		res := &drbd.Resource{Name: "pvc-ha", Minor: 3, Port: 43003, MetaDisk: "internal", Peers: []drbd.Peer{
@@ -97,24 +114,25 @@ func TestChildProcess(t *testing.T) {
 			func() error { return m.Up(ctx, res.Name) },
 		} {
 			if err := f(); err != nil {
-				t.Fatal(err)
+				return err
 			}
 		}
 		st, err := m.Status(ctx, res)
 		if err != nil || st.Connection != "Connected" {
-			t.Fatalf("n2 after up: %+v, %v", st, err)
+			return fmt.Errorf("n2 after up: %+v, %v", st, err)
 		}
 	case "write":
 		for i := range childWrites {
 			off := int64(childWrites+i) * blockSize
 			if err := c.Node("n1").Write("pvc-ha", off, fill('c', blockSize)); err != nil {
-				t.Fatal(err)
+				return err
 			}
 			if _, err := c.Node("n2").ReadFile(drbd.ProcDRBD); err != nil {
-				t.Fatal(err)
+				return err
 			}
 		}
 	default:
-		t.Fatalf("unknown step %q", step)
+		return fmt.Errorf("unknown step %q", step)
 	}
+	return nil
 }
