@@ -54,11 +54,12 @@ const (
 // DRBDManaged says whether every live replica of an HA volume reports a
 // DRBD device: its replicas are then kept in sync by DRBD, and any
 // replica that may serve holds every acknowledged write (otherwise only
-// the replica staged last holds the data, see StagedAtAnnotation).
+// the replica staged last holds the data, see StagedAtAnnotation). A
+// move's new replica that has not joined yet does not count.
 func DRBDManaged(replicas []*LocalVolumeReplica) bool {
 	n := 0
 	for _, r := range replicas {
-		if r.Spec.Delete || r.DeletionTimestamp != nil {
+		if r.Spec.Delete || r.DeletionTimestamp != nil || r.DRBDJoining() {
 			continue
 		}
 		if r.Status.DRBD == nil || r.Status.DRBD.Device == "" {
@@ -78,8 +79,12 @@ func (r *LocalVolumeReplica) DRBDNotServing() string {
 		return "its replica is being deleted"
 	case r.Status.State != StateReady:
 		return fmt.Sprintf("its replica is %s", stateText(r.Status.State))
+	case r.Annotations[DRBDLeaveAnnotation] != "":
+		return fmt.Sprintf("its replica is leaving the DRBD resource (migration %s moves it to another node)", r.Annotations[DRBDLeaveAnnotation])
 	case d == nil || d.Device == "":
 		return "its replica is not replicated with DRBD yet"
+	case d.LeftFor != "":
+		return fmt.Sprintf("its replica left the DRBD resource (migration %s moves it to another node)", d.LeftFor)
 	case d.MayServe:
 		return ""
 	case d.DiskState == "Inconsistent" && d.InSyncPercent != "":

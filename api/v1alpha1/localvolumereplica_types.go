@@ -114,6 +114,11 @@ type ReplicaDRBDStatus struct {
 	// Message says what the replica waits for before it can replicate.
 	// +optional
 	Message string `json:"message,omitempty"`
+	// LeftFor names the migration this replica left the DRBD resource
+	// for (hwameistor.io/drbd-leave): the resource is down on this node
+	// and the logical volume kept until the migration deletes it.
+	// +optional
+	LeftFor string `json:"leftFor,omitempty"`
 }
 
 // +kubebuilder:object:root=true

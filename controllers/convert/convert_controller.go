@@ -222,7 +222,7 @@ func (r *Reconciler) addReplica(ctx context.Context, c *v1.LocalVolumeConvert) (
 	if !slices.Contains(lv.ReplicaNodes(), source) {
 		return r.engine.Rollback(ctx, c, v1.OperationStateFailed, fmt.Sprintf("volume %s no longer has its replica on %s (replicas on %s)", lv.Name, source, strings.Join(lv.ReplicaNodes(), ", ")))
 	}
-	rep, err := r.engine.EnsureReplica(ctx, c, lv, target, source)
+	rep, err := r.engine.EnsureReplica(ctx, c, lv, target, operation.CopyMarks(c, source))
 	if err != nil {
 		return ctrl.Result{}, err
 	}

@@ -283,6 +283,12 @@ func findMigration(list *v1.LocalVolumeMigrateList, name string) *v1.LocalVolume
 // target's agent copies the data in), adds the target to each volume's
 // placement, and waits for the target replicas to be allocated.
 func (r *Reconciler) addReplica(ctx context.Context, m *v1.LocalVolumeMigrate) (ctrl.Result, error) {
+	if online, err := r.drbdMove(ctx, m); err != nil || online {
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		return r.addDRBDReplica(ctx, m)
+	}
 	target := m.Status.TargetNode
 	allocated := 0
 	for _, name := range m.Status.Volumes {
@@ -293,7 +299,7 @@ func (r *Reconciler) addReplica(ctx context.Context, m *v1.LocalVolumeMigrate) (
 			}
 			return ctrl.Result{}, err
 		}
-		rep, err := r.engine.EnsureReplica(ctx, m, lv, target, m.Spec.SourceNode)
+		rep, err := r.engine.EnsureReplica(ctx, m, lv, target, operation.CopyMarks(m, m.Spec.SourceNode))
 		if err != nil {
 			return ctrl.Result{}, err
 		}
@@ -330,6 +336,12 @@ func (r *Reconciler) addReplica(ctx context.Context, m *v1.LocalVolumeMigrate) (
 // the progress in the migration and on the volumes (the scheduler's
 // Pending reason).
 func (r *Reconciler) syncReplica(ctx context.Context, m *v1.LocalVolumeMigrate) (ctrl.Result, error) {
+	if online, err := r.drbdMove(ctx, m); err != nil || online {
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		return r.syncDRBDReplica(ctx, m)
+	}
 	var copied int64
 	synced := 0
 	var failing string
@@ -384,6 +396,12 @@ func (r *Reconciler) syncReplica(ctx context.Context, m *v1.LocalVolumeMigrate) 
 // pruneReplica switches each volume to the target and deletes the source
 // replica, but only while the target holds a verified copy.
 func (r *Reconciler) pruneReplica(ctx context.Context, m *v1.LocalVolumeMigrate) (ctrl.Result, error) {
+	if online, err := r.drbdMove(ctx, m); err != nil || online {
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		return r.pruneDRBDReplica(ctx, m)
+	}
 	source, target := m.Spec.SourceNode, m.Status.TargetNode
 	// The invariant: never remove a source without a verified copy. Every
 	// target is checked before any volume switches, so a group moves whole.
@@ -446,13 +464,17 @@ func (r *Reconciler) pruneReplica(ctx context.Context, m *v1.LocalVolumeMigrate)
 
 // undo removes what AddReplica added: the target leaves each volume's
 // placement and its (unverified, or not yet switched) replica is deleted;
-// the source is never touched.
+// the source's data is never touched (an online move's source rejoins
+// its DRBD resource).
 func (r *Reconciler) undo(ctx context.Context, m *v1.LocalVolumeMigrate) error {
 	target := m.Status.TargetNode
 	if target == "" {
 		return nil
 	}
 	for _, name := range m.Status.Volumes {
+		if err := r.undoDRBDMove(ctx, m, name); err != nil {
+			return err
+		}
 		if _, err := r.engine.RemoveTarget(ctx, m, name, target, true, func(lv *v1.LocalVolume) bool {
 			return slices.Contains(lv.ReplicaNodes(), m.Spec.SourceNode)
 		}, func(lv *v1.LocalVolume) {

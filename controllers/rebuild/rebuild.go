@@ -249,26 +249,7 @@ func (r *Reconciler) target(ctx context.Context, lv *v1.LocalVolume, absent stri
 // rewrites its peer and adjusts) and deletes the absent replica.
 func (r *Reconciler) start(ctx context.Context, lv *v1.LocalVolume, absent *v1.LocalVolumeReplica, target string, since time.Time) error {
 	from := absent.Spec.NodeName
-	replace := func(nodes []string) []string {
-		if i := slices.Index(nodes, from); i >= 0 {
-			nodes[i] = target
-		}
-		return nodes
-	}
-	if err := volumes.EditGroupNodes(ctx, r.Client, lv, false, replace); err != nil {
-		return err
-	}
-	err := volumes.Edit(ctx, r.Client, lv.Name, false, func(lv *v1.LocalVolume) {
-		next := int64(0)
-		for _, rep := range lv.Spec.Config.Replicas {
-			next = max(next, rep.ID)
-		}
-		for i := range lv.Spec.Config.Replicas {
-			if rep := &lv.Spec.Config.Replicas[i]; rep.Hostname == from {
-				*rep = v1.VolumeReplica{ID: next + 1, Hostname: target}
-			}
-		}
-		lv.Spec.Accessibility.Nodes = replace(lv.Spec.Accessibility.Nodes)
+	err := volumes.ReplaceNode(ctx, r.Client, lv, from, target, false, func(lv *v1.LocalVolume) {
 		if lv.Annotations == nil {
 			lv.Annotations = map[string]string{}
 		}

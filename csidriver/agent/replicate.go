@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"time"
 
@@ -31,6 +32,9 @@ const (
 // backing devices), metadata on a new replica, up; once both new replicas
 // are connected, the volume's first replica marks them identical (both
 // logical volumes were zeroed on creation), so no initial sync runs. A
+// replica a migration asks to leave (v1.DRBDLeaveAnnotation) takes the
+// resource down; a move's new replica waits until the volume names its
+// node, then joins and DRBD resyncs it in full from its UpToDate peer. A
 // replica of a single-replica volume, a migration's copy target, or one on
 // a node without DRBD is left alone. It returns when to look again.
 func (a *Agent) replicate(ctx context.Context, rep *v1.LocalVolumeReplica, vol backend.Volume) (time.Duration, error) {
@@ -55,6 +59,12 @@ func (a *Agent) replicate(ctx context.Context, rep *v1.LocalVolumeReplica, vol b
 		return drbdSettling, a.setDRBDWaiting(ctx, rep, "waiting for the volume's DRBD resource id (the volume controller assigns it)")
 	}
 	res := &drbd.Resource{Name: lv.Name, Minor: v1.DRBDMinor(cfg.ResourceID), Port: v1.DRBDPort(cfg.ResourceID), MetaDisk: "internal"}
+	if migration := rep.Annotations[v1.DRBDLeaveAnnotation]; migration != "" {
+		return a.leave(ctx, m, rep, res, migration)
+	}
+	if !slices.Contains(lv.ReplicaNodes(), rep.Spec.NodeName) {
+		return drbdSettling, a.setDRBDWaiting(ctx, rep, "waiting to join the volume's DRBD resource: the volume does not name this node yet (a migration switches it here)")
+	}
 	for i, r := range cfg.Replicas {
 		addr, disk, why, err := a.peer(ctx, lv.Name, r.Hostname, rep, vol)
 		if err != nil {
@@ -80,7 +90,8 @@ func (a *Agent) replicate(ctx context.Context, rep *v1.LocalVolumeReplica, vol b
 			return 0, err
 		}
 	}
-	if !st.Configured {
+	cameUp := !st.Configured
+	if cameUp {
 		if rep.Status.DRBD == nil || rep.Status.DRBD.Device == "" {
 			// A new replica: its (zeroed) device gets metadata once. A
 			// replica that was up before keeps its metadata and with it
@@ -97,8 +108,9 @@ func (a *Agent) replicate(ctx context.Context, rep *v1.LocalVolumeReplica, vol b
 		}
 	}
 	if st.Connection == "Connected" && st.Disk == drbd.DiskInconsistent && st.PeerDisk == drbd.DiskInconsistent &&
-		cfg.Replicas[0].Hostname == rep.Spec.NodeName {
-		// Two new replicas, both zeroed on creation: identical.
+		cfg.Replicas[0].Hostname == rep.Spec.NodeName && rep.Annotations[v1.DRBDJoinAnnotation] == "" {
+		// Two new replicas, both zeroed on creation: identical. (A
+		// move's new replica is always resynced in full.)
 		if err := m.SkipInitialSync(ctx, res.Name); err != nil {
 			return 0, err
 		}
@@ -106,13 +118,55 @@ func (a *Agent) replicate(ctx context.Context, rep *v1.LocalVolumeReplica, vol b
 			return 0, err
 		}
 	}
-	if err := a.setDRBD(ctx, rep, res, st); err != nil {
+	if err := a.setDRBD(ctx, rep, res, st, cameUp); err != nil {
 		return 0, err
 	}
 	if st.Connection == "Connected" && st.Disk == drbd.DiskUpToDate && st.PeerDisk == drbd.DiskUpToDate {
 		return drbdSteady, nil
 	}
 	return drbdSettling, nil
+}
+
+// leave takes the replica's resource down for a migration, unless the
+// volume is in use here (Primary): the kernel would refuse anyway, and the
+// pod must move first (a drain evicts it; it restarts on the replica that
+// stays). The logical volume and the metadata stay: without the
+// annotation the resource comes up again and resyncs what changed.
+func (a *Agent) leave(ctx context.Context, m *drbd.Manager, rep *v1.LocalVolumeReplica, res *drbd.Resource, migration string) (time.Duration, error) {
+	st, err := m.Status(ctx, res)
+	if err != nil {
+		return 0, err
+	}
+	if st.Configured {
+		switch {
+		case st.Role == drbd.RolePrimary:
+			return drbdSettling, a.setDRBDWaiting(ctx, rep, fmt.Sprintf("migration %s asks this replica to leave the DRBD resource, but the volume is in use here (Primary): it leaves once the pod stops using it on this node", migration))
+		case st.Connection != "Connected" || st.PeerDisk != drbd.DiskUpToDate:
+			// Only a connected, UpToDate peer surely holds every write
+			// this replica has (a Primary cut off from its peer wrote
+			// alone; a resync from here may be under way).
+			return drbdSettling, a.setDRBDWaiting(ctx, rep, fmt.Sprintf("migration %s asks this replica to leave the DRBD resource; it waits until its peer is connected and UpToDate (connection %s, peer disk %s)", migration, st.Connection, st.PeerDisk))
+		}
+		if err := m.Down(ctx, res.Name); err != nil {
+			return drbdSettling, a.setDRBDWaiting(ctx, rep, fmt.Sprintf("leaving the DRBD resource for migration %s: %v", migration, err))
+		}
+	}
+	// Without its file nothing brings it up or down again (deleting the
+	// replica, a restarted agent); a rollback writes it anew.
+	if err := m.Remove(res.Name); err != nil {
+		return 0, err
+	}
+	// The device stays recorded only if it was ever up: a rollback must
+	// not create metadata over a replica that has some.
+	d := &v1.ReplicaDRBDStatus{LeftFor: migration,
+		Message: fmt.Sprintf("left the DRBD resource for migration %s: down here, the logical volume kept until the migration ends", migration)}
+	if old := rep.Status.DRBD; old != nil {
+		d.Device, d.Port = old.Device, old.Port
+	}
+	if st.Configured {
+		d.Device, d.Port = res.Device(), res.Port
+	}
+	return drbdSteady, a.writeDRBD(ctx, rep, d)
 }
 
 // peer is the DRBD address (the node's storage IP) and backing device of
@@ -148,12 +202,25 @@ func (a *Agent) peer(ctx context.Context, volume, node string, self *v1.LocalVol
 	return host, rep.Status.DevicePath, "", nil
 }
 
-func (a *Agent) setDRBD(ctx context.Context, rep *v1.LocalVolumeReplica, res *drbd.Resource, st drbd.Status) error {
+// setDRBD records st. A replica that may serve must hold every
+// acknowledged write, which DRBD 8.4 cannot tell alone: a disk that comes
+// up without its peer reads UpToDate even when the peer took writes while
+// it was down (a node back from a reboot, a move rolled back). So it may
+// serve only once connected to its peer, or while it stays up after it
+// was allowed to (a standby whose Primary just stopped). cameUp says the
+// resource was brought up by this pass.
+func (a *Agent) setDRBD(ctx context.Context, rep *v1.LocalVolumeReplica, res *drbd.Resource, st drbd.Status, cameUp bool) error {
 	d := &v1.ReplicaDRBDStatus{Device: res.Device(), Port: res.Port}
 	if st.Configured {
 		d.Role, d.DiskState, d.Connection, d.PeerDiskState = string(st.Role), string(st.Disk), st.Connection, string(st.PeerDisk)
 		d.InSyncPercent = strconv.FormatFloat(st.InSyncPercent, 'f', -1, 64)
 		d.OutOfSyncBytes, d.MayServe = st.OutOfSyncKiB<<10, st.MayServe()
+		prev := rep.Status.DRBD
+		continued := !cameUp && prev != nil && prev.MayServe && prev.Connection != ""
+		if d.MayServe && st.Connection != "Connected" && !continued {
+			d.MayServe = false
+			d.Message = "up without its peer: it may miss writes the peer took while it was down, so it serves only once connected to its peer"
+		}
 	}
 	return a.writeDRBD(ctx, rep, d)
 }

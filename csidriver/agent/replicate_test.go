@@ -525,9 +525,15 @@ func TestReplicateFailures(t *testing.T) {
 	})
 }
 
+// upAloneMessage is a replica's DRBD message while it came up without its
+// peer (it does not serve).
+const upAloneMessage = "up without its peer: it may miss writes the peer took while it was down, so it serves only once connected to its peer"
+
 // TestReplicateRestartedReplica: a replica that was up before (its
 // status.drbd has the device) whose resource is not up now (a reboot) is
-// brought up on its existing metadata: no create-md.
+// brought up on its existing metadata: no create-md. It reads UpToDate but
+// may miss writes its peer took meanwhile: it does not serve until it has
+// connected.
 func TestReplicateRestartedReplica(t *testing.T) {
 	for _, node := range []string{"n1", "n2"} {
 		t.Run(node, func(t *testing.T) {
@@ -544,9 +550,40 @@ func TestReplicateRestartedReplica(t *testing.T) {
 			d.verify(t)
 			d.wantResFile(t)
 			d.wantDRBD(t, node, &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, Role: "Secondary", DiskState: "UpToDate",
-				Connection: "WFConnection", PeerDiskState: "DUnknown", InSyncPercent: "100", MayServe: true})
+				Connection: "WFConnection", PeerDiskState: "DUnknown", InSyncPercent: "100", Message: upAloneMessage})
 		})
 	}
+}
+
+// TestReplicateStandbyKeepsServing: a standby allowed to serve stays
+// allowed when its peer goes away (the Primary's node stopped: failover
+// needs it), while one that came up alone is allowed once connected.
+func TestReplicateStandbyKeepsServing(t *testing.T) {
+	o := newDRBDObjects()
+	o.reps["n2"].Status.DRBD = &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, Role: "Secondary", DiskState: "UpToDate",
+		Connection: "Connected", PeerDiskState: "UpToDate", InSyncPercent: "100", MayServe: true}
+	o.reps["n1"].Status.DRBD = &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, Role: "Secondary", DiskState: "UpToDate",
+		Connection: "WFConnection", PeerDiskState: "DUnknown", InSyncPercent: "100", Message: upAloneMessage}
+	d := newDRBDAgent(t, o, "n2", nil, procUpAlone)
+	if _, err := d.replicate(t, "n2"); err != nil {
+		t.Fatal(err)
+	}
+	d.wantDRBD(t, "n2", &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, Role: "Secondary", DiskState: "UpToDate",
+		Connection: "WFConnection", PeerDiskState: "DUnknown", InSyncPercent: "100", MayServe: true})
+	d.verify(t)
+
+	d1 := newDRBDAgent(t, o, "n1", nil, procUpAlone, procInSync)
+	if _, err := d1.replicate(t, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	d1.wantDRBD(t, "n1", &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, Role: "Secondary", DiskState: "UpToDate",
+		Connection: "WFConnection", PeerDiskState: "DUnknown", InSyncPercent: "100", Message: upAloneMessage})
+	if _, err := d1.replicate(t, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	d1.wantDRBD(t, "n1", &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, Role: "Secondary", DiskState: "UpToDate",
+		Connection: "Connected", PeerDiskState: "UpToDate", InSyncPercent: "100", MayServe: true})
+	d1.verify(t)
 }
 
 // TestReplicateSteady: a resource that is up runs no command while its

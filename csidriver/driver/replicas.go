@@ -43,13 +43,14 @@ var _ Replicator = DRBDReplicas{}
 func (r DRBDReplicas) resource(ctx context.Context, volumeID string) (*drbd.Resource, error) {
 	res, notUp, err := r.lookup(ctx, volumeID)
 	if err == nil && notUp != "" {
-		err = status.Errorf(codes.Unavailable, "volume %s is replicated with DRBD and its resource is not up on node %s: %s", volumeID, r.Node, notUp)
+		return nil, status.Errorf(codes.Unavailable, "volume %s is replicated with DRBD and cannot be served from node %s: %s", volumeID, r.Node, notUp)
 	}
 	return res, err
 }
 
-// lookup is resource's answer, with why an HA volume's resource is not up
-// here yet instead of an error.
+// lookup is resource's answer, with why an HA volume's resource cannot
+// serve here (not up yet, or leaving) instead of an error; a leaving
+// replica's resource is returned too, so that it can be demoted.
 func (r DRBDReplicas) lookup(ctx context.Context, volumeID string) (*drbd.Resource, string, error) {
 	lv := &v1.LocalVolume{}
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: volumeID}, lv); err != nil {
@@ -75,7 +76,12 @@ func (r DRBDReplicas) lookup(ctx context.Context, volumeID string) (*drbd.Resour
 		return nil, "its node agent has not brought it up yet", nil
 	}
 	id := lv.Spec.Config.ResourceID
-	return &drbd.Resource{Name: volumeID, Minor: v1.DRBDMinor(id), Port: v1.DRBDPort(id)}, "", nil
+	res := &drbd.Resource{Name: volumeID, Minor: v1.DRBDMinor(id), Port: v1.DRBDPort(id)}
+	if m := rep.Annotations[v1.DRBDLeaveAnnotation]; m != "" {
+		// Not promoted again, but still demoted: it leaves once unused.
+		return res, fmt.Sprintf("its replica here is leaving the DRBD resource (migration %s moves it to another node)", m), nil
+	}
+	return res, "", nil
 }
 
 // Promote makes the replica Primary when it may serve (UpToDate; quorum on

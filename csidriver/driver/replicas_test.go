@@ -92,6 +92,12 @@ func upReplica() *v1.LocalVolumeReplica {
 		DiskState: "UpToDate", Connection: "Connected", PeerDiskState: "UpToDate", InSyncPercent: "100", MayServe: true})
 }
 
+// leaving marks rep as asked to leave the DRBD resource by migration mig-1.
+func leaving(rep *v1.LocalVolumeReplica) *v1.LocalVolumeReplica {
+	rep.Annotations = map[string]string{v1.DRBDLeaveAnnotation: "mig-1"}
+	return rep
+}
+
 // haVolume is the HA volume with resource id id (0: not assigned yet).
 func haVolume(id int64) *v1.LocalVolume {
 	return &v1.LocalVolume{ObjectMeta: metav1.ObjectMeta{Name: haVol},
@@ -216,11 +222,14 @@ func TestReplicasPromote(t *testing.T) {
 		// An HA volume whose resource is not up here is refused, never
 		// staged from its logical volume (which would bypass DRBD).
 		{name: "replica without DRBD state", objs: []client.Object{haReplica(nil), haVolume(haID)}, proc: procBothSecondary, reads: 0,
-			code: codes.Unavailable, msg: []string{"not up on node n1", "has not brought it up yet"}},
+			code: codes.Unavailable, msg: []string{"cannot be served from node n1", "has not brought it up yet"}},
 		{name: "DRBD state without a device", objs: []client.Object{haReplica(&v1.ReplicaDRBDStatus{Message: "waiting for the replica on n2"}), haVolume(haID)},
-			proc: procBothSecondary, reads: 0, code: codes.Unavailable, msg: []string{"not up on node n1", "waiting for the replica on n2"}},
+			proc: procBothSecondary, reads: 0, code: codes.Unavailable, msg: []string{"cannot be served from node n1", "waiting for the replica on n2"}},
 		{name: "volume without resource id", objs: []client.Object{upReplica(), haVolume(0)}, proc: procBothSecondary, reads: 0,
-			code: codes.Unavailable, msg: []string{"not up on node n1"}},
+			code: codes.Unavailable, msg: []string{"cannot be served from node n1"}},
+		// A replica a migration asks to leave is never promoted again.
+		{name: "leaving", objs: []client.Object{leaving(upReplica()), haVolume(haID)}, proc: procBothSecondary, reads: 0,
+			code: codes.Unavailable, msg: []string{"cannot be served from node n1", "leaving the DRBD resource (migration mig-1"}},
 		{name: "single-replica volume", objs: []client.Object{haReplica(nil), singleVolume()}, proc: procBothSecondary, reads: 0},
 		// Written before DRBD ran (the agent never puts metadata over its
 		// data): staged from its logical volume, unreplicated, as before.
@@ -317,6 +326,8 @@ func TestReplicasDemote(t *testing.T) {
 		{name: "Primary", objs: []client.Object{upReplica(), haVolume(haID)}, proc: procPrimary, calls: run("secondary", haVol), reads: 1},
 		{name: "Primary, peer gone", objs: []client.Object{upReplica(), haVolume(haID)}, proc: procPrimaryAlone, calls: run("secondary", haVol), reads: 1},
 		{name: "Secondary", objs: []client.Object{upReplica(), haVolume(haID)}, proc: procBothSecondary, reads: 1},
+		// ...but demoted, so that it can leave once the pod is gone.
+		{name: "Primary, leaving", objs: []client.Object{leaving(upReplica()), haVolume(haID)}, proc: procPrimary, calls: run("secondary", haVol), reads: 1},
 		{name: "Secondary, peer Primary", objs: []client.Object{upReplica(), haVolume(haID)}, proc: procPeerPrimary, reads: 1},
 		{name: "minor absent", objs: []client.Object{upReplica(), haVolume(haID)}, proc: procOthers, reads: 1},
 		{name: "minor unconfigured", objs: []client.Object{upReplica(), haVolume(haID)}, proc: procUnconfigured, reads: 1},

@@ -21,13 +21,24 @@ import (
 // the source's data, then either switched to (a move) or kept beside the
 // source (a conversion); undone by removing the target.
 
-// EnsureReplica returns lv's replica on target, creating it first, marked
-// sync-pending for op (so the target's agent copies the data in from
-// source) and owned by lv. It is created before the volume names the
-// target, so the volume controller never makes it unmarked, and read
-// uncached, so a replica the previous reconcile created is found.
-// Owner says whether a found replica is op's.
-func (e *Engine) EnsureReplica(ctx context.Context, op v1.Operation, lv *v1.LocalVolume, target, source string) (*v1.LocalVolumeReplica, error) {
+// CopyMarks mark a new replica as op's copy target: its node agent copies
+// the data in from source and verifies it.
+func CopyMarks(op v1.Operation, source string) map[string]string {
+	return map[string]string{v1.SyncPendingAnnotation: op.GetName(), v1.SyncSourceAnnotation: source}
+}
+
+// JoinMarks mark a new replica as op's replacement in an HA volume's DRBD
+// resource: DRBD fills it from the replica that stays.
+func JoinMarks(op v1.Operation) map[string]string {
+	return map[string]string{v1.DRBDJoinAnnotation: op.GetName()}
+}
+
+// EnsureReplica returns lv's replica on target, creating it first with
+// op's marks (CopyMarks or JoinMarks) and owned by lv. It is created
+// before the volume names the target, so the volume controller never makes
+// it unmarked, and read uncached, so a replica the previous reconcile
+// created is found. Owns says whether a found replica is op's.
+func (e *Engine) EnsureReplica(ctx context.Context, op v1.Operation, lv *v1.LocalVolume, target string, marks map[string]string) (*v1.LocalVolumeReplica, error) {
 	name := v1.ReplicaName(lv.Name, target)
 	rep := &v1.LocalVolumeReplica{}
 	err := e.Reader().Get(ctx, client.ObjectKey{Name: name}, rep)
@@ -35,8 +46,7 @@ func (e *Engine) EnsureReplica(ctx context.Context, op v1.Operation, lv *v1.Loca
 		return rep, err
 	}
 	rep = &v1.LocalVolumeReplica{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{
-			v1.SyncPendingAnnotation: op.GetName(), v1.SyncSourceAnnotation: source}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: marks},
 		Spec: v1.LocalVolumeReplicaSpec{VolumeName: lv.Name, NodeName: target, PoolName: lv.Spec.PoolName,
 			RequiredCapacityBytes: lv.Spec.RequiredCapacityBytes, VolumeKind: v1.VolumeKindLVM, Striped: lv.Spec.Striped},
 	}
@@ -54,7 +64,7 @@ func (e *Engine) EnsureReplica(ctx context.Context, op v1.Operation, lv *v1.Loca
 
 // Owns says whether rep is the target replica op created.
 func Owns(op v1.Operation, rep *v1.LocalVolumeReplica) bool {
-	return rep.Annotations[v1.SyncPendingAnnotation] == op.GetName()
+	return rep.Annotations[v1.SyncPendingAnnotation] == op.GetName() || rep.Annotations[v1.DRBDJoinAnnotation] == op.GetName()
 }
 
 // AddTarget adds target to the placement of lv (its replicas and its
@@ -102,6 +112,7 @@ func (e *Engine) Release(ctx context.Context, op v1.Operation, rep *v1.LocalVolu
 	patch := client.MergeFrom(rep.DeepCopy())
 	delete(rep.Annotations, v1.SyncPendingAnnotation)
 	delete(rep.Annotations, v1.SyncSourceAnnotation)
+	delete(rep.Annotations, v1.DRBDJoinAnnotation)
 	return e.Client.Patch(ctx, rep, patch)
 }
 

@@ -71,6 +71,41 @@ func EditGroupNodes(ctx context.Context, c client.Client, lv *v1.LocalVolume, al
 	})
 }
 
+// ReplaceNode puts node to in the place of node from in the volume's
+// replicas (a new replica id, at the same position, so DRBD 9 node ids
+// stay), its accessibility and its group entry: the scheduler's ledger
+// reserves to's space from this write on. change, when set, edits the
+// volume in the same write. Nothing changes where from is not listed;
+// always is Edit's.
+func ReplaceNode(ctx context.Context, c client.Client, lv *v1.LocalVolume, from, to string, always bool, change func(*v1.LocalVolume)) error {
+	replace := func(nodes []string) []string {
+		if i := slices.Index(nodes, from); i >= 0 && !slices.Contains(nodes, to) {
+			nodes[i] = to
+		}
+		return nodes
+	}
+	if err := EditGroupNodes(ctx, c, lv, always, replace); err != nil {
+		return err
+	}
+	return Edit(ctx, c, lv.Name, always, func(lv *v1.LocalVolume) {
+		if cfg := lv.Spec.Config; cfg != nil && slices.Contains(lv.ReplicaNodes(), from) && !slices.Contains(lv.ReplicaNodes(), to) {
+			next := int64(0)
+			for _, rep := range cfg.Replicas {
+				next = max(next, rep.ID)
+			}
+			for i := range cfg.Replicas {
+				if rep := &cfg.Replicas[i]; rep.Hostname == from {
+					*rep = v1.VolumeReplica{ID: next + 1, Hostname: to, Primary: rep.Primary}
+				}
+			}
+		}
+		lv.Spec.Accessibility.Nodes = replace(lv.Spec.Accessibility.Nodes)
+		if change != nil {
+			change(lv)
+		}
+	})
+}
+
 // LoadCapacity lists LocalStorageNodes, LocalVolumes, LocalVolumeGroups and
 // LocalVolumeReplicas through r and builds the scheduler's capacity view
 // from them (placement.View, as the CLI does).
