@@ -257,6 +257,44 @@ func (r *runner) promote(ctx context.Context) error {
 	return nil
 }
 
+// demote plays the kubelet's part when a drain evicts pods from node: the
+// CSI node service demotes the node's replicas of the HA volumes they
+// used (NodeUnstage), so that a migration can move those replicas online.
+func (r *runner) demote(ctx context.Context, node string, pods []corev1.Pod) error {
+	if !r.sc.DRBD {
+		return nil
+	}
+	c, err := drbdemulated.Open(r.s.DRBDRoot())
+	if err != nil {
+		return err
+	}
+	m := c.Node(node).Manager(filepath.Join(r.s.Work, "drbd", "resources", node))
+	if _, err := m.Detect(); err != nil {
+		return err
+	}
+	for i := range pods {
+		vols, err := r.podVolumes(ctx, &pods[i])
+		if err != nil {
+			return err
+		}
+		for _, lv := range vols {
+			if !lv.Replicated() {
+				continue
+			}
+			st, err := m.Status(ctx, &drbd.Resource{Name: lv.Name, Minor: v1.DRBDMinor(lv.Spec.Config.ResourceID)})
+			if err != nil {
+				return err
+			}
+			if st.Configured && st.Role == drbd.RolePrimary {
+				if err := m.Secondary(ctx, lv.Name); err != nil {
+					return fmt.Errorf("demoting %s on %s: %w", lv.Name, node, err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // writeReplicated writes data through the HA volume's Primary once both
 // replicas are connected and UpToDate (so the write reaches both, as
 // protocol C acknowledges it), and returns the Primary's checksum.

@@ -583,7 +583,7 @@ func (r *runner) drain(ctx context.Context, i int, node string) error {
 	if n, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{}); err == nil && n.Labels[v1.EvictionLabel] == v1.EvictionDisable {
 		defer r.logNodeWarnings(ctx, i, node)
 	}
-	return wait.PollUntilContextTimeout(ctx, time.Second, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(ctx, time.Second, 60*time.Second, true, func(ctx context.Context) (bool, error) {
 		for _, p := range evicted {
 			cur, err := cs.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
 			if err == nil && cur.UID == p.UID {
@@ -592,6 +592,10 @@ func (r *runner) drain(ctx context.Context, i int, node string) error {
 		}
 		return true, nil
 	})
+	if err != nil {
+		return err
+	}
+	return r.demote(ctx, node, evicted)
 }
 
 // logNodeWarnings shows the Warning Events on a node (why a drain moves

@@ -233,26 +233,60 @@ func TestFailover(t *testing.T) {
 	if rep.Pods.Running != 6 {
 		t.Errorf("pods %+v, want 6 running", rep.Pods)
 	}
+	// Every volume that had a replica on ssd-0 has it on another node now,
+	// connected to the replica that stayed and UpToDate, and ssd-0's old
+	// replicas are gone once it is back.
+	waitReplicatedAway(t, s, "ssd-0")
+}
+
+// TestDrainHADRBD: draining a node that holds replicas of HA volumes
+// replicated by the emulated DRBD moves them online: every migration
+// completes, no data is lost, and each volume ends on two other nodes,
+// connected and UpToDate.
+func TestDrainHADRBD(t *testing.T) {
+	rep, s := run(t, "drain-ha-drbd")
+	m := rep.Migrations
+	if m.Started == 0 || m.Completed != m.Started || m.Failed+m.Aborted != 0 || m.VolumesLost != 0 {
+		t.Errorf("migrations %+v, want all started completed, none failed, aborted or lost", m)
+	}
+	if rep.Pods.Running != 6 || rep.Overcommits != 0 {
+		t.Errorf("pods %+v, overcommits %d: want 6 running, 0 overcommits", rep.Pods, rep.Overcommits)
+	}
+	waitReplicatedAway(t, s, "ssd-0")
+	// Online: no copy stream ran (no replica was ever a copy target).
+	reps := &v1.LocalVolumeReplicaList{}
+	if err := s.Client.List(context.Background(), reps); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range reps.Items {
+		if r.Status.Checksum != "" || r.Annotations[v1.SyncPendingAnnotation] != "" {
+			t.Errorf("replica %s was filled by a copy (checksum %q, annotations %v), want DRBD's resync", r.Name, r.Status.Checksum, r.Annotations)
+		}
+	}
+}
+
+// waitReplicatedAway waits until no replica is left on node and every HA
+// volume has both of its replicas connected and UpToDate in the emulated
+// DRBD, without split brain or a rebuild in progress.
+func waitReplicatedAway(t *testing.T, s *stack.Stack, node string) {
+	t.Helper()
 	c, err := drbdemulated.Open(s.DRBDRoot())
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Every volume that had a replica on ssd-0 has it on another node now,
-	// connected to the replica that stayed and UpToDate, and ssd-0's old
-	// replicas are gone once it is back.
-	testenv.Eventually(t, "every HA volume on two live nodes, Connected and UpToDate, none left on ssd-0", func() bool {
+	testenv.Eventually(t, "every HA volume on two live nodes, Connected and UpToDate, none left on "+node, func() bool {
 		lvs := &v1.LocalVolumeList{}
 		reps := &v1.LocalVolumeReplicaList{}
 		if s.Client.List(context.Background(), lvs) != nil || s.Client.List(context.Background(), reps) != nil {
 			return false
 		}
 		for _, r := range reps.Items {
-			if r.Spec.NodeName == "ssd-0" {
+			if r.Spec.NodeName == node {
 				return false
 			}
 		}
 		for _, lv := range lvs.Items {
-			if slices.Contains(lv.ReplicaNodes(), "ssd-0") || lv.Annotations["hwameistor.io/rebuild"] != "" {
+			if slices.Contains(lv.ReplicaNodes(), node) || lv.Annotations["hwameistor.io/rebuild"] != "" {
 				return false
 			}
 			sides, err := c.Replicas(lv.Name)
