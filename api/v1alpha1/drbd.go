@@ -33,3 +33,15 @@ func (lv *LocalVolume) Replicated() bool {
 func (r *LocalVolumeReplica) HoldsDataWithoutDRBD() bool {
 	return (r.Status.DRBD == nil || r.Status.DRBD.Device == "") && (r.Annotations[StagedAtAnnotation] != "" || r.Status.Checksum != "")
 }
+
+// UsableBytes is what the replica offers its volume: its logical volume's
+// size, or for a replica in a DRBD resource the size its DRBD device was
+// last grown to, when smaller (a growth is complete only once DRBD has
+// been resized over it).
+func (r *LocalVolumeReplica) UsableBytes() int64 {
+	n := r.Status.AllocatedCapacityBytes
+	if d := r.Status.DRBD; d != nil && d.Device != "" && d.LeftFor == "" && d.SizedBytes > 0 && d.SizedBytes < n {
+		return d.SizedBytes
+	}
+	return n
+}

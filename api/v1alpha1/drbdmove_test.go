@@ -140,3 +140,26 @@ func TestDRBDNotServingDuringAMove(t *testing.T) {
 		})
 	}
 }
+
+func TestUsableBytes(t *testing.T) {
+	const gi = int64(1) << 30
+	for _, tc := range []struct {
+		name string
+		drbd *ReplicaDRBDStatus
+		want int64
+	}{
+		{name: "no DRBD", want: 2 * gi},
+		{name: "DRBD grown", drbd: &ReplicaDRBDStatus{Device: "/dev/drbd1", SizedBytes: 2 * gi}, want: 2 * gi},
+		{name: "DRBD not grown yet", drbd: &ReplicaDRBDStatus{Device: "/dev/drbd1", SizedBytes: gi}, want: gi},
+		{name: "size not recorded", drbd: &ReplicaDRBDStatus{Device: "/dev/drbd1"}, want: 2 * gi},
+		{name: "left its resource", drbd: &ReplicaDRBDStatus{Device: "/dev/drbd1", SizedBytes: gi, LeftFor: "m"}, want: 2 * gi},
+		{name: "no device yet", drbd: &ReplicaDRBDStatus{SizedBytes: gi}, want: 2 * gi},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &LocalVolumeReplica{Status: LocalVolumeReplicaStatus{AllocatedCapacityBytes: 2 * gi, DRBD: tc.drbd}}
+			if got := r.UsableBytes(); got != tc.want {
+				t.Errorf("UsableBytes = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}

@@ -114,6 +114,12 @@ type ReplicaDRBDStatus struct {
 	// Message says what the replica waits for before it can replicate.
 	// +optional
 	Message string `json:"message,omitempty"`
+	// SizedBytes is the logical volume size the DRBD device was last
+	// sized to (created, or grown with drbdadm resize): while it is
+	// below status.allocatedCapacityBytes, the volume's growth has not
+	// reached its replicated device yet. 0 when not known.
+	// +optional
+	SizedBytes int64 `json:"sizedBytes,omitempty"`
 	// LeftFor names the migration this replica left the DRBD resource
 	// for (hwameistor.io/drbd-leave): the resource is down on this node
 	// and the logical volume kept until the migration deletes it.

@@ -221,7 +221,7 @@ func (r *Reconciler) inProgress(ctx context.Context, e *v1.LocalVolumeExpand, ch
 		if client.IgnoreNotFound(err) != nil {
 			return ctrl.Result{}, err
 		}
-		got := rep.Status.AllocatedCapacityBytes
+		got := rep.UsableBytes() // a DRBD replica: once its device grew too
 		if err == nil && (allocated < 0 || got < allocated) {
 			allocated = got
 		}
@@ -229,10 +229,13 @@ func (r *Reconciler) inProgress(ctx context.Context, e *v1.LocalVolumeExpand, ch
 			continue
 		}
 		p := fmt.Sprintf("%s has %s", node, v1.FormatBytes(got))
-		if err != nil {
+		switch {
+		case err != nil:
 			p = node + " has no replica object yet"
-		} else if rep.Status.Message != "" {
+		case rep.Status.Message != "":
 			p += " (" + rep.Status.Message + ")"
+		case got < rep.Status.AllocatedCapacityBytes:
+			p += fmt.Sprintf(" (its logical volume has %s; its DRBD device grows once both replicas have grown and are connected)", v1.FormatBytes(rep.Status.AllocatedCapacityBytes))
 		}
 		pending = append(pending, p)
 	}

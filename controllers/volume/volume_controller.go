@@ -192,8 +192,8 @@ func (r *Reconciler) updateStatus(ctx context.Context, lv *v1.LocalVolume, repli
 		}
 		if rep.Status.State == v1.StateReady {
 			ready++
-			if allocated < 0 || rep.Status.AllocatedCapacityBytes < allocated {
-				allocated = rep.Status.AllocatedCapacityBytes
+			if usable := rep.UsableBytes(); allocated < 0 || usable < allocated {
+				allocated = usable
 			}
 		} else if notReady == "" {
 			notReady = fmt.Sprintf("replica %s on %s is %s", rep.Name, rep.Spec.NodeName, stateOr(rep.Status.State, "pending"))

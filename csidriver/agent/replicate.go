@@ -65,15 +65,23 @@ func (a *Agent) replicate(ctx context.Context, rep *v1.LocalVolumeReplica, vol b
 	if !slices.Contains(lv.ReplicaNodes(), rep.Spec.NodeName) {
 		return drbdSettling, a.setDRBDWaiting(ctx, rep, "waiting to join the volume's DRBD resource: the volume does not name this node yet (a migration switches it here)")
 	}
+	peerBytes := int64(0) // the peer's logical volume size
 	for i, r := range cfg.Replicas {
-		addr, disk, why, err := a.peer(ctx, lv.Name, r.Hostname, rep, vol)
+		addr, disk, bytes, why, err := a.peer(ctx, lv.Name, r.Hostname, rep, vol)
 		if err != nil {
 			return 0, err
 		}
 		if why != "" {
 			return drbdSettling, a.setDRBDWaiting(ctx, rep, why)
 		}
+		if r.Hostname != rep.Spec.NodeName {
+			peerBytes = bytes
+		}
 		res.Peers = append(res.Peers, drbd.Peer{Node: r.Hostname, Address: addr, NodeID: i, Disk: disk})
+	}
+	sized := vol.SizeBytes // not recorded yet: taken as sized when last up
+	if d := rep.Status.DRBD; d != nil && d.SizedBytes > 0 {
+		sized = d.SizedBytes
 	}
 	st, err := m.Status(ctx, res)
 	if err != nil {
@@ -99,6 +107,7 @@ func (a *Agent) replicate(ctx context.Context, rep *v1.LocalVolumeReplica, vol b
 			if err := m.CreateMD(ctx, res.Name); err != nil {
 				return 0, err
 			}
+			sized = vol.SizeBytes
 		}
 		if err := m.Up(ctx, res.Name); err != nil {
 			return 0, err
@@ -118,10 +127,19 @@ func (a *Agent) replicate(ctx context.Context, rep *v1.LocalVolumeReplica, vol b
 			return 0, err
 		}
 	}
-	if err := a.setDRBD(ctx, rep, res, st, cameUp); err != nil {
+	if st.Connection == "Connected" && st.Disk == drbd.DiskUpToDate && st.PeerDisk == drbd.DiskUpToDate &&
+		vol.SizeBytes > sized && peerBytes >= vol.SizeBytes {
+		// Both logical volumes grew (an expansion): the device follows.
+		// Either side may run it; on the other it changes nothing.
+		if err := m.Resize(ctx, res.Name); err != nil {
+			return 0, fmt.Errorf("growing the DRBD device of %s to its logical volumes' %s: %w", res.Name, v1.FormatBytes(vol.SizeBytes), err)
+		}
+		sized = vol.SizeBytes
+	}
+	if err := a.setDRBD(ctx, rep, res, st, cameUp, sized); err != nil {
 		return 0, err
 	}
-	if st.Connection == "Connected" && st.Disk == drbd.DiskUpToDate && st.PeerDisk == drbd.DiskUpToDate {
+	if st.Connection == "Connected" && st.Disk == drbd.DiskUpToDate && st.PeerDisk == drbd.DiskUpToDate && sized >= vol.SizeBytes {
 		return drbdSteady, nil
 	}
 	return drbdSettling, nil
@@ -161,7 +179,7 @@ func (a *Agent) leave(ctx context.Context, m *drbd.Manager, rep *v1.LocalVolumeR
 	d := &v1.ReplicaDRBDStatus{LeftFor: migration,
 		Message: fmt.Sprintf("left the DRBD resource for migration %s: down here, the logical volume kept until the migration ends", migration)}
 	if old := rep.Status.DRBD; old != nil {
-		d.Device, d.Port = old.Device, old.Port
+		d.Device, d.Port, d.SizedBytes = old.Device, old.Port, old.SizedBytes
 	}
 	if st.Configured {
 		d.Device, d.Port = res.Device(), res.Port
@@ -169,37 +187,37 @@ func (a *Agent) leave(ctx context.Context, m *drbd.Manager, rep *v1.LocalVolumeR
 	return drbdSteady, a.writeDRBD(ctx, rep, d)
 }
 
-// peer is the DRBD address (the node's storage IP) and backing device of
-// the volume's replica on node, or why they are not known yet.
-func (a *Agent) peer(ctx context.Context, volume, node string, self *v1.LocalVolumeReplica, vol backend.Volume) (addr, disk, why string, err error) {
+// peer is the DRBD address (the node's storage IP), backing device and
+// its size of the volume's replica on node, or why they are not known yet.
+func (a *Agent) peer(ctx context.Context, volume, node string, self *v1.LocalVolumeReplica, vol backend.Volume) (addr, disk string, bytes int64, why string, err error) {
 	lsn := &v1.LocalStorageNode{}
 	if err := a.Client.Get(ctx, client.ObjectKey{Name: node}, lsn); err != nil {
 		if apierrors.IsNotFound(err) {
-			return "", "", fmt.Sprintf("waiting for node %s's LocalStorageNode (is its node agent running?)", node), nil
+			return "", "", 0, fmt.Sprintf("waiting for node %s's LocalStorageNode (is its node agent running?)", node), nil
 		}
-		return "", "", "", err
+		return "", "", 0, "", err
 	}
 	host := lsn.Spec.StorageIP
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
 	if net.ParseIP(host) == nil {
-		return "", "", fmt.Sprintf("waiting for node %s's storage IP (its agent's --replication-advertise)", node), nil
+		return "", "", 0, fmt.Sprintf("waiting for node %s's storage IP (its agent's --replication-advertise)", node), nil
 	}
 	if node == self.Spec.NodeName {
-		return host, vol.DevicePath, "", nil
+		return host, vol.DevicePath, vol.SizeBytes, "", nil
 	}
 	rep := &v1.LocalVolumeReplica{}
 	if err := a.Client.Get(ctx, client.ObjectKey{Name: v1.ReplicaName(volume, node)}, rep); err != nil {
 		if client.IgnoreNotFound(err) == nil {
-			return "", "", fmt.Sprintf("waiting for the replica on %s", node), nil
+			return "", "", 0, fmt.Sprintf("waiting for the replica on %s", node), nil
 		}
-		return "", "", "", err
+		return "", "", 0, "", err
 	}
 	if rep.Status.DevicePath == "" {
-		return "", "", fmt.Sprintf("waiting for the replica on %s to be allocated", node), nil
+		return "", "", 0, fmt.Sprintf("waiting for the replica on %s to be allocated", node), nil
 	}
-	return host, rep.Status.DevicePath, "", nil
+	return host, rep.Status.DevicePath, rep.Status.AllocatedCapacityBytes, "", nil
 }
 
 // setDRBD records st. A replica that may serve must hold every
@@ -208,9 +226,10 @@ func (a *Agent) peer(ctx context.Context, volume, node string, self *v1.LocalVol
 // it was down (a node back from a reboot, a move rolled back). So it may
 // serve only once connected to its peer, or while it stays up after it
 // was allowed to (a standby whose Primary just stopped). cameUp says the
-// resource was brought up by this pass.
-func (a *Agent) setDRBD(ctx context.Context, rep *v1.LocalVolumeReplica, res *drbd.Resource, st drbd.Status, cameUp bool) error {
-	d := &v1.ReplicaDRBDStatus{Device: res.Device(), Port: res.Port}
+// resource was brought up by this pass; sized is the logical volume size
+// the device was last sized to.
+func (a *Agent) setDRBD(ctx context.Context, rep *v1.LocalVolumeReplica, res *drbd.Resource, st drbd.Status, cameUp bool, sized int64) error {
+	d := &v1.ReplicaDRBDStatus{Device: res.Device(), Port: res.Port, SizedBytes: sized}
 	if st.Configured {
 		d.Role, d.DiskState, d.Connection, d.PeerDiskState = string(st.Role), string(st.Disk), st.Connection, string(st.PeerDisk)
 		d.InSyncPercent = strconv.FormatFloat(st.InSyncPercent, 'f', -1, 64)

@@ -28,7 +28,7 @@ var procJoinSyncTarget = drbdProc(" 7: cs:SyncTarget ro:Secondary/Primary ds:Inc
 
 // drbdInSync is the status.drbd of a replica up and in sync.
 func drbdInSync(role string) *v1.ReplicaDRBDStatus {
-	return &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, Role: role, DiskState: "UpToDate",
+	return &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, SizedBytes: gi, Role: role, DiskState: "UpToDate",
 		Connection: "Connected", PeerDiskState: "UpToDate", InSyncPercent: "100", MayServe: true}
 }
 
@@ -67,7 +67,7 @@ func (d *drbdAgent) wantLeft(t *testing.T, node string) {
 	if got == nil {
 		t.Fatalf("status.drbd of the replica on %s is empty, want it left for %s", node, drbdMigration)
 	}
-	want := &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, LeftFor: drbdMigration, Message: got.Message}
+	want := &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, SizedBytes: gi, LeftFor: drbdMigration, Message: got.Message}
 	if !equality.Semantic.DeepEqual(got, want) {
 		t.Errorf("status.drbd of the replica on %s =\n %+v\nwant\n %+v", node, got, want)
 	}
@@ -347,7 +347,7 @@ func TestReplicateJoin(t *testing.T) {
 			}
 			d.verify(t)
 			rep = d.replica(t, "n3")
-			d.wantDRBD(t, "n3", &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, Role: "Secondary", DiskState: "Inconsistent",
+			d.wantDRBD(t, "n3", &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, SizedBytes: gi, Role: "Secondary", DiskState: "Inconsistent",
 				Connection: "SyncTarget", PeerDiskState: "UpToDate", InSyncPercent: "45.2", OutOfSyncBytes: 574464 << 10})
 			if rep.DRBDJoining() {
 				t.Error("DRBDJoining = true once it has a DRBD device")
@@ -373,7 +373,7 @@ func TestReplicateJoin(t *testing.T) {
 // read back and leftFor cleared.
 func TestReplicateLeaveRollback(t *testing.T) {
 	o := newDRBDObjects()
-	o.reps["n2"].Status.DRBD = &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, LeftFor: drbdMigration,
+	o.reps["n2"].Status.DRBD = &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, SizedBytes: gi, LeftFor: drbdMigration,
 		Message: "left the DRBD resource for migration mig-1: down here, the logical volume kept until the migration ends"}
 	d := newDRBDAgent(t, o, "n2", func(adm func(...string) []string) []command.Call {
 		return admCalls(adm("up", drbdVol))
@@ -384,7 +384,7 @@ func TestReplicateLeaveRollback(t *testing.T) {
 	}
 	d.verify(t)
 	d.wantResFile(t)
-	d.wantDRBD(t, "n2", &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, Role: "Secondary", DiskState: "UpToDate",
+	d.wantDRBD(t, "n2", &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, SizedBytes: gi, Role: "Secondary", DiskState: "UpToDate",
 		Connection: "WFConnection", PeerDiskState: "DUnknown", InSyncPercent: "100", Message: upAloneMessage})
 	if rep := d.replica(t, "n2"); rep.DRBDLeft(drbdMigration) {
 		t.Error("DRBDLeft after the rollback")
@@ -404,7 +404,7 @@ func TestReplicateLeaveThenRollback(t *testing.T) {
 		after time.Duration
 		want  *v1.ReplicaDRBDStatus
 	}{
-		{name: "new", after: drbdSettling, want: &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, Role: "Secondary", DiskState: "Inconsistent",
+		{name: "new", after: drbdSettling, want: &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, SizedBytes: gi, Role: "Secondary", DiskState: "Inconsistent",
 			Connection: "Connected", PeerDiskState: "Inconsistent", InSyncPercent: "0", OutOfSyncBytes: 65496 << 10}},
 		{name: "in sync", after: drbdSteady, want: drbdInSync("Secondary")},
 		{name: "leave", edit: func() { d.annotate(t, "n2", v1.DRBDLeaveAnnotation, drbdMigration) }, after: drbdSteady},

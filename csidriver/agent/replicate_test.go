@@ -374,7 +374,7 @@ func TestReplicateWaits(t *testing.T) {
 // state while it waits (here for its peer's replica, being replaced).
 func TestReplicateWaitsKeepsTheState(t *testing.T) {
 	o := newDRBDObjects()
-	known := &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, Role: "Primary", DiskState: "UpToDate",
+	known := &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, SizedBytes: gi, Role: "Primary", DiskState: "UpToDate",
 		Connection: "WFConnection", PeerDiskState: "DUnknown", InSyncPercent: "0", OutOfSyncBytes: 1512 << 10, MayServe: true}
 	o.reps["n1"].Status.DRBD = known.DeepCopy()
 	o.reps["n2"] = nil
@@ -430,7 +430,7 @@ func TestReplicateNewReplicas(t *testing.T) {
 		}
 		d.verify(t)
 		d.wantResFile(t)
-		d.wantDRBD(t, "n1", &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, Role: "Secondary", DiskState: "UpToDate",
+		d.wantDRBD(t, "n1", &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, SizedBytes: gi, Role: "Secondary", DiskState: "UpToDate",
 			Connection: "Connected", PeerDiskState: "UpToDate", InSyncPercent: "100", MayServe: true})
 	})
 
@@ -445,7 +445,7 @@ func TestReplicateNewReplicas(t *testing.T) {
 		}
 		d.verify(t)
 		d.wantResFile(t)
-		d.wantDRBD(t, "n2", &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, Role: "Secondary", DiskState: "Inconsistent",
+		d.wantDRBD(t, "n2", &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, SizedBytes: gi, Role: "Secondary", DiskState: "Inconsistent",
 			Connection: "Connected", PeerDiskState: "Inconsistent", InSyncPercent: "0", OutOfSyncBytes: 65496 << 10})
 	})
 
@@ -460,14 +460,14 @@ func TestReplicateNewReplicas(t *testing.T) {
 		}
 		d.verify(t)
 		d.wantResFile(t)
-		d.wantDRBD(t, "n1", &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, Role: "Secondary", DiskState: "Inconsistent",
+		d.wantDRBD(t, "n1", &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, SizedBytes: gi, Role: "Secondary", DiskState: "Inconsistent",
 			Connection: "WFConnection", PeerDiskState: "DUnknown", InSyncPercent: "0", OutOfSyncBytes: 65496 << 10})
 	})
 
 	t.Run("first replica, up before, both still Inconsistent", func(t *testing.T) {
 		// The agent restarted between up and the skip: only the skip runs.
 		o := newDRBDObjects()
-		o.reps["n1"].Status.DRBD = &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, Role: "Secondary", DiskState: "Inconsistent",
+		o.reps["n1"].Status.DRBD = &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, SizedBytes: gi, Role: "Secondary", DiskState: "Inconsistent",
 			Connection: "WFConnection", PeerDiskState: "DUnknown", InSyncPercent: "0", OutOfSyncBytes: 65496 << 10}
 		d := newDRBDAgent(t, o, "n1", func(adm func(...string) []string) []command.Call {
 			return admCalls(adm("--", "--clear-bitmap", "new-current-uuid", drbdVol))
@@ -477,7 +477,7 @@ func TestReplicateNewReplicas(t *testing.T) {
 			t.Errorf("replicate = %v, %v; want %v, nil", after, err, drbdSteady)
 		}
 		d.verify(t)
-		d.wantDRBD(t, "n1", &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, Role: "Secondary", DiskState: "UpToDate",
+		d.wantDRBD(t, "n1", &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, SizedBytes: gi, Role: "Secondary", DiskState: "UpToDate",
 			Connection: "Connected", PeerDiskState: "UpToDate", InSyncPercent: "100", MayServe: true})
 	})
 }
@@ -538,7 +538,7 @@ func TestReplicateRestartedReplica(t *testing.T) {
 	for _, node := range []string{"n1", "n2"} {
 		t.Run(node, func(t *testing.T) {
 			o := newDRBDObjects()
-			o.reps[node].Status.DRBD = &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, Role: "Primary", DiskState: "UpToDate",
+			o.reps[node].Status.DRBD = &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, SizedBytes: gi, Role: "Primary", DiskState: "UpToDate",
 				Connection: "Connected", PeerDiskState: "UpToDate", InSyncPercent: "100", MayServe: true}
 			d := newDRBDAgent(t, o, node, func(adm func(...string) []string) []command.Call {
 				return admCalls(adm("up", drbdVol))
@@ -549,7 +549,7 @@ func TestReplicateRestartedReplica(t *testing.T) {
 			}
 			d.verify(t)
 			d.wantResFile(t)
-			d.wantDRBD(t, node, &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, Role: "Secondary", DiskState: "UpToDate",
+			d.wantDRBD(t, node, &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, SizedBytes: gi, Role: "Secondary", DiskState: "UpToDate",
 				Connection: "WFConnection", PeerDiskState: "DUnknown", InSyncPercent: "100", Message: upAloneMessage})
 		})
 	}
@@ -560,15 +560,15 @@ func TestReplicateRestartedReplica(t *testing.T) {
 // needs it), while one that came up alone is allowed once connected.
 func TestReplicateStandbyKeepsServing(t *testing.T) {
 	o := newDRBDObjects()
-	o.reps["n2"].Status.DRBD = &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, Role: "Secondary", DiskState: "UpToDate",
+	o.reps["n2"].Status.DRBD = &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, SizedBytes: gi, Role: "Secondary", DiskState: "UpToDate",
 		Connection: "Connected", PeerDiskState: "UpToDate", InSyncPercent: "100", MayServe: true}
-	o.reps["n1"].Status.DRBD = &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, Role: "Secondary", DiskState: "UpToDate",
+	o.reps["n1"].Status.DRBD = &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, SizedBytes: gi, Role: "Secondary", DiskState: "UpToDate",
 		Connection: "WFConnection", PeerDiskState: "DUnknown", InSyncPercent: "100", Message: upAloneMessage}
 	d := newDRBDAgent(t, o, "n2", nil, procUpAlone)
 	if _, err := d.replicate(t, "n2"); err != nil {
 		t.Fatal(err)
 	}
-	d.wantDRBD(t, "n2", &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, Role: "Secondary", DiskState: "UpToDate",
+	d.wantDRBD(t, "n2", &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, SizedBytes: gi, Role: "Secondary", DiskState: "UpToDate",
 		Connection: "WFConnection", PeerDiskState: "DUnknown", InSyncPercent: "100", MayServe: true})
 	d.verify(t)
 
@@ -576,12 +576,12 @@ func TestReplicateStandbyKeepsServing(t *testing.T) {
 	if _, err := d1.replicate(t, "n1"); err != nil {
 		t.Fatal(err)
 	}
-	d1.wantDRBD(t, "n1", &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, Role: "Secondary", DiskState: "UpToDate",
+	d1.wantDRBD(t, "n1", &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, SizedBytes: gi, Role: "Secondary", DiskState: "UpToDate",
 		Connection: "WFConnection", PeerDiskState: "DUnknown", InSyncPercent: "100", Message: upAloneMessage})
 	if _, err := d1.replicate(t, "n1"); err != nil {
 		t.Fatal(err)
 	}
-	d1.wantDRBD(t, "n1", &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, Role: "Secondary", DiskState: "UpToDate",
+	d1.wantDRBD(t, "n1", &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, SizedBytes: gi, Role: "Secondary", DiskState: "UpToDate",
 		Connection: "Connected", PeerDiskState: "UpToDate", InSyncPercent: "100", MayServe: true})
 	d1.verify(t)
 }
@@ -599,7 +599,7 @@ func TestReplicateSteady(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(d.dir, drbdVol+".res"), []byte("resource pvc-ha { stale }\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	inSync := &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, Role: "Secondary", DiskState: "UpToDate",
+	inSync := &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, SizedBytes: gi, Role: "Secondary", DiskState: "UpToDate",
 		Connection: "Connected", PeerDiskState: "UpToDate", InSyncPercent: "100", MayServe: true}
 
 	after, err := d.replicate(t, "n1")
@@ -629,7 +629,7 @@ func TestReplicateSteady(t *testing.T) {
 	if after != 3*time.Second {
 		t.Errorf("the settling interval is %v, want 3s", after)
 	}
-	d.wantDRBD(t, "n1", &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, Role: "Primary", DiskState: "UpToDate",
+	d.wantDRBD(t, "n1", &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, SizedBytes: gi, Role: "Primary", DiskState: "UpToDate",
 		Connection: "SyncSource", PeerDiskState: "Inconsistent", InSyncPercent: "45.2", OutOfSyncBytes: 574464 << 10, MayServe: true})
 
 	// In sync again, Primary: steady.
@@ -768,6 +768,51 @@ func TestReplicateLeavesDataFromBeforeDRBD(t *testing.T) {
 			if got := d.replica(t, "n1").Status.DRBD; got == nil || got.Device != "" || !strings.HasPrefix(got.Message, "not replicated: the replica holds data from before DRBD") {
 				t.Errorf("status.drbd = %+v, want only the reason it is not replicated", got)
 			}
+		})
+	}
+}
+
+// TestReplicateGrows: once both logical volumes grew (an expansion) and
+// the resource is connected and in sync, the device is grown with
+// drbdadm resize and the new size recorded; not while the peer's volume
+// is smaller (DRBD would keep the smaller size), and a failure is
+// returned (the agent retries).
+func TestReplicateGrows(t *testing.T) {
+	inSync := func(sized int64) *v1.ReplicaDRBDStatus {
+		return &v1.ReplicaDRBDStatus{Device: drbdDev, Port: drbdPort, SizedBytes: sized, Role: "Secondary", DiskState: "UpToDate",
+			Connection: "Connected", PeerDiskState: "UpToDate", InSyncPercent: "100", MayServe: true}
+	}
+	for _, tc := range []struct {
+		name      string
+		peerBytes int64
+		calls     func(adm func(...string) []string) []command.Call
+		after     time.Duration
+		wantErr   string
+		sized     int64
+	}{
+		{name: "both grown", peerBytes: gi, after: drbdSteady, sized: gi,
+			calls: func(adm func(...string) []string) []command.Call { return admCalls(adm("resize", drbdVol)) }},
+		{name: "peer not grown yet", peerBytes: gi / 2, after: drbdSettling, sized: gi / 2},
+		{name: "resize fails", peerBytes: gi, sized: gi / 2, wantErr: "growing the DRBD device of pvc-ha to its logical volumes' 1Gi",
+			calls: func(adm func(...string) []string) []command.Call {
+				return []command.Call{{Argv: adm("resize", drbdVol), ExitCode: 10, Stderr: "7: Failure: (131) Need a connection to resize\n"}}
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := newDRBDObjects()
+			o.reps["n1"].Status.DRBD = inSync(gi / 2) // its LV is 1Gi now
+			o.reps["n2"].Status.AllocatedCapacityBytes = tc.peerBytes
+			d := newDRBDAgent(t, o, "n1", tc.calls, procInSync)
+			after, err := d.replicate(t, "n1")
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Errorf("replicate = %v, want an error containing %q", err, tc.wantErr)
+				}
+			} else if after != tc.after || err != nil {
+				t.Errorf("replicate = %v, %v; want %v, nil", after, err, tc.after)
+			}
+			d.verify(t)
+			d.wantDRBD(t, "n1", inSync(tc.sized))
 		})
 	}
 }

@@ -155,6 +155,14 @@ func (m *Manager) Adjust(ctx context.Context, name string) error {
 	return m.adm(ctx, name, "adjust", name)
 }
 
+// Resize grows the replicated device to its backing devices' new size
+// (the smaller of the two sides), moving internal metadata to the new
+// end. Run while connected, after both logical volumes grew; the device
+// grows on both nodes and DRBD syncs the new area.
+func (m *Manager) Resize(ctx context.Context, name string) error {
+	return m.adm(ctx, name, "resize", name)
+}
+
 // Connect (re)connects to the peer.
 func (m *Manager) Connect(ctx context.Context, name string) error {
 	return m.adm(ctx, name, "connect", name)

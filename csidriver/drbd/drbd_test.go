@@ -32,6 +32,7 @@ func TestCommands(t *testing.T) {
 	up := op{"Up", func(m *Manager, ctx context.Context) error { return m.Up(ctx, resName) }}
 	down := op{"Down", func(m *Manager, ctx context.Context) error { return m.Down(ctx, resName) }}
 	adjust := op{"Adjust", func(m *Manager, ctx context.Context) error { return m.Adjust(ctx, resName) }}
+	resize := op{"Resize", func(m *Manager, ctx context.Context) error { return m.Resize(ctx, resName) }}
 	connect := op{"Connect", func(m *Manager, ctx context.Context) error { return m.Connect(ctx, resName) }}
 	disconnect := op{"Disconnect", func(m *Manager, ctx context.Context) error { return m.Disconnect(ctx, resName) }}
 	primary := op{"Primary", func(m *Manager, ctx context.Context) error { return m.Primary(ctx, resName, false) }}
@@ -53,6 +54,8 @@ func TestCommands(t *testing.T) {
 		{down, V9, []string{"down", resName}},
 		{adjust, V84, []string{"adjust", resName}},
 		{adjust, V9, []string{"adjust", resName}},
+		{resize, V84, []string{"resize", resName}},
+		{resize, V9, []string{"resize", resName}},
 		{connect, V84, []string{"connect", resName}},
 		{connect, V9, []string{"connect", resName}},
 		{disconnect, V84, []string{"disconnect", resName}},

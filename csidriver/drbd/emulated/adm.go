@@ -91,6 +91,15 @@ func (c *Cluster) command(r *resource, s *side, cmd string, opts []string) (stri
 			}
 		}
 		return "", c.setUp(s.Node, r.Name, false)
+	case "resize":
+		peer := r.peerOf(s)
+		if peer == nil {
+			return "", refuse(10, "%d: Failure: (131) Need a connection to resize (connection to the peer is not established)", s.Minor)
+		}
+		if err := s.attachDisk(); err != nil {
+			return "", refuse(10, "%d: Failure: (114) Lower device / meta device / index not available: %v", s.Minor, err)
+		}
+		return "", peer.attachDisk()
 	case "connect":
 		if !s.StandAlone {
 			return "", refuse(10, "%d: Failure: (125) Device has a net-config (use disconnect first)", s.Minor)
