@@ -8,16 +8,16 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"slices"
 	"time"
 
 	certutil "k8s.io/client-go/util/cert"
 	"k8s.io/client-go/util/keyutil"
+
+	"hwameistor.io/local/internal/pki"
 )
 
 // The Secret's keys: the kubernetes.io/tls pair plus the CA bundle the
@@ -56,7 +56,7 @@ func issue(hosts []string, now time.Time, validity time.Duration) (Bundle, error
 	}
 	notBefore, notAfter := now.Add(-time.Hour), now.Add(validity)
 	caTmpl := &x509.Certificate{
-		SerialNumber:          serial(),
+		SerialNumber:          pki.SerialNumber(),
 		Subject:               pkix.Name{CommonName: "hwameistor-controllers-webhook-ca@" + now.UTC().Format(time.RFC3339)},
 		NotBefore:             notBefore,
 		NotAfter:              notAfter,
@@ -78,7 +78,7 @@ func issue(hosts []string, now time.Time, validity time.Duration) (Bundle, error
 		return Bundle{}, err
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
+		SerialNumber: pki.SerialNumber(),
 		Subject:      pkix.Name{CommonName: hosts[0]},
 		NotBefore:    notBefore,
 		NotAfter:     notAfter,
@@ -101,22 +101,10 @@ func issue(hosts []string, now time.Time, validity time.Duration) (Bundle, error
 		return Bundle{}, err
 	}
 	return Bundle{
-		Cert: encode(certutil.CertificateBlockType, der),
-		Key:  encode(keyutil.ECPrivateKeyBlockType, keyDER),
-		CA:   encode(certutil.CertificateBlockType, caDER),
+		Cert: pki.EncodePEM(certutil.CertificateBlockType, der),
+		Key:  pki.EncodePEM(keyutil.ECPrivateKeyBlockType, keyDER),
+		CA:   pki.EncodePEM(certutil.CertificateBlockType, caDER),
 	}, nil
-}
-
-func serial() *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		panic(err) // crypto/rand does not fail on Linux
-	}
-	return n
-}
-
-func encode(blockType string, der []byte) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: blockType, Bytes: der})
 }
 
 // check returns why b cannot serve hosts until now+renewBefore, or nil. A
@@ -155,8 +143,8 @@ func (b Bundle) withPreviousCAs(old []byte, now time.Time) Bundle {
 	}
 	out := slices.Clone(b.CA)
 	for _, c := range previous {
-		if now.Before(c.NotAfter) && !bytes.Contains(out, encode(certutil.CertificateBlockType, c.Raw)) {
-			out = append(out, encode(certutil.CertificateBlockType, c.Raw)...)
+		if now.Before(c.NotAfter) && !bytes.Contains(out, pki.EncodePEM(certutil.CertificateBlockType, c.Raw)) {
+			out = append(out, pki.EncodePEM(certutil.CertificateBlockType, c.Raw)...)
 		}
 	}
 	b.CA = out

@@ -7,11 +7,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"time"
+
+	"hwameistor.io/local/internal/pki"
 )
 
 // The certificate profile of the copy stream lives here, next to the code
@@ -34,7 +34,7 @@ func NewCA(now time.Time, validity time.Duration) (*CA, error) {
 		return nil, err
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial(),
+		SerialNumber:          pki.SerialNumber(),
 		Subject:               pkix.Name{CommonName: "hwameistor-replication-ca@" + now.UTC().Format(time.RFC3339)},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(validity),
@@ -51,7 +51,7 @@ func NewCA(now time.Time, validity time.Duration) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ParseCA(encodePEM("CERTIFICATE", der), encodePEM("EC PRIVATE KEY", keyDER))
+	return ParseCA(pki.EncodePEM("CERTIFICATE", der), pki.EncodePEM("EC PRIVATE KEY", keyDER))
 }
 
 // ParseCA loads a CA from the CA Secret's tls.crt and tls.key.
@@ -88,7 +88,7 @@ func (ca *CA) IssueNode(node string, now time.Time, validity time.Duration) (cer
 		notAfter = ca.Cert.NotAfter
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
+		SerialNumber: pki.SerialNumber(),
 		Subject:      pkix.Name{CommonName: CommonName(node)},
 		DNSNames:     []string{NodeDNSName(node)},
 		NotBefore:    now.Add(-time.Hour),
@@ -104,7 +104,7 @@ func (ca *CA) IssueNode(node string, now time.Time, validity time.Duration) (cer
 	if err != nil {
 		return nil, nil, err
 	}
-	return encodePEM("CERTIFICATE", der), encodePEM("EC PRIVATE KEY", keyDER), nil
+	return pki.EncodePEM("CERTIFICATE", der), pki.EncodePEM("EC PRIVATE KEY", keyDER), nil
 }
 
 // CheckNode returns why certPEM/keyPEM is not a usable certificate of node
@@ -131,16 +131,4 @@ func CheckNode(ca *CA, node string, certPEM, keyPEM []byte, now time.Time, renew
 		return fmt.Errorf("certificate is not signed by the current CA: %w", err)
 	}
 	return nil
-}
-
-func serial() *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		panic(err) // crypto/rand does not fail on Linux
-	}
-	return n
-}
-
-func encodePEM(blockType string, der []byte) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: blockType, Bytes: der})
 }
