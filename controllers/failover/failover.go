@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -94,6 +95,11 @@ type Reconciler struct {
 	Recorder  record.EventRecorder
 	// Now is the clock Leases are judged by; time.Now when nil.
 	Now func() time.Time
+
+	// aliveSaid remembers, per node, the agent stop (its heartbeat
+	// condition's transition) already reported as AgentDownNodeAlive:
+	// once per stop, not once per reconcile.
+	aliveSaid sync.Map
 }
 
 var _ reconcile.Reconciler = &Reconciler{}
@@ -142,8 +148,11 @@ func (r *Reconciler) reconcileNode(ctx context.Context, name string) (ctrl.Resul
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if alive != "" && !labelled {
-		r.Recorder.Event(n, corev1.EventTypeNormal, EventNodeAlive, alive)
+	if alive != nil && !labelled {
+		if said, ok := r.aliveSaid.Load(name); !ok || !said.(time.Time).Equal(alive.since) {
+			r.Recorder.Event(n, corev1.EventTypeNormal, EventNodeAlive, alive.message)
+			r.aliveSaid.Store(name, alive.since)
+		}
 	}
 	pending, err := r.settle(ctx, name, down, labelled)
 	if err != nil {
@@ -227,14 +236,18 @@ func (r *Reconciler) reconcilePod(ctx context.Context, key types.NamespacedName)
 // no longer renews the node's Lease. A node whose agent alone stopped is
 // alive (its pods still run and DRBD still replicates in the kernel):
 // alive says so, and recheck is when its kubelet's Lease would expire.
-func (r *Reconciler) nodeDown(ctx context.Context, name string) (down bool, alive string, recheck time.Duration, err error) {
+func (r *Reconciler) nodeDown(ctx context.Context, name string) (down bool, alive *agentDown, recheck time.Duration, err error) {
 	lsn := &v1.LocalStorageNode{}
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, lsn); err != nil {
-		return false, "", 0, client.IgnoreNotFound(err)
+		return false, nil, 0, client.IgnoreNotFound(err)
 	}
 	hb := meta.FindStatusCondition(lsn.Status.Conditions, node.ConditionAgentHeartbeat)
 	if hb == nil || hb.Status != metav1.ConditionFalse {
-		return false, "", 0, nil
+		return false, nil, 0, nil
+	}
+	aliveBecause := func(why string) *agentDown {
+		return &agentDown{since: hb.LastTransitionTime.Time,
+			message: fmt.Sprintf("The node agent on %s stopped but %s: its pods keep running and their HA volumes stay where they are", name, why)}
 	}
 	lease := &coordinationv1.Lease{}
 	err = r.reader().Get(ctx, client.ObjectKey{Namespace: NodeLeaseNamespace, Name: name}, lease)
@@ -243,24 +256,30 @@ func (r *Reconciler) nodeDown(ctx context.Context, name string) (down bool, aliv
 		// No kubelet Lease: judge by the Node's Ready condition.
 		n := &corev1.Node{}
 		if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, n); err != nil {
-			return false, "", 0, client.IgnoreNotFound(err)
+			return false, nil, 0, client.IgnoreNotFound(err)
 		}
 		for _, c := range n.Status.Conditions {
 			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
-				return false, fmt.Sprintf("The node agent on %s stopped but the Node is Ready: its pods keep running and their HA volumes stay where they are", name), 0, nil
+				return false, aliveBecause("the Node is Ready"), 0, nil
 			}
 		}
-		return true, "", 0, nil
+		return true, nil, 0, nil
 	case err != nil:
-		return false, "", 0, err
+		return false, nil, 0, err
 	}
 	if lease.Spec.RenewTime != nil && lease.Spec.LeaseDurationSeconds != nil {
 		expires := lease.Spec.RenewTime.Add(time.Duration(*lease.Spec.LeaseDurationSeconds) * time.Second)
 		if left := expires.Sub(r.now()); left > 0 {
-			return false, fmt.Sprintf("The node agent on %s stopped but the kubelet renews the node's Lease: its pods keep running and their HA volumes stay where they are", name), left, nil
+			return false, aliveBecause("the kubelet renews the node's Lease"), left, nil
 		}
 	}
-	return true, "", 0, nil
+	return true, nil, 0, nil
+}
+
+// agentDown is a node whose agent stopped while the node lives on.
+type agentDown struct {
+	message string
+	since   time.Time // the heartbeat condition's transition
 }
 
 type outcome int

@@ -2,6 +2,8 @@ package failover
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -230,6 +232,22 @@ func TestAgentDownNodeAlive(t *testing.T) {
 	agentStops(t, "a")
 	fixture.WaitRecorded(t, rec, EventNodeAlive, "kubelet renews")
 	consistently(t, "pod db-0 kept", 2*time.Second, func() bool { return !podGone("db-0")() && failoverFrom() == "" })
+
+	// Said once per stop: more reconciles of the same stop (the heartbeat
+	// condition's message changes) record nothing more.
+	for i := range 2 {
+		fixture.EditStatus(t, env.Client, "a", func(lsn *v1.LocalStorageNode) {
+			meta.FindStatusCondition(lsn.Status.Conditions, node.ConditionAgentHeartbeat).Message = fmt.Sprintf("still stopped %d", i)
+		})
+	}
+	consistently(t, "no second AgentDownNodeAlive", 2*time.Second, func() bool {
+		select {
+		case e := <-rec.Events:
+			return !strings.Contains(e, EventNodeAlive)
+		default:
+			return true
+		}
+	})
 }
 
 // TestNoUpToDateStandby: a standby that misses writes (Outdated,
