@@ -322,6 +322,17 @@ func (n *Node) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolumeRe
 	if err != nil {
 		return nil, err
 	}
+	if n.Replicas != nil {
+		// An HA volume's file system lives on its replicated device,
+		// which DRBD grew over the logical volumes.
+		replicated, err := n.Replicas.Device(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if replicated != "" {
+			dev = replicated
+		}
+	}
 	if req.GetVolumeCapability().GetBlock() == nil {
 		defer n.lock(id)()
 		if _, err := mountutils.NewResizeFs(n.Mounter.Exec).Resize(dev, path); err != nil {

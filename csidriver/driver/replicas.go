@@ -22,6 +22,9 @@ type Replicator interface {
 	Promote(ctx context.Context, volumeID string) (string, error)
 	// Demote gives up the Primary role (a no-op when not replicated).
 	Demote(ctx context.Context, volumeID string) error
+	// Device is the replicated device a staged volume uses here, without
+	// changing its role, or "" when the volume is not replicated here.
+	Device(ctx context.Context, volumeID string) (string, error)
 }
 
 // DRBDReplicas is the Replicator of a node whose agent replicates HA
@@ -109,6 +112,23 @@ func (r DRBDReplicas) Promote(ctx context.Context, volumeID string) (string, err
 		if err := r.DRBD.Primary(ctx, volumeID, false); err != nil {
 			return "", status.Errorf(codes.Unavailable, "promoting the replica of %s on node %s: %v", volumeID, r.Node, err)
 		}
+	}
+	return res.Device(), nil
+}
+
+// Device is the volume's DRBD device here (what its file system was
+// staged from), "" when it is not replicated here.
+func (r DRBDReplicas) Device(ctx context.Context, volumeID string) (string, error) {
+	res, notUp, err := r.lookup(ctx, volumeID)
+	switch {
+	case err != nil:
+		return "", err
+	case res == nil && notUp != "":
+		// Replicated, but its device is not known: never the logical
+		// volume under DRBD.
+		return "", status.Errorf(codes.Unavailable, "volume %s is replicated with DRBD and its device on node %s is not known: %s", volumeID, r.Node, notUp)
+	case res == nil:
+		return "", nil
 	}
 	return res.Device(), nil
 }

@@ -352,6 +352,43 @@ func TestReplicasDemote(t *testing.T) {
 	}
 }
 
+// TestReplicasDevice: the replicated device an HA volume's file system is
+// grown on (NodeExpandVolume), read without a DRBD command.
+func TestReplicasDevice(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		objs []client.Object
+		want string
+		err  string
+	}{
+		{name: "up", objs: []client.Object{upReplica(), haVolume(haID)}, want: haDevice},
+		{name: "leaving", objs: []client.Object{leaving(upReplica()), haVolume(haID)}, want: haDevice},
+		{name: "single-replica volume", objs: []client.Object{upReplica(), singleVolume()}},
+		{name: "staged before DRBD", objs: []client.Object{copiedBefore(haReplica(nil)), haVolume(haID)}},
+		{name: "not up", objs: []client.Object{haReplica(nil), haVolume(haID)}, err: "its device on node n1 is not known"},
+		{name: "volume missing", objs: []client.Object{upReplica()}, err: "reading volume pvc-ha"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, runner, pf := newReplicas(t, procPrimary, nil, tc.objs...)
+			dev, err := r.Device(ctx, haVol)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Errorf("Device = %q, %v; want an error containing %q", dev, err, tc.err)
+				}
+			} else if dev != tc.want || err != nil {
+				t.Errorf("Device = %q, %v; want %q", dev, err, tc.want)
+			}
+			if err := runner.Verify(); err != nil {
+				t.Error(err)
+			}
+			if n := pf.count(); n != 0 {
+				t.Errorf("/proc/drbd read %d times, want 0", n)
+			}
+		})
+	}
+}
+
 // fakeDevices is a DeviceResolver that hands out one device and records
 // the stamps.
 type fakeDevices struct {
