@@ -83,12 +83,9 @@ func (r *Reconciler) addDRBDReplica(ctx context.Context, m *v1.LocalVolumeMigrat
 	}
 	left, waiting := 0, ""
 	for _, name := range m.Status.Volumes {
-		lv := &v1.LocalVolume{}
-		if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, lv); err != nil {
-			if apierrors.IsNotFound(err) {
-				return r.engine.Rollback(ctx, m, v1.OperationStateFailed, fmt.Sprintf("volume %s was deleted during the migration", name))
-			}
-			return ctrl.Result{}, err
+		lv, done, res, err := r.volumeOf(ctx, m, name)
+		if done {
+			return res, err
 		}
 		src := &v1.LocalVolumeReplica{}
 		if err := r.Client.Get(ctx, client.ObjectKey{Name: v1.ReplicaName(name, source)}, src); err != nil {
@@ -128,12 +125,9 @@ func (r *Reconciler) addDRBDReplica(ctx context.Context, m *v1.LocalVolumeMigrat
 	}
 	allocated := 0
 	for _, name := range m.Status.Volumes {
-		lv := &v1.LocalVolume{}
-		if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, lv); err != nil {
-			if apierrors.IsNotFound(err) {
-				return r.engine.Rollback(ctx, m, v1.OperationStateFailed, fmt.Sprintf("volume %s was deleted during the migration", name))
-			}
-			return ctrl.Result{}, err
+		lv, done, res, err := r.volumeOf(ctx, m, name)
+		if done {
+			return res, err
 		}
 		rep, err := r.engine.EnsureReplica(ctx, m, lv, target, operation.JoinMarks(m))
 		if err != nil {
@@ -254,22 +248,12 @@ func (r *Reconciler) pruneDRBDReplica(ctx context.Context, m *v1.LocalVolumeMigr
 	}
 	remaining := 0
 	for i, name := range m.Status.Volumes {
-		if err := r.engine.Release(ctx, m, targets[i]); err != nil {
+		gone, err := r.removeSource(ctx, m, name, targets[i])
+		if err != nil {
 			return ctrl.Result{}, err
 		}
-		src := &v1.LocalVolumeReplica{}
-		err := r.Client.Get(ctx, client.ObjectKey{Name: v1.ReplicaName(name, source)}, src)
-		switch {
-		case apierrors.IsNotFound(err):
-			continue
-		case err != nil:
-			return ctrl.Result{}, err
-		}
-		remaining++
-		if src.DeletionTimestamp == nil {
-			if err := r.Client.Delete(ctx, src); client.IgnoreNotFound(err) != nil {
-				return ctrl.Result{}, err
-			}
+		if !gone {
+			remaining++
 		}
 	}
 	if remaining > 0 {

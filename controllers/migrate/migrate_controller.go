@@ -292,12 +292,9 @@ func (r *Reconciler) addReplica(ctx context.Context, m *v1.LocalVolumeMigrate) (
 	target := m.Status.TargetNode
 	allocated := 0
 	for _, name := range m.Status.Volumes {
-		lv := &v1.LocalVolume{}
-		if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, lv); err != nil {
-			if apierrors.IsNotFound(err) {
-				return r.engine.Rollback(ctx, m, v1.OperationStateFailed, fmt.Sprintf("volume %s was deleted during the migration", name))
-			}
-			return ctrl.Result{}, err
+		lv, done, res, err := r.volumeOf(ctx, m, name)
+		if done {
+			return res, err
 		}
 		rep, err := r.engine.EnsureReplica(ctx, m, lv, target, operation.CopyMarks(m, m.Spec.SourceNode))
 		if err != nil {
@@ -437,22 +434,12 @@ func (r *Reconciler) pruneReplica(ctx context.Context, m *v1.LocalVolumeMigrate)
 				return ctrl.Result{}, err
 			}
 		}
-		if err := r.engine.Release(ctx, m, targets[i]); err != nil {
+		gone, err := r.removeSource(ctx, m, name, targets[i])
+		if err != nil {
 			return ctrl.Result{}, err
 		}
-		src := &v1.LocalVolumeReplica{}
-		err := r.Client.Get(ctx, client.ObjectKey{Name: v1.ReplicaName(name, source)}, src)
-		switch {
-		case apierrors.IsNotFound(err):
-			continue
-		case err != nil:
-			return ctrl.Result{}, err
-		}
-		remaining++
-		if src.DeletionTimestamp == nil {
-			if err := r.Client.Delete(ctx, src); client.IgnoreNotFound(err) != nil {
-				return ctrl.Result{}, err
-			}
+		if !gone {
+			remaining++
 		}
 	}
 	if remaining > 0 {
@@ -460,6 +447,43 @@ func (r *Reconciler) pruneReplica(ctx context.Context, m *v1.LocalVolumeMigrate)
 	}
 	return r.engine.Advance(ctx, m, v1.OperationStateCompleted, fmt.Sprintf("moved to %s; data verified", target), nil,
 		"Completed", fmt.Sprintf("%s moved from %s to %s", strings.Join(m.Status.Volumes, ", "), source, target))
+}
+
+// removeSource makes target an ordinary replica and deletes the source
+// replica of volume name (its agent frees the data, then its finalizer
+// goes); gone says it no longer exists.
+func (r *Reconciler) removeSource(ctx context.Context, m *v1.LocalVolumeMigrate, name string, target *v1.LocalVolumeReplica) (gone bool, err error) {
+	if err := r.engine.Release(ctx, m, target); err != nil {
+		return false, err
+	}
+	src := &v1.LocalVolumeReplica{}
+	err = r.Client.Get(ctx, client.ObjectKey{Name: v1.ReplicaName(name, m.Spec.SourceNode)}, src)
+	switch {
+	case apierrors.IsNotFound(err):
+		return true, nil
+	case err != nil:
+		return false, err
+	}
+	if src.DeletionTimestamp == nil {
+		if err := r.Client.Delete(ctx, src); client.IgnoreNotFound(err) != nil {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// volumeOf reads volume name of m; a volume deleted meanwhile rolls m
+// back (done).
+func (r *Reconciler) volumeOf(ctx context.Context, m *v1.LocalVolumeMigrate, name string) (lv *v1.LocalVolume, done bool, res ctrl.Result, err error) {
+	lv = &v1.LocalVolume{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, lv); err != nil {
+		if apierrors.IsNotFound(err) {
+			res, err = r.engine.Rollback(ctx, m, v1.OperationStateFailed, fmt.Sprintf("volume %s was deleted during the migration", name))
+			return nil, true, res, err
+		}
+		return nil, true, ctrl.Result{}, err
+	}
+	return lv, false, ctrl.Result{}, nil
 }
 
 // undo removes what AddReplica added: the target leaves each volume's
