@@ -246,17 +246,10 @@ func (r *Reconciler) pruneDRBDReplica(ctx context.Context, m *v1.LocalVolumeMigr
 		}
 		targets = append(targets, tgt)
 	}
-	remaining := 0
-	for i, name := range m.Status.Volumes {
-		gone, err := r.removeSource(ctx, m, name, targets[i])
+	if remaining, err := r.removeSources(ctx, m, targets); err != nil || remaining > 0 {
 		if err != nil {
 			return ctrl.Result{}, err
 		}
-		if !gone {
-			remaining++
-		}
-	}
-	if remaining > 0 {
 		return r.engine.Progress(ctx, m, fmt.Sprintf("removing %d source replica(s) on %s", remaining, source), nil)
 	}
 	return r.engine.Advance(ctx, m, v1.OperationStateCompleted, fmt.Sprintf("moved to %s online; DRBD resynced it", target), nil,

@@ -413,8 +413,7 @@ func (r *Reconciler) pruneReplica(ctx context.Context, m *v1.LocalVolumeMigrate)
 		}
 		targets = append(targets, tgt)
 	}
-	remaining := 0
-	for i, name := range m.Status.Volumes {
+	for _, name := range m.Status.Volumes {
 		if err := volumes.Edit(ctx, r.Client, name, false, func(lv *v1.LocalVolume) {
 			lv.RemoveReplicaNode(source)
 			delete(lv.Annotations, v1.VolumeMigrateStateAnnotation)
@@ -434,42 +433,42 @@ func (r *Reconciler) pruneReplica(ctx context.Context, m *v1.LocalVolumeMigrate)
 				return ctrl.Result{}, err
 			}
 		}
-		gone, err := r.removeSource(ctx, m, name, targets[i])
+	}
+	if remaining, err := r.removeSources(ctx, m, targets); err != nil || remaining > 0 {
 		if err != nil {
 			return ctrl.Result{}, err
 		}
-		if !gone {
-			remaining++
-		}
-	}
-	if remaining > 0 {
 		return r.engine.Progress(ctx, m, fmt.Sprintf("removing %d source replica(s) on %s", remaining, source), nil)
 	}
 	return r.engine.Advance(ctx, m, v1.OperationStateCompleted, fmt.Sprintf("moved to %s; data verified", target), nil,
 		"Completed", fmt.Sprintf("%s moved from %s to %s", strings.Join(m.Status.Volumes, ", "), source, target))
 }
 
-// removeSource makes target an ordinary replica and deletes the source
-// replica of volume name (its agent frees the data, then its finalizer
-// goes); gone says it no longer exists.
-func (r *Reconciler) removeSource(ctx context.Context, m *v1.LocalVolumeMigrate, name string, target *v1.LocalVolumeReplica) (gone bool, err error) {
-	if err := r.engine.Release(ctx, m, target); err != nil {
-		return false, err
-	}
-	src := &v1.LocalVolumeReplica{}
-	err = r.Client.Get(ctx, client.ObjectKey{Name: v1.ReplicaName(name, m.Spec.SourceNode)}, src)
-	switch {
-	case apierrors.IsNotFound(err):
-		return true, nil
-	case err != nil:
-		return false, err
-	}
-	if src.DeletionTimestamp == nil {
-		if err := r.Client.Delete(ctx, src); client.IgnoreNotFound(err) != nil {
-			return false, err
+// removeSources makes each volume's target (targets, in the order of
+// status.volumes) an ordinary replica and deletes its source replica (its
+// agent frees the data, then its finalizer goes); remaining counts the
+// sources that still exist.
+func (r *Reconciler) removeSources(ctx context.Context, m *v1.LocalVolumeMigrate, targets []*v1.LocalVolumeReplica) (remaining int, err error) {
+	for i, name := range m.Status.Volumes {
+		if err := r.engine.Release(ctx, m, targets[i]); err != nil {
+			return 0, err
+		}
+		src := &v1.LocalVolumeReplica{}
+		err := r.Client.Get(ctx, client.ObjectKey{Name: v1.ReplicaName(name, m.Spec.SourceNode)}, src)
+		switch {
+		case apierrors.IsNotFound(err):
+			continue
+		case err != nil:
+			return 0, err
+		}
+		remaining++
+		if src.DeletionTimestamp == nil {
+			if err := r.Client.Delete(ctx, src); client.IgnoreNotFound(err) != nil {
+				return 0, err
+			}
 		}
 	}
-	return false, nil
+	return remaining, nil
 }
 
 // volumeOf reads volume name of m; a volume deleted meanwhile rolls m
