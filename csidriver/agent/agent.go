@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -27,9 +28,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/csidriver/backend"
@@ -94,18 +98,53 @@ func (a *Agent) SetupWithManager(mgr ctrl.Manager) error {
 		r, ok := o.(*v1.LocalVolumeReplica)
 		return ok && a.Backends[r.Spec.NodeName] != nil
 	})
-	if err := ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("node-agent").
 		For(&v1.LocalVolumeReplica{}, builder.WithPredicates(served)).
 		// Copies run inside Reconcile: several at once, and allocations
 		// are not stuck behind them.
-		WithOptions(controller.Options{MaxConcurrentReconciles: 8}).
-		Complete(a); err != nil {
+		WithOptions(controller.Options{MaxConcurrentReconciles: 8})
+	if len(a.DRBD) > 0 {
+		// A volume whose replicas change (a move, a rebuild): the
+		// replica that stays adjusts to its new peer at once, not at its
+		// next look (it is the only copy meanwhile).
+		b = b.Watches(&v1.LocalVolume{}, handler.EnqueueRequestsFromMapFunc(a.drbdReplicasOf), builder.WithPredicates(replicaNodesChanged))
+	}
+	if err := b.Complete(a); err != nil {
 		return err
 	}
 	a.reports = workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 		workqueue.TypedRateLimitingQueueConfig[string]{Name: "node-reports"})
 	return mgr.Add(manager.RunnableFunc(a.runReports))
+}
+
+// drbdReplicasOf maps a volume to its replicas on the nodes this agent
+// replicates with DRBD.
+func (a *Agent) drbdReplicasOf(_ context.Context, o client.Object) []reconcile.Request {
+	lv, ok := o.(*v1.LocalVolume)
+	if !ok {
+		return nil
+	}
+	var out []reconcile.Request
+	for _, node := range lv.ReplicaNodes() {
+		if a.DRBD[node] != nil {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKey{Name: v1.ReplicaName(lv.Name, node)}})
+		}
+	}
+	return out
+}
+
+// replicaNodesChanged lets through volume updates that change the nodes of
+// its replicas (the DRBD peers).
+var replicaNodesChanged = predicate.Funcs{
+	CreateFunc: func(event.CreateEvent) bool { return false },
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		o, ok1 := e.ObjectOld.(*v1.LocalVolume)
+		n, ok2 := e.ObjectNew.(*v1.LocalVolume)
+		return ok1 && ok2 && !slices.Equal(o.ReplicaNodes(), n.ReplicaNodes())
+	},
+	DeleteFunc:  func(event.DeleteEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
 }
 
 // reportSoon has the node's pools reported shortly (at once without a

@@ -93,9 +93,10 @@ func (a *Agent) replicate(ctx context.Context, rep *v1.LocalVolumeReplica, vol b
 	}
 	if replaced && st.Configured {
 		// A peer changed (its address, its device): the running
-		// resource follows its file.
+		// resource follows its file. If that fails, the file is marked
+		// stale, so the next pass writes it and adjusts again.
 		if err := m.Adjust(ctx, res.Name); err != nil {
-			return 0, err
+			return 0, errors.Join(err, m.MarkStale(res.Name))
 		}
 	}
 	cameUp := !st.Configured

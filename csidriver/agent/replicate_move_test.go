@@ -11,9 +11,11 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/csidriver/backend/command"
+	"hwameistor.io/local/csidriver/drbd"
 )
 
 // The migration of these tests.
@@ -451,5 +453,62 @@ func TestReplicateLeaveKeepsTheOnlyUpToDateCopy(t *testing.T) {
 				t.Errorf("status.drbd = %+v, want a waiting message and no leftFor", rep.Status.DRBD)
 			}
 		})
+	}
+}
+
+// TestReplicateAdjustRetried: a failed adjust to a new peer is not
+// forgotten: the file goes, and the next pass writes it and adjusts again.
+func TestReplicateAdjustRetried(t *testing.T) {
+	o := newDRBDObjects()
+	d := newDRBDAgent(t, o, "n1", func(adm func(args ...string) []string) []command.Call {
+		return []command.Call{
+			{Argv: adm("adjust", drbdVol), ExitCode: 10, Stderr: "7: Failure: (102) Local address(port) already in use.\n"},
+			{Argv: adm("adjust", drbdVol)},
+		}
+	}, procInSync, procInSync)
+	if err := os.WriteFile(filepath.Join(d.dir, drbdVol+".res"), []byte("resource pvc-ha { the old peer }\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.replicate(t, "n1"); err == nil {
+		t.Fatal("replicate with adjust failing = nil, want the error")
+	}
+	if f := d.resFile(t); !strings.HasPrefix(f, "# hwameistor-node: adjusting to this resource failed") {
+		t.Errorf("the resource file after the adjust failed:\n%s\nwant it marked stale, so the next pass adjusts again", f)
+	}
+	if _, err := d.replicate(t, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	d.wantResFile(t)
+	d.verify(t)
+}
+
+// TestDRBDReplicasOfVolume: a volume whose replica nodes change wakes its
+// replicas on the nodes this agent replicates; other changes do not.
+func TestDRBDReplicasOfVolume(t *testing.T) {
+	a := &Agent{DRBD: map[string]*drbd.Manager{"n1": {}, "n3": {}}}
+	lv := newDRBDObjects().lv
+	got := a.drbdReplicasOf(context.Background(), lv)
+	if len(got) != 1 || got[0].Name != v1.ReplicaName(drbdVol, "n1") {
+		t.Errorf("requests %v, want the replica on n1 only", got)
+	}
+	moved := lv.DeepCopy()
+	moved.Spec.Config.Replicas[1].Hostname = "n3"
+	resized := lv.DeepCopy()
+	resized.Spec.RequiredCapacityBytes *= 2
+	for _, tc := range []struct {
+		name     string
+		old, new *v1.LocalVolume
+		want     bool
+	}{
+		{name: "replica moved", old: lv, new: moved, want: true},
+		{name: "size changed", old: lv, new: resized},
+		{name: "unchanged", old: lv, new: lv.DeepCopy()},
+	} {
+		if got := replicaNodesChanged.Update(event.UpdateEvent{ObjectOld: tc.old, ObjectNew: tc.new}); got != tc.want {
+			t.Errorf("%s: predicate = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if replicaNodesChanged.Create(event.CreateEvent{Object: lv}) {
+		t.Error("a created volume passes (its replicas' own events cover it)")
 	}
 }

@@ -109,6 +109,13 @@ func (m *Manager) Write(r *Resource) (replaced bool, err error) {
 	return old != nil, nil
 }
 
+// MarkStale replaces name's resource file with a comment after an Adjust
+// to it failed: the next Write then replaces it, and the caller adjusts
+// again (a missing file would read as new, not as changed).
+func (m *Manager) MarkStale(name string) error {
+	return os.WriteFile(m.File(name), []byte("# hwameistor-node: adjusting to this resource failed; rewritten and adjusted on the next pass\n"), 0o644)
+}
+
 // Remove deletes r's resource file (after Down).
 func (m *Manager) Remove(name string) error {
 	if err := os.Remove(m.File(name)); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -94,8 +95,11 @@ func (m *Manager) Status(ctx context.Context, r *Resource) (Status, error) {
 
 var (
 	// " 0: cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate C r-----"
-	proc84Minor  = regexp.MustCompile(`^\s*(\d+): cs:(\S+)(?: ro:(\S+)/(\S+) ds:(\S+)/(\S+))?`)
-	proc84Synced = regexp.MustCompile(`sync'ed:\s*([\d.]+)%`)
+	proc84Minor = regexp.MustCompile(`^\s*(\d+): cs:(\S+)(?: ro:(\S+)/(\S+) ds:(\S+)/(\S+))?`)
+	// "[===>....] sync'ed: 25.0% (28064/32728)K": DRBD's percentage moves
+	// in coarse steps (it reads 100.0 with up to 4 MiB left); the KiB
+	// left and total give the real one.
+	proc84Synced = regexp.MustCompile(`sync'ed:\s*([\d.]+)%(?:\s*\((\d+)/(\d+)\)K)?`)
 	proc84OOS    = regexp.MustCompile(`\boos:(\d+)`)
 )
 
@@ -113,6 +117,7 @@ func parseProc84(proc string, minor int) (Status, error) {
 		st := Status{Configured: true, Connection: m[2], Role: Role(m[3]), PeerRole: Role(m[4]),
 			Disk: DiskState(m[5]), PeerDisk: DiskState(m[6]), Quorum: true, InSyncPercent: 100}
 		// The minor's detail lines follow until the next minor.
+		resyncing := false
 		for _, l := range lines[i+1:] {
 			if proc84Minor.MatchString(l) {
 				break
@@ -121,10 +126,18 @@ func parseProc84(proc string, minor int) (Status, error) {
 				st.OutOfSyncKiB, _ = strconv.ParseInt(o[1], 10, 64)
 			}
 			if s := proc84Synced.FindStringSubmatch(l); s != nil {
+				resyncing = true
 				st.InSyncPercent, _ = strconv.ParseFloat(s[1], 64)
+				left, _ := strconv.ParseFloat(s[2], 64)
+				if total, _ := strconv.ParseFloat(s[3], 64); total > 0 && left <= total {
+					st.InSyncPercent = math.Round(1000*(total-left)/total) / 10
+					if left > 0 && st.InSyncPercent >= 100 {
+						st.InSyncPercent = 99.9
+					}
+				}
 			}
 		}
-		if st.OutOfSyncKiB > 0 && st.InSyncPercent == 100 {
+		if st.OutOfSyncKiB > 0 && st.InSyncPercent == 100 && !resyncing {
 			// Disconnected with changes the peer lacks: no resync running.
 			st.InSyncPercent = 0
 		}

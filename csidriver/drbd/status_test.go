@@ -31,6 +31,12 @@ func TestStatus84(t *testing.T) {
 		{name: "resync in progress", file: "proc84-syncsource.txt", minor: 0, want: Status{
 			Configured: true, Role: RolePrimary, Disk: DiskUpToDate, Connection: "SyncSource",
 			PeerRole: RoleSecondary, PeerDisk: DiskInconsistent, InSyncPercent: 45.2, OutOfSyncKiB: 574464, Quorum: true}},
+		// DRBD's own percentage reads 100.0 with up to 4 MiB left (the
+		// form seen in test/vm's online move): the KiB left and total
+		// give the progress, and it is not mistaken for a disconnect.
+		{name: "resync, last step", file: "proc84-synctarget-last-step.txt", minor: 1, want: Status{
+			Configured: true, Role: RoleSecondary, Disk: DiskInconsistent, Connection: "SyncTarget",
+			PeerRole: RolePrimary, PeerDisk: DiskUpToDate, InSyncPercent: 88.2, OutOfSyncKiB: 3864, Quorum: true}},
 		{name: "peer died", file: "proc84-peer-died.txt", minor: 0, want: Status{
 			Configured: true, Role: RoleSecondary, Disk: DiskUpToDate, Connection: "WFConnection",
 			PeerRole: RoleUnknown, PeerDisk: DiskUnknown, InSyncPercent: 100, OutOfSyncKiB: 0, Quorum: true}},
