@@ -9,6 +9,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -28,8 +29,9 @@ import (
 // service of one guest stages /dev/drbdN (promoting its replica, reported
 // Primary) and writes a file; staging on the other guest meanwhile is
 // refused; once unstaged (demoted) there, the other guest stages it and
-// reads the file back. Deleting the volume takes DRBD down and removes
-// both logical volumes.
+// reads the file back. Grown while staged, DRBD's device grows over both
+// logical volumes and the file system with it. Deleting the volume takes
+// DRBD down and removes both logical volumes.
 func TestHAVolumeBetweenGuests(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
@@ -92,16 +94,41 @@ func TestHAVolumeBetweenGuests(t *testing.T) {
 	// the guest that stages it, refused on the other meanwhile (one
 	// Primary), demoted on unstage; the other guest then stages it and
 	// reads what the first wrote.
+	const grown = 2 * volumeSize
 	haStep := func(g *vm.Guest, step string) {
 		t.Helper()
 		runGuestTests(t, g, "^TestHAStageStep$", "HWVM_KUBECONFIG="+guestPath("kubeconfig"), "HWVM_HA_STEP="+step,
-			"HWVM_HA_NODE="+g.Name, "HWVM_HA_VOLUME="+name, "HWVM_HA_SUM="+guestPath("ha-sum.txt"))
+			"HWVM_HA_NODE="+g.Name, "HWVM_HA_VOLUME="+name, "HWVM_HA_SUM="+guestPath("ha-sum.txt"), fmt.Sprintf("HWVM_HA_BYTES=%d", grown))
 	}
 	haStep(g1, "stage-write")
 	waitFor(ctx, t, g1.Name+"'s replica reported Primary", func() bool {
 		rep := &v1.LocalVolumeReplica{}
 		return c.Get(ctx, client.ObjectKey{Name: v1.ReplicaName(name, g1.Name)}, rep) == nil && rep.Status.DRBD != nil && rep.Status.DRBD.Role == "Primary"
 	})
+
+	// Growing it while in use: both agents extend their logical volumes,
+	// one grows the DRBD device over them (drbdadm resize, status.drbd.
+	// sizedBytes), the volume reports the new size only then, and the CSI
+	// node service grows the mounted file system on /dev/drbdN.
+	must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(lv), lv); err != nil {
+			return err
+		}
+		lv.Spec.RequiredCapacityBytes, lv.Spec.Config.RequiredCapacityBytes = grown, grown
+		return c.Update(ctx, lv)
+	}))
+	waitFor(ctx, t, "both DRBD replicas grown and the volume reporting it", func() bool {
+		for _, g := range cluster.Guests[:2] {
+			rep := &v1.LocalVolumeReplica{}
+			if c.Get(ctx, client.ObjectKey{Name: v1.ReplicaName(name, g.Name)}, rep) != nil || rep.Status.DRBD == nil ||
+				rep.Status.AllocatedCapacityBytes < grown || rep.Status.DRBD.SizedBytes < grown {
+				return false
+			}
+		}
+		return c.Get(ctx, client.ObjectKeyFromObject(lv), lv) == nil && lv.Status.AllocatedCapacityBytes >= grown
+	})
+	haStep(g1, "expand")
+
 	haStep(g2, "stage-refused")
 	haStep(g1, "unstage")
 	haStep(g2, "stage-read")

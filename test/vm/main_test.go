@@ -1,9 +1,11 @@
-// Package vm_test runs the storage path on a real kernel: two guests booted
-// by internal/vm (Debian's kernel with device-mapper and DRBD, under qemu),
-// each with two virtual disks for a volume group. The lvm2 backend, the CSI
-// node service and csi-sanity run inside the guests as test binaries built
-// with the tag vmguest; the copy between nodes runs between the guests over
-// their network, driven by a real kube-apiserver on the host.
+// Package vm_test runs the storage path on a real kernel: three guests
+// booted by internal/vm (Debian's kernel with device-mapper and DRBD, under
+// qemu), each with two virtual disks for a volume group; most tests use the
+// first two, the online move of an HA replica needs the third. The lvm2
+// backend, the CSI node service and csi-sanity run inside the guests as
+// test binaries built with the tag vmguest; the copy between nodes runs
+// between the guests over their network, driven by a real kube-apiserver
+// on the host.
 //
 // Needs root and qemu (hack/install-deps.sh installs it). Under CI=true a
 // missing requirement fails the package instead of skipping it.
@@ -24,7 +26,7 @@ import (
 	"hwameistor.io/local/internal/vm"
 )
 
-// cluster is the package's two guests; share is the host folder they see
+// cluster is the package's three guests; share is the host folder they see
 // at vm.GuestMountPoint; api is a kube-apiserver on the host listening on
 // the guests' bridge, whose kubeconfig is share/kubeconfig.
 var (
@@ -61,7 +63,7 @@ func run(m *testing.M) int {
 		return setupFailed(err)
 	}
 	fmt.Printf("vm: binaries and image ready in %s\n", time.Since(start).Round(time.Second))
-	cluster, err = vm.Start(ctx, vm.Options{Guests: 2, DiskBytes: diskBytes, Share: share, Image: image,
+	cluster, err = vm.Start(ctx, vm.Options{Guests: 3, DiskBytes: diskBytes, Share: share, Image: image,
 		Logf: func(f string, a ...any) { fmt.Printf(f+"\n", a...) }})
 	if err != nil {
 		return setupFailed(err)
