@@ -81,7 +81,10 @@ func (r *Reconciler) addDRBDReplica(ctx context.Context, m *v1.LocalVolumeMigrat
 		}
 		return r.engine.Rollback(ctx, m, v1.OperationStateFailed, fmt.Sprintf("target %s cannot take a replica of a volume replicated by DRBD: %s", target, why))
 	}
-	left, waiting := 0, ""
+	// The replica that stays is the only copy once the source leaves: it
+	// must hold every acknowledged write. Every volume is checked before
+	// any source is asked to leave, so a group never waits half-moved.
+	srcs := make([]*v1.LocalVolumeReplica, 0, len(m.Status.Volumes))
 	for _, name := range m.Status.Volumes {
 		lv, done, res, err := r.volumeOf(ctx, m, name)
 		if done {
@@ -95,14 +98,18 @@ func (r *Reconciler) addDRBDReplica(ctx context.Context, m *v1.LocalVolumeMigrat
 			return ctrl.Result{}, err
 		}
 		if src.Annotations[v1.DRBDLeaveAnnotation] != m.Name {
-			// The replica that stays is the only copy once the source
-			// leaves: it must hold every acknowledged write.
 			if why, err := r.stayingNotServing(ctx, lv, source); err != nil || why != "" {
 				if err != nil {
 					return ctrl.Result{}, err
 				}
 				return r.engine.Progress(ctx, m, fmt.Sprintf("waiting: the replica of %s that stays %s, so the one on %s cannot leave yet", name, why, source), nil)
 			}
+		}
+		srcs = append(srcs, src)
+	}
+	left, waiting := 0, ""
+	for i, src := range srcs {
+		if src.Annotations[v1.DRBDLeaveAnnotation] != m.Name {
 			patch := client.MergeFrom(src.DeepCopy())
 			if src.Annotations == nil {
 				src.Annotations = map[string]string{}
@@ -114,7 +121,7 @@ func (r *Reconciler) addDRBDReplica(ctx context.Context, m *v1.LocalVolumeMigrat
 		}
 		if !src.DRBDLeft(m.Name) {
 			if d := src.Status.DRBD; waiting == "" && d != nil && d.Message != "" {
-				waiting = fmt.Sprintf("; %s on %s: %s", name, source, d.Message)
+				waiting = fmt.Sprintf("; %s on %s: %s", m.Status.Volumes[i], source, d.Message)
 			}
 			continue
 		}

@@ -195,3 +195,29 @@ func TestDRBDOnlineMoveRollback(t *testing.T) {
 		}
 	})
 }
+
+// TestDRBDOnlineMoveGroupWaitsWhole: in a group, no source leaves while
+// the replica that stays of any volume is not UpToDate.
+func TestDRBDOnlineMoveGroupWaitsWhole(t *testing.T) {
+	setupDRBDMove(t)
+	fixture.CreateVolume(t, env.Client, volume{Name: "vol-drbd-2", Group: "grp-drbd", Replicas: []string{"a", "b"}})
+	fixture.Edit(t, env.Client, drbdVolume, func(lv *v1.LocalVolume) { lv.Spec.VolumeGroup = "grp-drbd" })
+	fixture.CreateGroup(t, env.Client, "grp-drbd",
+		v1.VolumeInfo{PersistentVolumeClaimName: "data", LocalVolumeName: drbdVolume, Nodes: []string{"a", "b"}},
+		v1.VolumeInfo{PersistentVolumeClaimName: "logs", LocalVolumeName: "vol-drbd-2", Nodes: []string{"a", "b"}})
+	fixture.SetReplicaStatus(t, env.Client, "vol-drbd-2", "a", drbdUpToDate)
+	fixture.SetReplicaStatus(t, env.Client, "vol-drbd-2", "b", func(st *v1.LocalVolumeReplicaStatus) {
+		drbdUpToDate(st)
+		st.DRBD.DiskState, st.DRBD.MayServe, st.DRBD.InSyncPercent = "Inconsistent", false, "10"
+	})
+	startController(t)
+	createMigration(t, "mig-drbd-grp", drbdVolume, "a", func(s *v1.LocalVolumeMigrateSpec) { s.MigrateAllVols = true })
+	waitMigration(t, "mig-drbd-grp", "waiting for vol-drbd-2's staying replica", func(m *v1.LocalVolumeMigrate) bool {
+		return strings.HasPrefix(m.Status.Message, "waiting: the replica of vol-drbd-2 that stays on b")
+	})
+	for _, v := range []string{drbdVolume, "vol-drbd-2"} {
+		if rep := fixture.GetReplica(t, env.Client, v, "a"); rep.Annotations[v1.DRBDLeaveAnnotation] != "" {
+			t.Errorf("the replica of %s on a was asked to leave while the group waits", v)
+		}
+	}
+}
