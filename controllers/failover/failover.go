@@ -12,7 +12,6 @@ package failover
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -62,6 +61,9 @@ const (
 	podNodeField       = "failover.spec.nodeName"
 	replicaVolumeField = "failover.spec.volumeName"
 	failoverFromField  = "failover.metadata.annotations.failover-from"
+	// podClaimField indexes Pods by the claims they use, "namespace/claim"
+	// (a generic ephemeral volume's claim is "<pod>-<volume>").
+	podClaimField = "failover.spec.volumes.claims"
 )
 
 // NodeLeaseNamespace holds the kubelets' heartbeat Leases.
@@ -471,6 +473,21 @@ func (r *Reconciler) settle(ctx context.Context, node string, down, labelled boo
 	return pending, nil
 }
 
+// podClaims are the index keys of a pod's claims (podClaimField).
+func podClaims(o client.Object) []string {
+	p := o.(*corev1.Pod)
+	var out []string
+	for _, v := range p.Spec.Volumes {
+		switch {
+		case v.PersistentVolumeClaim != nil:
+			out = append(out, p.Namespace+"/"+v.PersistentVolumeClaim.ClaimName)
+		case v.Ephemeral != nil:
+			out = append(out, p.Namespace+"/"+p.Name+"-"+v.Name)
+		}
+	}
+	return out
+}
+
 // runningElsewhere names a Running pod using lv's claim on a node other
 // than node ("pod ns/name runs on node x"), or "".
 func (r *Reconciler) runningElsewhere(ctx context.Context, lv *v1.LocalVolume, node string) (string, error) {
@@ -479,7 +496,7 @@ func (r *Reconciler) runningElsewhere(ctx context.Context, lv *v1.LocalVolume, n
 		return "", nil
 	}
 	pods := &corev1.PodList{}
-	if err := r.Client.List(ctx, pods, client.InNamespace(ns)); err != nil {
+	if err := r.Client.List(ctx, pods, client.MatchingFields{podClaimField: ns + "/" + claim}); err != nil {
 		return "", err
 	}
 	for i := range pods.Items {
@@ -487,12 +504,7 @@ func (r *Reconciler) runningElsewhere(ctx context.Context, lv *v1.LocalVolume, n
 		if p.Spec.NodeName == "" || p.Spec.NodeName == node || p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
 			continue
 		}
-		if slices.ContainsFunc(p.Spec.Volumes, func(v corev1.Volume) bool {
-			return v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ClaimName == claim ||
-				v.Ephemeral != nil && p.Name+"-"+v.Name == claim
-		}) {
-			return fmt.Sprintf("pod %s/%s runs on node %s", p.Namespace, p.Name, p.Spec.NodeName), nil
-		}
+		return fmt.Sprintf("pod %s/%s runs on node %s", p.Namespace, p.Name, p.Spec.NodeName), nil
 	}
 	return "", nil
 }

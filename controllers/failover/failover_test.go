@@ -3,6 +3,7 @@ package failover
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -368,4 +369,17 @@ func TestRestartMidFailover(t *testing.T) {
 	rec := start(t)
 	testenv.Eventually(t, "the failover mark removed by the new controller", func() bool { return failoverFrom() == "" })
 	fixture.WaitRecorded(t, rec, EventFailedOver, "runs on node b")
+}
+
+// TestPodClaims: the index keys of a pod's claims, a generic ephemeral
+// volume's included.
+func TestPodClaims(t *testing.T) {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "web-0"}, Spec: corev1.PodSpec{Volumes: []corev1.Volume{
+		{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data-web-0"}}},
+		{Name: "scratch", VolumeSource: corev1.VolumeSource{Ephemeral: &corev1.EphemeralVolumeSource{}}},
+		{Name: "config", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+	}}}
+	if got, want := podClaims(p), []string{"db/data-web-0", "db/web-0-scratch"}; !slices.Equal(got, want) {
+		t.Errorf("podClaims = %v, want %v", got, want)
+	}
 }

@@ -48,6 +48,9 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 			return fmt.Errorf("indexing %T by %s: %w", ix.obj, ix.field, err)
 		}
 	}
+	if err := idx.IndexField(ctx, &corev1.Pod{}, podClaimField, podClaims); err != nil {
+		return fmt.Errorf("indexing pods by claim: %w", err)
+	}
 	labelled, err := predicate.LabelSelectorPredicate(metav1.LabelSelector{MatchLabels: map[string]string{v1.FailoverLabel: v1.FailoverStart}})
 	if err != nil {
 		return err
