@@ -28,12 +28,13 @@ import (
 // drbdMove says whether m moves its volumes online with DRBD. Once a
 // target replica exists, or a source was asked to leave, its marks say;
 // before, every volume must be an HA volume whose replicas all run DRBD.
+// Cached reads suffice: a mark the cache does not show yet leaves the
+// replicas as they were, which gives the same answer.
 func (r *Reconciler) drbdMove(ctx context.Context, m *v1.LocalVolumeMigrate) (bool, error) {
-	reader := r.engine.Reader()
 	for _, name := range m.Status.Volumes {
 		for _, node := range []string{m.Status.TargetNode, m.Spec.SourceNode} {
 			rep := &v1.LocalVolumeReplica{}
-			err := reader.Get(ctx, client.ObjectKey{Name: v1.ReplicaName(name, node)}, rep)
+			err := r.Client.Get(ctx, client.ObjectKey{Name: v1.ReplicaName(name, node)}, rep)
 			switch {
 			case apierrors.IsNotFound(err):
 				continue
@@ -130,7 +131,7 @@ func (r *Reconciler) addDRBDReplica(ctx context.Context, m *v1.LocalVolumeMigrat
 	if left < len(m.Status.Volumes) {
 		return r.engine.Progress(ctx, m, fmt.Sprintf("waiting for the replicas on %s to leave their DRBD resources: %d/%d left%s", source, left, len(m.Status.Volumes), waiting), nil)
 	}
-	allocated := 0
+	reps := make([]*v1.LocalVolumeReplica, 0, len(m.Status.Volumes))
 	for _, name := range m.Status.Volumes {
 		lv, done, res, err := r.volumeOf(ctx, m, name)
 		if done {
@@ -146,15 +147,10 @@ func (r *Reconciler) addDRBDReplica(ctx context.Context, m *v1.LocalVolumeMigrat
 		if err := volumes.ReplaceNode(ctx, r.Client, lv, source, target, false, nil); err != nil {
 			return ctrl.Result{}, err
 		}
-		if refused := operation.AllocationRefused(rep); refused != "" {
-			return r.engine.Rollback(ctx, m, v1.OperationStateFailed, fmt.Sprintf("target %s could not allocate %s: %s", target, name, refused))
-		}
-		if rep.Status.State == v1.StateReady {
-			allocated++
-		}
+		reps = append(reps, rep)
 	}
-	if allocated < len(m.Status.Volumes) {
-		return r.engine.Progress(ctx, m, fmt.Sprintf("allocating on %s: %d/%d replicas ready", target, allocated, len(m.Status.Volumes)), nil)
+	if res, waiting, err := r.waitAllocated(ctx, m, reps); waiting || err != nil {
+		return res, err
 	}
 	return r.engine.Advance(ctx, m, v1.OperationStateSyncReplica, fmt.Sprintf("DRBD resyncs the new replicas on %s from the replicas that stayed", target), nil,
 		"ReplicasAdded", fmt.Sprintf("Replicas allocated on %s; DRBD resyncs them from the replicas that stayed while the pods keep running", target))
@@ -165,7 +161,10 @@ func (r *Reconciler) addDRBDReplica(ctx context.Context, m *v1.LocalVolumeMigrat
 func (r *Reconciler) replicatesWithDRBD(ctx context.Context, node string) (string, error) {
 	lsn := &v1.LocalStorageNode{}
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: node}, lsn); err != nil {
-		return "", client.IgnoreNotFound(err)
+		if apierrors.IsNotFound(err) {
+			return "it has no LocalStorageNode (no node agent)", nil
+		}
+		return "", err
 	}
 	c := meta.FindStatusCondition(lsn.Status.Conditions, v1.ConditionDRBD)
 	switch {

@@ -290,7 +290,7 @@ func (r *Reconciler) addReplica(ctx context.Context, m *v1.LocalVolumeMigrate) (
 		return r.addDRBDReplica(ctx, m)
 	}
 	target := m.Status.TargetNode
-	allocated := 0
+	reps := make([]*v1.LocalVolumeReplica, 0, len(m.Status.Volumes))
 	for _, name := range m.Status.Volumes {
 		lv, done, res, err := r.volumeOf(ctx, m, name)
 		if done {
@@ -315,15 +315,10 @@ func (r *Reconciler) addReplica(ctx context.Context, m *v1.LocalVolumeMigrate) (
 		}); err != nil {
 			return ctrl.Result{}, err
 		}
-		if refused := operation.AllocationRefused(rep); refused != "" {
-			return r.engine.Rollback(ctx, m, v1.OperationStateFailed, fmt.Sprintf("target %s could not allocate %s: %s", target, name, refused))
-		}
-		if rep.Status.State == v1.StateReady {
-			allocated++
-		}
+		reps = append(reps, rep)
 	}
-	if allocated < len(m.Status.Volumes) {
-		return r.engine.Progress(ctx, m, fmt.Sprintf("allocating on %s: %d/%d replicas ready", target, allocated, len(m.Status.Volumes)), nil)
+	if res, waiting, err := r.waitAllocated(ctx, m, reps); waiting || err != nil {
+		return res, err
 	}
 	return r.engine.Advance(ctx, m, v1.OperationStateSyncReplica, fmt.Sprintf("copying from %s to %s (the volumes must not be in use)", m.Spec.SourceNode, target), nil,
 		"ReplicasAdded", fmt.Sprintf("Replicas allocated on %s; copying the data from %s", target, m.Spec.SourceNode))
@@ -469,6 +464,27 @@ func (r *Reconciler) removeSources(ctx context.Context, m *v1.LocalVolumeMigrate
 		}
 	}
 	return remaining, nil
+}
+
+// waitAllocated rolls m back when the target's agent refused one of its
+// new replicas (reps, in the order of status.volumes), and reports it
+// waiting while not all are allocated (Ready).
+func (r *Reconciler) waitAllocated(ctx context.Context, m *v1.LocalVolumeMigrate, reps []*v1.LocalVolumeReplica) (res ctrl.Result, waiting bool, err error) {
+	allocated := 0
+	for i, rep := range reps {
+		if refused := operation.AllocationRefused(rep); refused != "" {
+			res, err := r.engine.Rollback(ctx, m, v1.OperationStateFailed, fmt.Sprintf("target %s could not allocate %s: %s", m.Status.TargetNode, m.Status.Volumes[i], refused))
+			return res, true, err
+		}
+		if rep.Status.State == v1.StateReady {
+			allocated++
+		}
+	}
+	if allocated < len(reps) {
+		res, err := r.engine.Progress(ctx, m, fmt.Sprintf("allocating on %s: %d/%d replicas ready", m.Status.TargetNode, allocated, len(reps)), nil)
+		return res, true, err
+	}
+	return ctrl.Result{}, false, nil
 }
 
 // volumeOf reads volume name of m; a volume deleted meanwhile rolls m

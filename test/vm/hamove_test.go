@@ -19,9 +19,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
-	"hwameistor.io/local/controllers/migrate"
-	"hwameistor.io/local/controllers/nodecerts"
-	"hwameistor.io/local/controllers/volume"
 	"hwameistor.io/local/internal/vm"
 )
 
@@ -52,15 +49,7 @@ func TestHAOnlineMoveBetweenGuests(t *testing.T) {
 	g1, g2, g3 := cluster.Guests[0], cluster.Guests[1], cluster.Guests[2]
 	c := api.Client
 	createNodes(ctx, t)
-	api.StartManager(t, func(ctx context.Context, mgr ctrl.Manager) error {
-		if err := (&volume.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("hwameistor-volume")}).SetupWithManager(ctx, mgr); err != nil {
-			return err
-		}
-		if err := (&nodecerts.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Namespace: "hwameistor"}).SetupWithManager(mgr); err != nil {
-			return err
-		}
-		return (&migrate.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("hwameistor-migrate")}).SetupWithManager(mgr)
-	})
+	startMoveControllers(t)
 	for _, g := range cluster.Guests {
 		startAgent(ctx, t, g, "--drbd")
 	}

@@ -48,17 +48,7 @@ func TestMigrationBetweenGuests(t *testing.T) {
 
 	c := api.Client
 	createNodes(ctx, t)
-	api.StartManager(t, func(ctx context.Context, mgr ctrl.Manager) error {
-		if err := (&volume.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("hwameistor-volume")}).SetupWithManager(ctx, mgr); err != nil {
-			return err
-		}
-		// The guests' certificates for the copy's mutual TLS, as the
-		// controllers issue them in a cluster.
-		if err := (&nodecerts.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Namespace: "hwameistor"}).SetupWithManager(mgr); err != nil {
-			return err
-		}
-		return (&migrate.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("hwameistor-migrate")}).SetupWithManager(mgr)
-	})
+	startMoveControllers(t)
 
 	for _, g := range cluster.Guests {
 		var args []string
@@ -174,6 +164,22 @@ func createNodes(ctx context.Context, t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// startMoveControllers runs on the host the controllers a move needs: the
+// volume, nodecerts (the guests' certificates for the copy's mutual TLS,
+// as the controllers issue them in a cluster) and migrate controllers.
+func startMoveControllers(t *testing.T) {
+	t.Helper()
+	api.StartManager(t, func(ctx context.Context, mgr ctrl.Manager) error {
+		if err := (&volume.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("hwameistor-volume")}).SetupWithManager(ctx, mgr); err != nil {
+			return err
+		}
+		if err := (&nodecerts.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Namespace: "hwameistor"}).SetupWithManager(mgr); err != nil {
+			return err
+		}
+		return (&migrate.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("hwameistor-migrate")}).SetupWithManager(mgr)
+	})
 }
 
 // startAgent makes the guest's volume group on its disks and starts the

@@ -14,11 +14,6 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-
-	"hwameistor.io/local/csidriver/backend/command"
-	"hwameistor.io/local/csidriver/drbd"
-	"hwameistor.io/local/csidriver/driver"
-	"hwameistor.io/local/internal/testenv"
 )
 
 // TestHAStageStep runs one step of test/vm's HA volume scenario with the
@@ -32,25 +27,12 @@ import (
 // staged), unstage (unmount and demote), or stage-read (stage here, read
 // the file back, unstage).
 func TestHAStageStep(t *testing.T) {
-	env, err := testenv.Connect(os.Getenv("HWVM_KUBECONFIG"))
-	if err != nil {
-		t.Fatalf("the host's apiserver (HWVM_KUBECONFIG): %v", err)
-	}
 	node, volume, sumFile := os.Getenv("HWVM_HA_NODE"), os.Getenv("HWVM_HA_VOLUME"), os.Getenv("HWVM_HA_SUM")
-	m := &drbd.Manager{Runner: command.Exec{}, Dir: "/var/lib/hwameistor/drbd"}
-	if _, err := m.Detect(); err != nil {
-		t.Fatal(err)
-	}
-	n := driver.NewNode(node, driver.ReplicaDevices{Client: env.Client, Node: node})
-	n.Replicas = driver.DRBDReplicas{Client: env.Client, Node: node, DRBD: m}
+	n := drbdNode(t, node)
 	ctx := context.Background()
 	staging := "/tmp/ha-staging"
-	capability := &csi.VolumeCapability{
-		AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{FsType: "ext4"}},
-		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
-	}
 	stage := func() error {
-		_, err := n.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: volume, StagingTargetPath: staging, VolumeCapability: capability})
+		_, err := n.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: volume, StagingTargetPath: staging, VolumeCapability: ext4Writer})
 		return err
 	}
 	unstage := func() {
@@ -75,7 +57,7 @@ func TestHAStageStep(t *testing.T) {
 		must(t, err)
 		before := statfsBytes(t, staging)
 		resp, err := n.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumeId: volume, VolumePath: staging, StagingTargetPath: staging,
-			VolumeCapability: capability, CapacityRange: &csi.CapacityRange{RequiredBytes: want}})
+			VolumeCapability: ext4Writer, CapacityRange: &csi.CapacityRange{RequiredBytes: want}})
 		must(t, err)
 		after := statfsBytes(t, staging)
 		// DRBD keeps its internal metadata at the device's end (some

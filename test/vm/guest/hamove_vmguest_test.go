@@ -15,11 +15,6 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-
-	"hwameistor.io/local/csidriver/backend/command"
-	"hwameistor.io/local/csidriver/drbd"
-	"hwameistor.io/local/csidriver/driver"
-	"hwameistor.io/local/internal/testenv"
 )
 
 // TestHAMoveStep runs one step of test/vm's online move of an HA replica
@@ -42,27 +37,14 @@ import (
 // HWVM_KUBECONFIG, HWVM_MOVE_NODE and HWVM_MOVE_VOLUME name the host's
 // apiserver, this node and the volume.
 func TestHAMoveStep(t *testing.T) {
-	env, err := testenv.Connect(os.Getenv("HWVM_KUBECONFIG"))
-	if err != nil {
-		t.Fatalf("the host's apiserver (HWVM_KUBECONFIG): %v", err)
-	}
 	node, volume := os.Getenv("HWVM_MOVE_NODE"), os.Getenv("HWVM_MOVE_VOLUME")
 	ledger, errFile, stopFile := os.Getenv("HWVM_MOVE_LEDGER"), os.Getenv("HWVM_MOVE_ERRORS"), os.Getenv("HWVM_MOVE_STOP")
-	m := &drbd.Manager{Runner: command.Exec{}, Dir: "/var/lib/hwameistor/drbd"}
-	if _, err := m.Detect(); err != nil {
-		t.Fatal(err)
-	}
-	n := driver.NewNode(node, driver.ReplicaDevices{Client: env.Client, Node: node})
-	n.Replicas = driver.DRBDReplicas{Client: env.Client, Node: node, DRBD: m}
+	n := drbdNode(t, node)
 	ctx := context.Background()
 	const staging = "/tmp/hamove-staging"
-	capability := &csi.VolumeCapability{
-		AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{FsType: "ext4"}},
-		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
-	}
 	stage := func() {
 		t.Helper()
-		if _, err := n.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: volume, StagingTargetPath: staging, VolumeCapability: capability}); err != nil {
+		if _, err := n.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: volume, StagingTargetPath: staging, VolumeCapability: ext4Writer}); err != nil {
 			t.Fatalf("staging %s on %s: %v", volume, node, err)
 		}
 	}

@@ -12,8 +12,14 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/container-storage-interface/spec/lib/go/csi"
+
 	"hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/csidriver/backend/command"
 	"hwameistor.io/local/csidriver/backend/lvm"
+	"hwameistor.io/local/csidriver/drbd"
+	"hwameistor.io/local/csidriver/driver"
+	"hwameistor.io/local/internal/testenv"
 )
 
 const (
@@ -67,6 +73,30 @@ func newVG(t *testing.T) (*lvm.Backend, string) {
 		t.Fatal(err)
 	}
 	return b, vg
+}
+
+// drbdNode is this guest's CSI node service as hwameistor-node --drbd
+// builds it (driver.Node with DRBDReplicas), on the host's apiserver
+// named by HWVM_KUBECONFIG.
+func drbdNode(t *testing.T, node string) *driver.Node {
+	t.Helper()
+	env, err := testenv.Connect(os.Getenv("HWVM_KUBECONFIG"))
+	if err != nil {
+		t.Fatalf("the host's apiserver (HWVM_KUBECONFIG): %v", err)
+	}
+	m := &drbd.Manager{Runner: command.Exec{}, Dir: "/var/lib/hwameistor/drbd"}
+	if _, err := m.Detect(); err != nil {
+		t.Fatal(err)
+	}
+	n := driver.NewNode(node, driver.ReplicaDevices{Client: env.Client, Node: node})
+	n.Replicas = driver.DRBDReplicas{Client: env.Client, Node: node, DRBD: m}
+	return n
+}
+
+// ext4Writer is the capability the HA steps stage their volume with.
+var ext4Writer = &csi.VolumeCapability{
+	AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{FsType: "ext4"}},
+	AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
 }
 
 // pattern is n bytes no fresh device holds by chance.
