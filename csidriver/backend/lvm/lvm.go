@@ -53,6 +53,14 @@ const DefaultOwner = v1alpha1.DriverName
 // this way have no device node.
 const MetadataOnlyConfig = "global { activation=0 }"
 
+// DRBDFilterConfig is an lvm --config value that keeps lvm from reading
+// DRBD devices while it scans for physical volumes: the node agent's DRBD
+// devices sit on top of its logical volumes and never hold one, and a
+// Primary whose I/O is frozen (it lost its peer, csidriver/fence) would
+// block every lvm command on the node, the agent's included. It replaces a
+// global_filter of the host's lvm.conf. hwameistor-node --drbd sets it.
+const DRBDFilterConfig = `devices { global_filter = [ "r|^/dev/drbd|" ] }`
+
 // maxDMNameLen is device-mapper's name limit (DM_NAME_LEN 128 with the NUL).
 const maxDMNameLen = 127
 
@@ -105,17 +113,21 @@ type Backend struct {
 	// zero makes [off, off+n) of the device at path read as zeros;
 	// zeroDevice except in tests.
 	zero func(ctx context.Context, path string, off, n int64, exclusive bool) error
+	// exists says whether a device node exists; os.Stat except in tests.
+	exists func(path string) bool
 }
 
 var (
 	_ backend.Backend      = (*Backend)(nil)
 	_ backend.DataOpener   = (*Backend)(nil)
 	_ backend.BlockDevicer = (*Backend)(nil)
+	_ backend.Attacher     = (*Backend)(nil)
 )
 
 // New validates the options and returns a Backend. It runs no command.
 func New(o Options) (*Backend, error) {
-	b := &Backend{run: o.Runner, bin: o.Binary, config: o.Config, limit: o.VolumeCountLimit, vgOf: map[string]string{}, openFile: os.OpenFile, zero: zeroDevice}
+	b := &Backend{run: o.Runner, bin: o.Binary, config: o.Config, limit: o.VolumeCountLimit, vgOf: map[string]string{}, openFile: os.OpenFile, zero: zeroDevice,
+		exists: func(path string) bool { _, err := os.Stat(path); return err == nil }}
 	if b.run == nil {
 		b.run = command.Exec{Env: []string{"LC_ALL=C", "LVM_SUPPRESS_FD_WARNINGS=1"}}
 	}
@@ -476,6 +488,34 @@ func (b *Backend) BlockDevices(_ context.Context, pool, name string) ([]string, 
 	}
 	return []string{devicePath(vgName, name)}, nil
 }
+
+// Attach implements backend.Attacher: the LV's device node, activating
+// the LV first when the node is missing. lvcreate activates a new LV, but
+// after a reboot only a host whose boot activates volume groups has them
+// active, and DRBD, a copy or a mount needs the device. Nothing runs while
+// the node exists.
+func (b *Backend) Attach(ctx context.Context, pool, name string) (string, error) {
+	vgName, err := b.checkArgs(pool, name)
+	if err != nil {
+		return "", err
+	}
+	dev := devicePath(vgName, name)
+	if b.exists(dev) {
+		return dev, nil
+	}
+	if _, err := b.findLV(ctx, pool, vgName, name); err != nil {
+		return "", err
+	}
+	if _, err := b.lvm(ctx, "lvchange", "--activate", "y", vgName+"/"+name); err != nil {
+		return "", fmt.Errorf("pool %s: activating volume %s: %w", pool, name, err)
+	}
+	return dev, nil
+}
+
+// Detach implements backend.Attacher: nothing. An active LV costs
+// nothing, DeleteVolume removes it active, and deactivating one that DRBD
+// or a mount still holds would fail.
+func (b *Backend) Detach(context.Context, string, string) error { return nil }
 
 // lockVolume takes the volume's lock and returns its release.
 func (b *Backend) lockVolume(vgName, name string) func() {

@@ -679,3 +679,45 @@ func TestDecodeReport(t *testing.T) {
 		}
 	}
 }
+
+// TestAttach: the device node of an active LV is returned without a
+// command; a missing node (an LV left inactive by a reboot) is activated,
+// only for an LV of ours.
+func TestAttach(t *testing.T) {
+	attach := func(name string, active bool) func(context.Context, *Backend) (any, error) {
+		return func(ctx context.Context, b *Backend) (any, error) {
+			b.exists = func(path string) bool { return active && path == "/dev/LocalStorage_PoolHDD/"+name }
+			return b.Attach(ctx, hdd, name)
+		}
+	}
+	activate := cmd("lvm", "lvchange", "--activate", "y", "LocalStorage_PoolHDD/pvc-aaa")
+	runCases(t, []testCase{
+		{name: "active: nothing runs", run: attach("pvc-aaa", true), want: "/dev/LocalStorage_PoolHDD/pvc-aaa"},
+		{
+			name: "inactive: activated",
+			calls: func(t *testing.T) []command.Call {
+				return []command.Call{lvsCall(testdata(t, "lvs_hdd.json"), hdd), activate}
+			},
+			run: attach("pvc-aaa", false), want: "/dev/LocalStorage_PoolHDD/pvc-aaa",
+		},
+		{
+			name:    "missing volume",
+			calls:   func(t *testing.T) []command.Call { return []command.Call{lvsCall(testdata(t, "lvs_hdd.json"), hdd)} },
+			run:     attach("pvc-zzz", false),
+			wantErr: backend.ErrNotFound,
+		},
+		{
+			name:    "an LV without our tag is not activated",
+			calls:   func(t *testing.T) []command.Call { return []command.Call{lvsCall(testdata(t, "lvs_hdd.json"), hdd)} },
+			run:     attach("other", false),
+			wantErr: backend.ErrNotOwned,
+		},
+		{
+			name: "lvchange fails",
+			calls: func(t *testing.T) []command.Call {
+				return []command.Call{lvsCall(testdata(t, "lvs_hdd.json"), hdd), failed(activate, 5, "  device-mapper: reload ioctl failed\n")}
+			},
+			run: attach("pvc-aaa", false), wantMsg: "pool LocalStorage_PoolHDD: activating volume pvc-aaa",
+		},
+	})
+}
