@@ -195,3 +195,19 @@ func (m *Manager) Primary(ctx context.Context, name string, force bool) error {
 func (m *Manager) Secondary(ctx context.Context, name string) error {
 	return m.adm(ctx, name, "secondary", name)
 }
+
+// ResumeIO lets a Primary whose I/O froze when it lost its peer (8.4's
+// fencing) go on writing alone. Run only once the peer is recorded
+// outdated (package fence): its writes from then on exist on this node
+// only.
+func (m *Manager) ResumeIO(ctx context.Context, name string) error {
+	return m.adm(ctx, name, "resume-io", name)
+}
+
+// DiscardMyData reconnects a Secondary that a split brain left StandAlone,
+// giving up what it wrote since the two parted, so DRBD resyncs it from
+// its peer. Run only on the replica the volume records outdated: none of
+// those writes was acknowledged.
+func (m *Manager) DiscardMyData(ctx context.Context, name string) error {
+	return m.adm(ctx, name, "connect", "--discard-my-data", name)
+}

@@ -115,6 +115,12 @@ func (r *Resource) Validate() error {
 // changes, or a Secondary's, is discarded; two Primaries disconnect and
 // wait for a person). DRBD 9 adds quorum: a Primary that loses its peer
 // suspends I/O instead of accepting writes the other side will not have.
+// DRBD 8.4 has no quorum; its fencing policy resource-and-stonith freezes
+// a Primary's I/O when it loses its peer and refuses to promote a
+// disconnected Secondary without --force, until the node agent has settled
+// through the API which side goes on (package fence): the kernel's own
+// fence-peer helper finds no handler for these files, and a helper that
+// fails leaves the I/O frozen.
 func Config(r *Resource, v Version) ([]byte, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
@@ -128,7 +134,11 @@ func Config(r *Resource, v Version) ([]byte, error) {
 	b.WriteString("  net {\n    protocol C;\n")
 	b.WriteString("    after-sb-0pri discard-zero-changes;\n    after-sb-1pri discard-secondary;\n    after-sb-2pri disconnect;\n")
 	b.WriteString("  }\n")
-	b.WriteString("  disk {\n    on-io-error detach;\n  }\n")
+	b.WriteString("  disk {\n    on-io-error detach;\n")
+	if v == V84 {
+		b.WriteString("    fencing resource-and-stonith;\n")
+	}
+	b.WriteString("  }\n")
 	for _, p := range r.Peers {
 		fmt.Fprintf(&b, "  on %s {\n", p.Node)
 		if v == V9 {

@@ -63,6 +63,11 @@ type Status struct {
 	// Quorum is DRBD 9's (a Primary without it suspends I/O); 8.4 has
 	// none and reports true.
 	Quorum bool
+	// Suspended: I/O on the device is frozen. On 8.4 with fencing, a
+	// Primary that loses its peer freezes until the node agent has
+	// recorded the peer outdated through the API (package fence) and
+	// resumes it; on 9, a Primary without quorum.
+	Suspended bool
 }
 
 // MayServe says whether this replica may serve the pod: its disk holds
@@ -94,8 +99,9 @@ func (m *Manager) Status(ctx context.Context, r *Resource) (Status, error) {
 }
 
 var (
-	// " 0: cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate C r-----"
-	proc84Minor = regexp.MustCompile(`^\s*(\d+): cs:(\S+)(?: ro:(\S+)/(\S+) ds:(\S+)/(\S+))?`)
+	// " 0: cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate C r-----":
+	// after the protocol, 'r' (running) or 's' (I/O suspended).
+	proc84Minor = regexp.MustCompile(`^\s*(\d+): cs:(\S+)(?: ro:(\S+)/(\S+) ds:(\S+)/(\S+)(?: \S+ ([rs]))?)?`)
 	// "[===>....] sync'ed: 25.0% (28064/32728)K": DRBD's percentage moves
 	// in coarse steps (it reads 100.0 with up to 4 MiB left); the KiB
 	// left and total give the real one.
@@ -115,7 +121,7 @@ func parseProc84(proc string, minor int) (Status, error) {
 			return Status{}, nil
 		}
 		st := Status{Configured: true, Connection: m[2], Role: Role(m[3]), PeerRole: Role(m[4]),
-			Disk: DiskState(m[5]), PeerDisk: DiskState(m[6]), Quorum: true, InSyncPercent: 100}
+			Disk: DiskState(m[5]), PeerDisk: DiskState(m[6]), Quorum: true, InSyncPercent: 100, Suspended: m[7] == "s"}
 		// The minor's detail lines follow until the next minor.
 		resyncing := false
 		for _, l := range lines[i+1:] {
@@ -151,9 +157,10 @@ func parseProc84(proc string, minor int) (Status, error) {
 
 // status9 is the part of `drbdsetup status --json` this layer reads.
 type status9 struct {
-	Name    string `json:"name"`
-	Role    Role   `json:"role"`
-	Devices []struct {
+	Name      string `json:"name"`
+	Role      Role   `json:"role"`
+	Suspended bool   `json:"suspended"`
+	Devices   []struct {
 		DiskState DiskState `json:"disk-state"`
 		Quorum    bool      `json:"quorum"`
 	} `json:"devices"`
@@ -179,7 +186,7 @@ func parseStatus9(out []byte, name string) (Status, error) {
 		if r.Name != name {
 			continue
 		}
-		st := Status{Configured: true, Role: r.Role, Connection: "StandAlone", PeerRole: RoleUnknown, PeerDisk: DiskUnknown, InSyncPercent: 100}
+		st := Status{Configured: true, Role: r.Role, Connection: "StandAlone", PeerRole: RoleUnknown, PeerDisk: DiskUnknown, InSyncPercent: 100, Suspended: r.Suspended}
 		if len(r.Devices) > 0 {
 			st.Disk, st.Quorum = r.Devices[0].DiskState, r.Devices[0].Quorum
 		}

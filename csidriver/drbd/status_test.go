@@ -40,6 +40,15 @@ func TestStatus84(t *testing.T) {
 		{name: "peer died", file: "proc84-peer-died.txt", minor: 0, want: Status{
 			Configured: true, Role: RoleSecondary, Disk: DiskUpToDate, Connection: "WFConnection",
 			PeerRole: RoleUnknown, PeerDisk: DiskUnknown, InSyncPercent: 100, OutOfSyncKiB: 0, Quorum: true}},
+		// Recorded in test/vm with fencing resource-and-stonith: the
+		// Primary's guest cut off, its I/O frozen ('s'); then, having
+		// lost to its peer, force-detached and resumed.
+		{name: "frozen Primary", file: "proc84-recorded-frozen-primary.txt", minor: 3, want: Status{
+			Configured: true, Role: RolePrimary, Disk: DiskUpToDate, Connection: "WFConnection",
+			PeerRole: RoleUnknown, PeerDisk: DiskUnknown, InSyncPercent: 100, Quorum: true, Suspended: true}},
+		{name: "lost Primary detached", file: "proc84-recorded-lost-detached.txt", minor: 3, want: Status{
+			Configured: true, Role: RolePrimary, Disk: DiskDiskless, Connection: "WFConnection",
+			PeerRole: RoleUnknown, PeerDisk: DiskUnknown, InSyncPercent: 100, Quorum: true}},
 		{name: "disconnected primary with changes", file: "proc84-primary-changes.txt", minor: 0, want: Status{
 			Configured: true, Role: RolePrimary, Disk: DiskUpToDate, Connection: "WFConnection",
 			PeerRole: RoleUnknown, PeerDisk: DiskUnknown, InSyncPercent: 0, OutOfSyncKiB: 1234, Quorum: true}},
@@ -126,7 +135,7 @@ func TestStatus9(t *testing.T) {
 			PeerRole: RoleUnknown, PeerDisk: DiskUnknown, InSyncPercent: 100, OutOfSyncKiB: 0, Quorum: true}},
 		{name: "quorum lost", stdout: string(testdata(t, "status9-quorumlost.json")), want: Status{
 			Configured: true, Role: RolePrimary, Disk: DiskUpToDate, Connection: "Connecting",
-			PeerRole: RoleUnknown, PeerDisk: DiskUnknown, InSyncPercent: 99.88, OutOfSyncKiB: 1234, Quorum: false}},
+			PeerRole: RoleUnknown, PeerDisk: DiskUnknown, InSyncPercent: 99.88, OutOfSyncKiB: 1234, Quorum: false, Suspended: true}},
 		{name: "another resource only", stdout: string(testdata(t, "status9-other.json")), want: Status{}},
 		{name: "empty array", stdout: "[]\n", want: Status{}},
 		{name: "no such resource", stderr: "pvc-1b2c3d4e-ha: No such resource\n", exitCode: 10, want: Status{}},
