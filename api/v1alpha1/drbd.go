@@ -45,3 +45,31 @@ func (r *LocalVolumeReplica) UsableBytes() int64 {
 	}
 	return n
 }
+
+// DRBDOutdatedAnnotation on an HA LocalVolume names the node whose replica
+// missed writes while the two replicas were apart: its peer, cut off from
+// it, recorded it here before it went on writing alone (a Primary that lost
+// its peer) or before it was promoted alone (a failover). DRBD 8.4 has no
+// quorum, so the API server is the tie-breaker: of two replicas that lost
+// each other, only the first to record the other may write, and a replica
+// named here is never promoted until DRBD has resynced it from its peer
+// (its node agent then removes the annotation).
+const DRBDOutdatedAnnotation = "hwameistor.io/drbd-outdated"
+
+// DRBDOutdated is the node whose replica the volume records as outdated,
+// "" when none.
+func (lv *LocalVolume) DRBDOutdated() string { return lv.Annotations[DRBDOutdatedAnnotation] }
+
+// DRBDPeer is the node of the replica that node's replica shares its DRBD
+// resource with, "" when the volume names no other.
+func (lv *LocalVolume) DRBDPeer(node string) string {
+	if lv.Spec.Config == nil {
+		return ""
+	}
+	for _, r := range lv.Spec.Config.Replicas {
+		if r.Hostname != node {
+			return r.Hostname
+		}
+	}
+	return ""
+}

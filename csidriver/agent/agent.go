@@ -75,6 +75,16 @@ type Agent struct {
 	// LocalStorageNode gets condition DRBD False and takes no new HA
 	// replica. Nodes in neither map do not replicate and report nothing.
 	NoDRBD map[string]string
+	// APIReader reads from the API server, not the cache: the
+	// compare-and-swap that settles which of two DRBD replicas that lost
+	// each other goes on (package fence). The Client when nil.
+	APIReader client.Reader
+	// DRBDWatchInterval is how often each node's kernel DRBD state is
+	// read for changes (watchDRBD); 0 leaves replicas to their periodic
+	// passes (the simulator's emulated DRBD).
+	DRBDWatchInterval time.Duration
+	// drbdMinors maps a minorKey to the name of its replica.
+	drbdMinors sync.Map
 
 	// nodeLocks serialise each node's LocalStorageNode writes (one
 	// *sync.Mutex per node: one lock for all would make a thousand nodes
@@ -109,6 +119,13 @@ func (a *Agent) SetupWithManager(mgr ctrl.Manager) error {
 		// replica that stays adjusts to its new peer at once, not at its
 		// next look (it is the only copy meanwhile).
 		b = b.Watches(&v1.LocalVolume{}, handler.EnqueueRequestsFromMapFunc(a.drbdReplicasOf), builder.WithPredicates(replicaNodesChanged))
+		if a.DRBDWatchInterval > 0 {
+			src, err := a.watchDRBD(mgr, a.DRBDWatchInterval)
+			if err != nil {
+				return err
+			}
+			b = b.WatchesRawSource(src)
+		}
 	}
 	if err := b.Complete(a); err != nil {
 		return err

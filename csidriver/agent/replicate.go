@@ -83,6 +83,7 @@ func (a *Agent) replicate(ctx context.Context, rep *v1.LocalVolumeReplica, vol b
 	if d := rep.Status.DRBD; d != nil && d.SizedBytes > 0 {
 		sized = d.SizedBytes
 	}
+	a.noteMinor(rep, res.Minor)
 	st, err := m.Status(ctx, res)
 	if err != nil {
 		return 0, err
@@ -137,7 +138,11 @@ func (a *Agent) replicate(ctx context.Context, rep *v1.LocalVolumeReplica, vol b
 		}
 		sized = vol.SizeBytes
 	}
-	if err := a.setDRBD(ctx, rep, res, st, cameUp, sized); err != nil {
+	st, notServing, err := a.arbitrate(ctx, m, lv, rep, res, st)
+	if err != nil {
+		return 0, err
+	}
+	if err := a.setDRBD(ctx, rep, res, st, cameUp, sized, notServing); err != nil {
 		return 0, err
 	}
 	if st.Connection == "Connected" && st.Disk == drbd.DiskUpToDate && st.PeerDisk == drbd.DiskUpToDate && sized >= vol.SizeBytes {
@@ -228,8 +233,9 @@ func (a *Agent) peer(ctx context.Context, volume, node string, self *v1.LocalVol
 // serve only once connected to its peer, or while it stays up after it
 // was allowed to (a standby whose Primary just stopped). cameUp says the
 // resource was brought up by this pass; sized is the logical volume size
-// the device was last sized to.
-func (a *Agent) setDRBD(ctx context.Context, rep *v1.LocalVolumeReplica, res *drbd.Resource, st drbd.Status, cameUp bool, sized int64) error {
+// the device was last sized to; notServing, when set, says why it may not
+// serve whatever the kernel reads (arbitrate).
+func (a *Agent) setDRBD(ctx context.Context, rep *v1.LocalVolumeReplica, res *drbd.Resource, st drbd.Status, cameUp bool, sized int64, notServing string) error {
 	d := &v1.ReplicaDRBDStatus{Device: res.Device(), Port: res.Port, SizedBytes: sized}
 	if st.Configured {
 		d.Role, d.DiskState, d.Connection, d.PeerDiskState = string(st.Role), string(st.Disk), st.Connection, string(st.PeerDisk)
@@ -240,6 +246,9 @@ func (a *Agent) setDRBD(ctx context.Context, rep *v1.LocalVolumeReplica, res *dr
 		if d.MayServe && st.Connection != "Connected" && !continued {
 			d.MayServe = false
 			d.Message = "up without its peer: it may miss writes the peer took while it was down, so it serves only once connected to its peer"
+		}
+		if notServing != "" {
+			d.MayServe, d.Message = false, notServing
 		}
 	}
 	return a.writeDRBD(ctx, rep, d)

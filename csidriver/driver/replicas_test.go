@@ -218,6 +218,8 @@ func TestReplicasPromote(t *testing.T) {
 		want  string
 		code  codes.Code
 		msg   []string
+		// record is the volume's hwameistor.io/drbd-outdated after.
+		record string
 	}{
 		// An HA volume whose resource is not up here is refused, never
 		// staged from its logical volume (which would bypass DRBD).
@@ -240,8 +242,18 @@ func TestReplicasPromote(t *testing.T) {
 			proc: procBothSecondary, reads: 0},
 		{name: "UpToDate Secondary, peer Secondary", objs: []client.Object{upReplica(), haVolume(haID)}, proc: procBothSecondary,
 			calls: run("primary", haVol), reads: 1, want: haDevice},
+		// Without its peer (a failover, a partition) it first records the
+		// peer outdated on the volume (package fence), then 8.4's fencing
+		// needs --force.
 		{name: "UpToDate Secondary, peer gone (failover)", objs: []client.Object{upReplica(), haVolume(haID)}, proc: procPeerGone,
-			calls: run("primary", haVol), reads: 1, want: haDevice},
+			calls: run("primary", "--force", haVol), reads: 1, want: haDevice, record: "n2"},
+		{name: "peer gone, already recorded outdated by this node", objs: []client.Object{upReplica(), outdatedOn(haVolume(haID), "n2")}, proc: procPeerGone,
+			calls: run("primary", "--force", haVol), reads: 1, want: haDevice, record: "n2"},
+		{name: "peer gone, this replica recorded outdated", objs: []client.Object{upReplica(), outdatedOn(haVolume(haID), haNode)}, proc: procPeerGone,
+			reads: 1, record: haNode, code: codes.FailedPrecondition,
+			msg: []string{"the replica on node n1 is recorded outdated (hwameistor.io/drbd-outdated)", "its peer on n2 took writes it lacks"}},
+		{name: "connected, a stale record of this replica", objs: []client.Object{upReplica(), outdatedOn(haVolume(haID), haNode)}, proc: procBothSecondary,
+			calls: run("primary", haVol), reads: 1, want: haDevice, record: haNode},
 		{name: "already Primary", objs: []client.Object{upReplica(), haVolume(haID)}, proc: procPrimary, reads: 1, want: haDevice},
 		{name: "already Primary, peer gone", objs: []client.Object{upReplica(), haVolume(haID)}, proc: procPrimaryAlone, reads: 1, want: haDevice},
 		{name: "resync into it, peer Primary", objs: []client.Object{upReplica(), haVolume(haID)}, proc: procSyncTarget, reads: 1,
@@ -283,8 +295,18 @@ func TestReplicasPromote(t *testing.T) {
 			if got := pf.count(); got != tc.reads {
 				t.Errorf("/proc/drbd read %d times, want %d", got, tc.reads)
 			}
+			lv := &v1.LocalVolume{}
+			if err := r.Client.Get(ctx, client.ObjectKey{Name: haVol}, lv); err == nil && lv.DRBDOutdated() != tc.record {
+				t.Errorf("the volume records %q outdated, want %q", lv.DRBDOutdated(), tc.record)
+			}
 		})
 	}
+}
+
+// outdatedOn records node's replica of lv outdated.
+func outdatedOn(lv *v1.LocalVolume, node string) *v1.LocalVolume {
+	lv.Annotations = map[string]string{v1.DRBDOutdatedAnnotation: node}
+	return lv
 }
 
 func stagedBefore(rep *v1.LocalVolumeReplica) *v1.LocalVolumeReplica {
@@ -682,5 +704,29 @@ func TestReplicasNodeDevice(t *testing.T) {
 	}
 	if err := runner.Verify(); err != nil {
 		t.Error(err)
+	}
+}
+
+// unreachable is an API server that cannot be reached.
+type unreachable struct{ client.Reader }
+
+func (unreachable) Get(context.Context, client.ObjectKey, client.Object, ...client.GetOption) error {
+	return errors.New("dial tcp: connect: network is unreachable")
+}
+
+// TestReplicasPromoteWithoutTheAPI: a standby that cannot record its peer
+// outdated (the API server is unreachable from its node) is not promoted:
+// nothing runs, the volume records nothing.
+func TestReplicasPromoteWithoutTheAPI(t *testing.T) {
+	r, runner, _ := newReplicas(t, procPeerGone, nil, upReplica(), haVolume(haID))
+	r.APIReader = unreachable{}
+	_, err := r.Promote(context.Background(), haVol)
+	checkCode(t, "Promote", err, codes.Unavailable, []string{"promoting the replica on node n1 without its peer", "network is unreachable"})
+	if err := runner.Verify(); err != nil {
+		t.Error(err)
+	}
+	lv := &v1.LocalVolume{}
+	if err := r.Client.Get(context.Background(), client.ObjectKey{Name: haVol}, lv); err != nil || lv.DRBDOutdated() != "" {
+		t.Errorf("the volume records %q outdated (%v), want nothing", lv.DRBDOutdated(), err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	v1 "hwameistor.io/local/api/v1alpha1"
 	"hwameistor.io/local/csidriver/drbd"
 	drbdemulated "hwameistor.io/local/csidriver/drbd/emulated"
+	"hwameistor.io/local/csidriver/driver"
 	"hwameistor.io/local/kwok/report"
 )
 
@@ -209,7 +210,8 @@ func (r *runner) failover() *report.Failover {
 }
 
 // promote plays the kubelet's part, which fake nodes lack: the CSI node
-// service promotes an HA volume's replica where its pod runs (NodeStage).
+// service promotes an HA volume's replica where its pod runs (NodeStage),
+// with the node service's own code.
 // Without emulated DRBD there is nothing to promote.
 func (r *runner) promote(ctx context.Context) error {
 	if !r.sc.DRBD {
@@ -239,16 +241,18 @@ func (r *runner) promote(ctx context.Context) error {
 			if _, err := m.Detect(); err != nil {
 				return err
 			}
+			// The CSI node service's own promotion: it waits until the
+			// replica may serve, and without its peer takes over through
+			// the API (package fence) as on a real node.
+			replicas := driver.DRBDReplicas{Client: r.s.Client, Node: p.Spec.NodeName, DRBD: m}
+			var last error
 			err := wait.PollUntilContextTimeout(ctx, time.Second, time.Minute, true, func(ctx context.Context) (bool, error) {
-				st, err := m.Status(ctx, &drbd.Resource{Name: lv.Name, Minor: v1.DRBDMinor(lv.Spec.Config.ResourceID)})
-				if err != nil || !st.Configured || !st.MayServe() {
-					return false, nil
-				}
-				if st.Role == drbd.RolePrimary {
-					return true, nil
-				}
-				return m.Primary(ctx, lv.Name, false) == nil, nil
+				_, last = replicas.Promote(ctx, lv.Name)
+				return last == nil, nil
 			})
+			if err != nil && last != nil {
+				err = last
+			}
 			if err != nil {
 				return fmt.Errorf("promoting %s on %s: %w", lv.Name, p.Spec.NodeName, err)
 			}

@@ -121,7 +121,7 @@ func main() {
 	}
 	backends := map[string]backend.Backend{}
 	for _, n := range served {
-		be, err := newBackend(kind, filepath.Join(root, n), pools, attach)
+		be, err := newBackend(kind, filepath.Join(root, n), pools, attach, useDRBD)
 		if err != nil {
 			fail(log, err, "Cannot open the backend", "node", n)
 		}
@@ -132,7 +132,7 @@ func main() {
 	if err != nil {
 		fail(log, err, "Cannot create the manager")
 	}
-	a := &agent.Agent{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("hwameistor-node"), Backends: backends}
+	a := &agent.Agent{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorderFor("hwameistor-node"), Backends: backends}
 	if *drbdEmulatedRoot != "" {
 		if useDRBD {
 			fail(log, errors.New("--drbd and --drbd-emulated-root exclude each other"), "Bad flags")
@@ -155,6 +155,7 @@ func main() {
 		} else {
 			log.Info("Replicating HA volumes with DRBD", "version", v.String(), "dir", drbdDir)
 			a.DRBD = map[string]*drbd.Manager{nodeName: m}
+			a.DRBDWatchInterval = time.Second
 		}
 	}
 	if err := a.SetupWithManager(mgr); err != nil {
@@ -228,7 +229,7 @@ func main() {
 	if endpoint != "" {
 		node := driver.NewNode(served[0], driver.ReplicaDevices{Client: mgr.GetClient(), Node: served[0]})
 		if m := a.DRBD[served[0]]; m != nil {
-			node.Replicas = driver.DRBDReplicas{Client: mgr.GetClient(), Node: served[0], DRBD: m}
+			node.Replicas = driver.DRBDReplicas{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Node: served[0], DRBD: m}
 		}
 		g.Go(func() error { return driver.Serve(ctx, endpoint, &driver.Identity{}, nil, node) })
 	}
@@ -260,9 +261,12 @@ func selectNodes(ctx context.Context, c client.Reader, selector string) ([]strin
 }
 
 // newBackend opens a node's storage.
-func newBackend(kind, root, pools string, attach bool) (backend.Backend, error) {
+func newBackend(kind, root, pools string, attach, drbd bool) (backend.Backend, error) {
 	switch kind {
 	case "lvm":
+		if drbd {
+			return lvm.New(lvm.Options{Config: lvm.DRBDFilterConfig})
+		}
 		return lvm.New(lvm.Options{})
 	case "emulated":
 		cfgs, err := parsePools(pools)
