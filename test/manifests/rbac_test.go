@@ -157,7 +157,7 @@ func wantRBAC(capacityTracking bool) map[string][]string {
 		"hwameistor-node": {
 			grants("cluster", "hwameistor.io", l("localvolumereplicas"), l("get", "list", "watch", "update", "patch")),
 			grants("cluster", "hwameistor.io", l("localvolumereplicas/status"), l("update", "patch")),
-			grants("cluster", "hwameistor.io", l("localvolumes"), read),
+			grants("cluster", "hwameistor.io", l("localvolumes"), l("get", "list", "watch", "patch")),
 			grants("cluster", "hwameistor.io", l("localstoragenodes/status"), l("patch")),
 			grants("cluster", "hwameistor.io", l("localstoragenodes"), l("get", "list", "watch", "create", "patch")),
 			l(Namespace + " Role " + Namespace + "/hwameistor-node-certificates"),
