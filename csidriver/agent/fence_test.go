@@ -18,6 +18,11 @@ var (
 	// first flag 's'), as recorded in test/vm.
 	procPrimaryFrozen = drbdProc(" 7: cs:WFConnection ro:Primary/Unknown ds:UpToDate/DUnknown C s-----",
 		"    ns:320 nr:0 dw:70005 dr:344 al:10 bm:0 lo:0 pe:0 ua:0 ap:1 ep:1 wo:f oos:4")
+	// The same after its handshake with a peer that took over failed
+	// ("I shall become SyncTarget, but I am primary!"): StandAlone, whose
+	// protocol field is blank.
+	procPrimaryFrozenStandAlone = drbdProc(" 7: cs:StandAlone ro:Primary/Unknown ds:UpToDate/DUnknown   s-----",
+		"    ns:320 nr:0 dw:70005 dr:344 al:10 bm:0 lo:0 pe:0 ua:0 ap:1 ep:1 wo:f oos:4")
 	// The same after resume-io: writing alone.
 	procPrimaryAlone = drbdProc(" 7: cs:WFConnection ro:Primary/Unknown ds:UpToDate/DUnknown C r-----",
 		"    ns:320 nr:0 dw:70009 dr:344 al:10 bm:0 lo:0 pe:0 ua:0 ap:0 ep:1 wo:f oos:8")
@@ -74,6 +79,8 @@ func TestArbitrate(t *testing.T) {
 		// never got: seen in test/vm. It stays frozen.
 		{name: "frozen Primary whose peer took over stays frozen", node: "n1", outdated: "n1",
 			procs: []string{procPrimaryFrozen}, wantRecord: "n1", wantMessage: "lost to its peer on n2", wantEvent: "LostToPeer"},
+		{name: "frozen Primary whose peer took over, StandAlone after a refused handshake", node: "n1", outdated: "n1",
+			procs: []string{procPrimaryFrozenStandAlone}, wantRecord: "n1", wantMessage: "lost to its peer on n2", wantEvent: "LostToPeer"},
 		{name: "frozen loser, already reported: no new event", node: "n1", outdated: "n1", reported: lostMessage,
 			procs: []string{procPrimaryFrozen}, wantRecord: "n1", wantMessage: "reboot node n1 to release the volume"},
 		{name: "outdated replica without its peer does not serve", node: "n2", outdated: "n2",

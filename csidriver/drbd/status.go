@@ -100,8 +100,9 @@ func (m *Manager) Status(ctx context.Context, r *Resource) (Status, error) {
 
 var (
 	// " 0: cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate C r-----":
-	// after the protocol, 'r' (running) or 's' (I/O suspended).
-	proc84Minor = regexp.MustCompile(`^\s*(\d+): cs:(\S+)(?: ro:(\S+)/(\S+) ds:(\S+)/(\S+)(?: \S+ ([rs]))?)?`)
+	// after the protocol ('A'..'C', a space while StandAlone: no network
+	// configuration), 'r' (running) or 's' (I/O suspended).
+	proc84Minor = regexp.MustCompile(`^\s*(\d+): cs:(\S+)(?: ro:(\S+)/(\S+) ds:(\S+)/(\S+)(?: [A-C ] ([rs]))?)?`)
 	// "[===>....] sync'ed: 25.0% (28064/32728)K": DRBD's percentage moves
 	// in coarse steps (it reads 100.0 with up to 4 MiB left); the KiB
 	// left and total give the real one.

@@ -46,6 +46,11 @@ func TestStatus84(t *testing.T) {
 		{name: "frozen Primary", file: "proc84-recorded-frozen-primary.txt", minor: 3, want: Status{
 			Configured: true, Role: RolePrimary, Disk: DiskUpToDate, Connection: "WFConnection",
 			PeerRole: RoleUnknown, PeerDisk: DiskUnknown, InSyncPercent: 100, Quorum: true, Suspended: true}},
+		// StandAlone has no network configuration: the protocol is a
+		// blank, and the flags still say whether I/O is suspended.
+		{name: "frozen Primary, StandAlone", file: "proc84-standalone-frozen-primary.txt", minor: 1, want: Status{
+			Configured: true, Role: RolePrimary, Disk: DiskUpToDate, Connection: "StandAlone",
+			PeerRole: RoleUnknown, PeerDisk: DiskUnknown, InSyncPercent: 0, OutOfSyncKiB: 8, Quorum: true, Suspended: true}},
 		{name: "lost Primary detached", file: "proc84-recorded-lost-detached.txt", minor: 3, want: Status{
 			Configured: true, Role: RolePrimary, Disk: DiskDiskless, Connection: "WFConnection",
 			PeerRole: RoleUnknown, PeerDisk: DiskUnknown, InSyncPercent: 100, Quorum: true}},
