@@ -8,14 +8,10 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
-	"k8s.io/klog/v2"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
-	"hwameistor.io/local/controllers/volume"
 	"hwameistor.io/local/internal/vm"
 )
 
@@ -35,16 +31,9 @@ import (
 func TestHAVolumeBetweenGuests(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	ctrl.SetLogger(klog.Background())
 	g1, g2 := cluster.Guests[0], cluster.Guests[1]
 	c := api.Client
-	createNodes(ctx, t)
-	api.StartManager(t, func(ctx context.Context, mgr ctrl.Manager) error {
-		return (&volume.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("hwameistor-volume")}).SetupWithManager(ctx, mgr)
-	})
-	for _, g := range cluster.Guests[:2] {
-		startAgent(ctx, t, g, "--drbd")
-	}
+	startDRBDPair(ctx, t)
 	waitFor(ctx, t, "both nodes report their pool and storage IP", func() bool {
 		for _, g := range cluster.Guests[:2] {
 			lsn := &v1.LocalStorageNode{}
@@ -56,37 +45,11 @@ func TestHAVolumeBetweenGuests(t *testing.T) {
 	})
 
 	const name = "pvc-ha"
-	lv := &v1.LocalVolume{ObjectMeta: metav1.ObjectMeta{Name: name, Finalizers: []string{v1.VolumeFinalizer}}, Spec: v1.LocalVolumeSpec{
-		PoolName: v1.PoolNameHDD, RequiredCapacityBytes: volumeSize, ReplicaNumber: 2, VolumeKind: v1.VolumeKindLVM,
-		Accessibility: v1.AccessibilityTopology{Nodes: []string{g1.Name, g2.Name}},
-		Config: &v1.VolumeConfig{Version: 1, VolumeName: name, RequiredCapacityBytes: volumeSize,
-			Replicas: []v1.VolumeReplica{{ID: 1, Hostname: g1.Name, Primary: true}, {ID: 2, Hostname: g2.Name}}},
-	}}
-	must(t, c.Create(ctx, lv))
-	reps := map[string]*v1.LocalVolumeReplica{}
-	waitFor(ctx, t, "both replicas connected and UpToDate", func() bool {
-		for _, g := range cluster.Guests[:2] {
-			rep := &v1.LocalVolumeReplica{}
-			if c.Get(ctx, client.ObjectKey{Name: v1.ReplicaName(name, g.Name)}, rep) != nil || rep.Status.DRBD == nil {
-				return false
-			}
-			d := rep.Status.DRBD
-			if d.Connection != "Connected" || d.DiskState != "UpToDate" || d.PeerDiskState != "UpToDate" {
-				return false
-			}
-			reps[g.Name] = rep
-		}
-		return true
-	})
-	must(t, c.Get(ctx, client.ObjectKeyFromObject(lv), lv))
+	lv := createHAVolume(ctx, t, name, volumeSize, g1, g2)
 	id := lv.Spec.Config.ResourceID
-	if id == 0 {
-		t.Fatal("the HA volume has no resource id")
-	}
-	for node, rep := range reps {
-		d := rep.Status.DRBD
-		if d.Device != fmt.Sprintf("/dev/drbd%d", v1.DRBDMinor(id)) || d.Port != v1.DRBDPort(id) || d.Role != "Secondary" || !d.MayServe || d.InSyncPercent != "100" {
-			t.Errorf("replica on %s: DRBD status %+v, want /dev/drbd%d, port %d, Secondary, may serve, 100%% in sync", node, *d, id, v1.DRBDPort(id))
+	for _, g := range cluster.Guests[:2] {
+		if d := replicaDRBD(ctx, name, g); d.Device != fmt.Sprintf("/dev/drbd%d", v1.DRBDMinor(id)) || d.Port != v1.DRBDPort(id) || d.Role != "Secondary" || !d.MayServe || d.InSyncPercent != "100" {
+			t.Errorf("replica on %s: DRBD status %+v, want /dev/drbd%d, port %d, Secondary, may serve, 100%% in sync", g.Name, *d, id, v1.DRBDPort(id))
 		}
 	}
 

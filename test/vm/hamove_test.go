@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/csidriver/backend/lvm"
 	"hwameistor.io/local/internal/vm"
 )
 
@@ -67,67 +67,31 @@ func TestHAOnlineMoveBetweenGuests(t *testing.T) {
 	// 32 MiB: the full resync of the new replica runs at about 350 KiB/s
 	// under emulation while the writer writes.
 	const name, size = "pvc-hamove", 32 << 20
-	lv := &v1.LocalVolume{ObjectMeta: metav1.ObjectMeta{Name: name, Finalizers: []string{v1.VolumeFinalizer}}, Spec: v1.LocalVolumeSpec{
-		PoolName: v1.PoolNameHDD, RequiredCapacityBytes: size, ReplicaNumber: 2, VolumeKind: v1.VolumeKindLVM,
-		Accessibility: v1.AccessibilityTopology{Nodes: []string{g1.Name, g2.Name}},
-		Config: &v1.VolumeConfig{Version: 1, VolumeName: name, RequiredCapacityBytes: size,
-			Replicas: []v1.VolumeReplica{{ID: 1, Hostname: g1.Name, Primary: true}, {ID: 2, Hostname: g2.Name}}},
-	}}
-	must(t, c.Create(ctx, lv))
+	lv := createHAVolume(ctx, t, name, size, g1, g2)
+	id := lv.Spec.Config.ResourceID
 	replica := func(g *vm.Guest) (*v1.LocalVolumeReplica, error) {
 		rep := &v1.LocalVolumeReplica{}
 		return rep, c.Get(ctx, client.ObjectKey{Name: v1.ReplicaName(name, g.Name)}, rep)
 	}
-	inSync := func(g *vm.Guest) bool {
-		rep, err := replica(g)
-		if err != nil || rep.Status.DRBD == nil {
-			return false
-		}
-		d := rep.Status.DRBD
-		return d.Connection == "Connected" && d.DiskState == "UpToDate" && d.PeerDiskState == "UpToDate" && d.MayServe
-	}
-	waitFor(ctx, t, "the replicas on "+g1.Name+" and "+g2.Name+" connected and UpToDate", func() bool { return inSync(g1) && inSync(g2) })
-	must(t, c.Get(ctx, client.ObjectKeyFromObject(lv), lv))
-	id := lv.Spec.Config.ResourceID
-	if id == 0 {
-		t.Fatal("the HA volume has no resource id")
-	}
+	inSync := func(g *vm.Guest) bool { return replicaInSync(ctx, name, g) }
 
 	// The writer in g1, in the background; the ledger, the error file and
 	// the stop file are on the share.
-	ledger, errFile, stopFile := filepath.Join(share, "hamove-ledger.txt"), filepath.Join(share, "hamove-errors.txt"), filepath.Join(share, "hamove-stop")
-	for _, f := range []string{ledger, errFile, stopFile} {
-		_ = os.Remove(f)
-	}
-	const writerLog = "/tmp/hamove-writer.log"
-	env := func(g *vm.Guest, step string) []string {
-		return []string{"HWVM_KUBECONFIG=" + guestPath("kubeconfig"), "HWVM_MOVE_STEP=" + step, "HWVM_MOVE_NODE=" + g.Name,
-			"HWVM_MOVE_VOLUME=" + name, "HWVM_MOVE_LEDGER=" + guestPath(filepath.Base(ledger)),
-			"HWVM_MOVE_ERRORS=" + guestPath(filepath.Base(errFile)), "HWVM_MOVE_STOP=" + guestPath(filepath.Base(stopFile))}
-	}
-	writer := 0
-	t.Cleanup(func() { haMoveCleanup(t, name, writer, writerLog, stopFile) })
-	checkWriter := func() {
-		t.Helper()
-		if b, _ := os.ReadFile(errFile); len(b) > 0 {
-			t.Fatalf("the writer on %s failed: %s", g1.Name, b)
-		}
-	}
-	var err error
-	writer, err = g1.Start(ctx, env(g1, "writer"), writerLog, guestPath("guest.test"), "-test.v", "-test.count=1", "-test.run", "^TestHAMoveStep$")
-	must(t, err)
+	w := newGuestWriter("hamove", name)
+	t.Cleanup(func() { haMoveCleanup(t, name, w) })
+	w.start(ctx, t, g1)
 	waitFor(ctx, t, "the writer on "+g1.Name+" to acknowledge 20 writes", func() bool {
-		checkWriter()
-		return countLines(ledger) >= 20
+		w.mustNotHaveFailed(t)
+		return w.acked() >= 20
 	})
-	if rep, err := replica(g1); err != nil || rep.Status.DRBD == nil || rep.Status.DRBD.Role != "Primary" {
-		t.Fatalf("%s's replica with the writer running is not reported Primary: %+v, %v", g1.Name, rep.Status.DRBD, err)
+	if d := replicaDRBD(ctx, name, g1); d.Role != "Primary" {
+		t.Fatalf("%s's replica with the writer running is not reported Primary: %+v", g1.Name, *d)
 	}
 
 	// The move, while the writer writes: each state's first sight with
 	// the number of acknowledged writes then.
 	start := time.Now()
-	atStart := countLines(ledger)
+	atStart := w.acked()
 	mig := startMigration(ctx, t, "hamove", name, g2.Name, g3.Name)
 	seen := map[v1.State]int{}
 	var order []v1.State
@@ -135,13 +99,13 @@ func TestHAOnlineMoveBetweenGuests(t *testing.T) {
 	var syncSince time.Time
 	logged := false
 	waitFor(ctx, t, "migration hamove Completed with the writer running", func() bool {
-		checkWriter()
+		w.mustNotHaveFailed(t)
 		if err := c.Get(ctx, client.ObjectKeyFromObject(mig), mig); err != nil {
 			return false
 		}
 		st := mig.Status.State
 		if _, ok := seen[st]; !ok {
-			seen[st] = countLines(ledger)
+			seen[st] = w.acked()
 			order = append(order, st)
 		}
 		if mig.Status.Message != lastMsg {
@@ -169,7 +133,7 @@ func TestHAOnlineMoveBetweenGuests(t *testing.T) {
 		}
 		return st == v1.OperationStateCompleted
 	})
-	atEnd := countLines(ledger)
+	atEnd := w.acked()
 	var states []string
 	for _, st := range order {
 		label := string(st)
@@ -231,27 +195,27 @@ func TestHAOnlineMoveBetweenGuests(t *testing.T) {
 		t.Errorf("%s's DRBD resource is not connected to %s (%s) alone:\n%s", g1.Name, g3.Name, g3.IP, out)
 	}
 	waitFor(ctx, t, "the writer to go on after the move", func() bool {
-		checkWriter()
-		return countLines(ledger) >= atEnd+5
+		w.mustNotHaveFailed(t)
+		return w.acked() >= atEnd+5
 	})
 
 	// Stopped, the writer unstages (unmounted, demoted) and exits.
-	must(t, os.WriteFile(stopFile, nil, 0o644))
+	must(t, os.WriteFile(w.stopFile, nil, 0o644))
 	var log string
 	waitFor(ctx, t, "the writer on "+g1.Name+" to stop and unstage", func() bool {
-		res, err := g1.Run(ctx, nil, "cat", writerLog)
+		res, err := g1.Run(ctx, nil, "cat", w.log)
 		log = res.Stdout
 		return err == nil && regexp.MustCompile(`(?m)^(PASS|FAIL)$`).MatchString(log)
 	})
 	if !strings.Contains(log, "--- PASS") {
 		t.Fatalf("the writer on %s failed:\n%s", g1.Name, log)
 	}
-	writer = 0
-	checkWriter()
-	t.Logf("the writer acknowledged %d writes, %d of them during the move", countLines(ledger), atEnd-atStart)
+	w.pid = 0
+	w.mustNotHaveFailed(t)
+	t.Logf("the writer acknowledged %d writes, %d of them during the move", w.acked(), atEnd-atStart)
 
 	// g3 alone reads back everything, promoted in its turn.
-	runGuestTests(t, g3, "^TestHAMoveStep$", env(g3, "verify")...)
+	runGuestTests(t, g3, "^TestHAMoveStep$", w.env(g3, "verify")...)
 
 	// Deleting the volume takes DRBD down and removes its LVs everywhere.
 	must(t, c.Delete(ctx, lv))
@@ -271,30 +235,35 @@ func TestHAOnlineMoveBetweenGuests(t *testing.T) {
 // resource down, and removes the test's objects, so the next tests find
 // clean guests (startAgent's cleanups, which run after this one, remove
 // the volume groups).
-func haMoveCleanup(t *testing.T, name string, writer int, writerLog, stopFile string) {
-	_ = os.WriteFile(stopFile, nil, 0o644)
+func haMoveCleanup(t *testing.T, name string, w *guestWriter) {
+	_ = os.WriteFile(w.stopFile, nil, 0o644)
 	if !t.Failed() {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	for i, g := range cluster.Guests {
-		script := fmt.Sprintf("cat /proc/drbd; dmesg | grep -i drbd | tail -n 30; lvm lvs --noheadings -o lv_name,lv_attr %s || true", vg)
+		// Each guest on its own clock, and lvm kept off DRBD devices:
+		// a frozen one would hang its scan.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		script := fmt.Sprintf("cat /proc/drbd; dmesg | grep -i drbd | tail -n 30; ps -eo pid,stat,wchan:20,args | grep -E 'hwameistor|lvm|drbd' | grep -v grep; "+
+			"lvm lvs --config '%s' --noheadings -o lv_name,lv_attr %s || true", lvm.DRBDFilterConfig, vg)
 		if i == 0 {
-			script = fmt.Sprintf("tail -n 60 %s || true; ", writerLog) + script
+			script = fmt.Sprintf("tail -n 60 %s || true; ", w.log) + script
 		}
 		if res, err := g.Sh(ctx, script); err == nil {
 			t.Logf("%s after the failure:\n%s", g.Name, res.Stdout)
 		}
 		kill := ""
-		if i == 0 && writer > 0 {
-			kill = fmt.Sprintf("kill %d 2>/dev/null || true; sleep 1; ", writer)
+		if i == 0 && w.pid > 0 {
+			kill = fmt.Sprintf("kill %d 2>/dev/null || true; sleep 1; ", w.pid)
 		}
 		if _, err := g.Sh(ctx, kill+"pkill -x hwameistor-node || true; sleep 1; umount /tmp/hamove-staging 2>/dev/null || true; "+
 			"drbdsetup down "+name+" 2>/dev/null || true"); err != nil {
 			t.Errorf("cleaning up %s: %v", g.Name, err)
 		}
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	c := api.Client
 	_ = c.Delete(ctx, &v1.LocalVolumeMigrate{ObjectMeta: metav1.ObjectMeta{Name: "hamove"}})
 	unfinalize := func(o client.Object) {

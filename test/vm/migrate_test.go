@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -189,17 +190,12 @@ func startAgent(ctx context.Context, t *testing.T, g *vm.Guest, extra ...string)
 	t.Helper()
 	disks := strings.ReplaceAll(guestDisks(), ",", " ")
 	sh(ctx, t, g, fmt.Sprintf("for d in %[1]s; do wipefs -a -q $d; done; lvm pvcreate -q -y %[1]s; lvm vgcreate -q %[2]s %[1]s", disks, vg))
-	args := []string{guestPath("hwameistor-node"), "--node-name", g.Name, "--backend", "lvm",
-		"--kubeconfig", guestPath("kubeconfig"), "--csi-address", "unix:///tmp/csi.sock",
-		"--metrics-bind-address", "0", "--report-interval", "2s",
-		"--replication-address", g.IP + ":9810"}
-	args = append(args, extra...)
-	if _, err := g.Start(ctx, nil, nodeLog, args...); err != nil {
-		t.Fatal(err)
-	}
+	runAgent(ctx, t, g, extra...)
+	i := slices.Index(cluster.Guests, g)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
+		g := cluster.Guests[i] // a new one if the test restarted it
 		if t.Failed() {
 			if out, err := g.Run(ctx, nil, "tail", "-n", "40", nodeLog); err == nil {
 				t.Logf("%s's node agent log ends:\n%s", g.Name, out.Stdout)
@@ -210,6 +206,19 @@ func startAgent(ctx context.Context, t *testing.T, g *vm.Guest, extra ...string)
 			t.Errorf("cleaning up %s: %v", g.Name, err)
 		}
 	})
+}
+
+// runAgent starts the node agent on the guest's volume group (after
+// startAgent made it, or after the guest rebooted).
+func runAgent(ctx context.Context, t *testing.T, g *vm.Guest, extra ...string) {
+	t.Helper()
+	args := []string{guestPath("hwameistor-node"), "--node-name", g.Name, "--backend", "lvm",
+		"--kubeconfig", guestPath("kubeconfig"), "--csi-address", "unix:///tmp/csi.sock",
+		"--metrics-bind-address", "0", "--report-interval", "2s",
+		"--replication-address", g.IP + ":9810"}
+	if _, err := g.Start(ctx, nil, nodeLog, append(args, extra...)...); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // createVolume creates a LocalVolume of one replica on node, as the CSI
