@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	v1 "hwameistor.io/local/api/v1alpha1"
+	"hwameistor.io/local/csidriver/drbd"
 )
 
 // minorKey is a DRBD minor on one served node.
@@ -29,24 +30,31 @@ func (a *Agent) watchDRBD(mgr manager.Manager, interval time.Duration) (source.S
 	events := make(chan event.TypedGenericEvent[*v1.LocalVolumeReplica], 64)
 	for node, m := range a.DRBD {
 		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-			m.Watch(ctx, interval, func(minor int) {
-				name, ok := a.drbdMinors.Load(minorKey{node, minor})
-				if !ok {
-					return
-				}
-				rep := &v1.LocalVolumeReplica{}
-				rep.Name = name.(string)
-				select {
-				case events <- event.TypedGenericEvent[*v1.LocalVolumeReplica]{Object: rep}:
-				case <-ctx.Done():
-				}
-			})
+			a.watchNode(ctx, node, m, interval, events)
 			return nil
 		})); err != nil {
 			return nil, err
 		}
 	}
 	return source.Channel(events, &handler.TypedEnqueueRequestForObject[*v1.LocalVolumeReplica]{}), nil
+}
+
+// watchNode sends an event for the replica of each minor of node whose
+// kernel state changed, until ctx ends; minors of no known replica are
+// left out.
+func (a *Agent) watchNode(ctx context.Context, node string, m *drbd.Manager, interval time.Duration, events chan<- event.TypedGenericEvent[*v1.LocalVolumeReplica]) {
+	m.Watch(ctx, interval, func(minor int) {
+		name, ok := a.drbdMinors.Load(minorKey{node, minor})
+		if !ok {
+			return
+		}
+		rep := &v1.LocalVolumeReplica{}
+		rep.Name = name.(string)
+		select {
+		case events <- event.TypedGenericEvent[*v1.LocalVolumeReplica]{Object: rep}:
+		case <-ctx.Done():
+		}
+	})
 }
 
 // noteMinor remembers which replica a node's minor belongs to (watchDRBD).
