@@ -61,3 +61,14 @@ func (a *Agent) watchNode(ctx context.Context, node string, m *drbd.Manager, int
 func (a *Agent) noteMinor(rep *v1.LocalVolumeReplica, minor int) {
 	a.drbdMinors.Store(minorKey{rep.Spec.NodeName, minor}, rep.Name)
 }
+
+// forgetMinors drops the minors of a replica that is going (unreplicate),
+// so the map does not grow with every HA replica the agent ever served.
+func (a *Agent) forgetMinors(rep *v1.LocalVolumeReplica) {
+	a.drbdMinors.Range(func(k, v any) bool {
+		if key := k.(minorKey); key.node == rep.Spec.NodeName && v == rep.Name {
+			a.drbdMinors.Delete(k)
+		}
+		return true
+	})
+}

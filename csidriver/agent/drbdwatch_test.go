@@ -59,3 +59,20 @@ func TestWatchNode(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// TestForgetMinors: a replica that goes takes its minors out of the map,
+// and only its own.
+func TestForgetMinors(t *testing.T) {
+	a := &Agent{}
+	gone := &v1.LocalVolumeReplica{ObjectMeta: metav1.ObjectMeta{Name: "gone"}, Spec: v1.LocalVolumeReplicaSpec{NodeName: "n1"}}
+	stays := &v1.LocalVolumeReplica{ObjectMeta: metav1.ObjectMeta{Name: "stays"}, Spec: v1.LocalVolumeReplicaSpec{NodeName: "n1"}}
+	a.noteMinor(gone, 3)
+	a.noteMinor(stays, 4)
+	a.forgetMinors(gone)
+	if _, ok := a.drbdMinors.Load(minorKey{"n1", 3}); ok {
+		t.Error("the minor of a replica that went is still mapped")
+	}
+	if name, ok := a.drbdMinors.Load(minorKey{"n1", 4}); !ok || name != "stays" {
+		t.Errorf("the minor of the replica that stays maps to %v, want stays", name)
+	}
+}

@@ -280,6 +280,7 @@ func (a *Agent) unreplicate(ctx context.Context, rep *v1.LocalVolumeReplica) err
 	if m == nil {
 		return nil
 	}
+	a.forgetMinors(rep)
 	if _, err := os.Stat(m.File(rep.Spec.VolumeName)); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
